@@ -1,0 +1,28 @@
+//! Parking domain rules shared by every parking component.
+//!
+//! Pure functions and plain data: no I/O, no clock (times are passed in), no
+//! randomness, so the same code runs natively in tests and inside the Wasm
+//! components, and behaves the same in both.
+
+pub mod availability;
+pub mod bay;
+pub mod class;
+pub mod error;
+pub mod events;
+pub mod lot;
+pub mod reading;
+pub mod status;
+
+pub use availability::{
+    BayCount, Counts, Fullness, LotAvailability, Thresholds, ZoneAvailability, next_fullness, summarise,
+};
+pub use bay::{FRAME_REPLAY_WINDOW, Observation, Outcome, apply_reading, is_silent, status_for};
+pub use class::VehicleClass;
+pub use error::{DecodeError, DomainError};
+pub use events::{AvailabilityChanged, SlotChanged};
+pub use lot::{
+    BaySpec, LotSpec, MAX_BAYS_PER_LOT, MAX_LOT_SPEC_BYTES, normalise_device_id, parse_lot_spec,
+    validate_device_id, validate_id,
+};
+pub use reading::{FORMAT_PARKING_JSON, MAX_READING_BYTES, Reading, decode_parking_json};
+pub use status::BayStatus;

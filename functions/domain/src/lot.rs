@@ -1,0 +1,521 @@
+//! Provisioning input: a lot and its bays, and the id rules they follow.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::class::VehicleClass;
+use crate::error::{DomainError, excerpt, render_json};
+
+/// Most bays one lot may have; bounds the work of one provisioning request.
+pub const MAX_BAYS_PER_LOT: usize = 20_000;
+
+/// Largest lot spec body accepted. Checked before parsing, so the bay limit
+/// cannot be bypassed by a body whose bays are parsed before being counted.
+/// 20 000 bays of generous size fit comfortably.
+pub const MAX_LOT_SPEC_BYTES: usize = 8 * 1024 * 1024;
+
+const MAX_LOT_NAME_CHARS: usize = 200;
+const MAX_ID_CHARS: usize = 64;
+const MAX_DEVICE_ID_BYTES: usize = 128;
+const MAX_MODEL_CHARS: usize = 128;
+
+const LOT_FIELDS: &str = "`name`, `bays`";
+const BAY_FIELDS: &str = "`id`, `zone`, `class`, `sensor`, `model`";
+
+/// A lot as an operator provisions it. Replaces the lot's bays as a whole.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LotSpec {
+    /// Human-readable name (the lot's id comes from the URL).
+    pub name: String,
+    pub bays: Vec<BaySpec>,
+}
+
+/// One bay of a [`LotSpec`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaySpec {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub class: VehicleClass,
+    /// The bound sensor's device id, normalised by [`normalise_device_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
+    /// Free-text sensor model, for operators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// Checks a lot, bay or zone id: 1 to 64 characters of `[A-Za-z0-9._-]`,
+/// not only dots. `kind` names the id in the message ("lot", "bay", "zone").
+///
+/// Ids made only of dots are refused because they appear as URL path
+/// segments, where `.` and `..` are rewritten by clients and proxies.
+pub fn validate_id(kind: &str, id: &str) -> Result<(), DomainError> {
+    let problem = if id.is_empty() {
+        Some("is empty".to_owned())
+    } else if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some(format!("contains {c:?}"))
+    } else if id.len() > MAX_ID_CHARS {
+        // All characters are ASCII here, so bytes are characters.
+        Some(format!("is {} characters long", id.len()))
+    } else if id.bytes().all(|b| b == b'.') {
+        Some("consists only of dots".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(DomainError::InvalidId { kind: kind.to_owned(), value: excerpt(id), problem }),
+    }
+}
+
+/// Checks a sensor (device) id: 1 to 128 bytes, no control characters, no
+/// whitespace. Bytes rather than characters, as device ids are stored and
+/// indexed as bytes.
+pub fn validate_device_id(id: &str) -> Result<(), DomainError> {
+    match device_id_problem(id) {
+        None => Ok(()),
+        Some(problem) => Err(DomainError::InvalidDeviceId { value: excerpt(id), problem }),
+    }
+}
+
+pub(crate) fn device_id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        Some("is empty".to_owned())
+    } else if id.len() > MAX_DEVICE_ID_BYTES {
+        Some(format!("is {} bytes long", id.len()))
+    } else if id.chars().any(char::is_control) {
+        Some("contains a control character".to_owned())
+    } else if id.chars().any(char::is_whitespace) {
+        Some("contains whitespace".to_owned())
+    } else {
+        None
+    }
+}
+
+/// The form in which device ids are stored and compared.
+///
+/// A LoRaWAN DevEUI (exactly 16 hex digits) is written in either case by
+/// different network servers, so it is lower-cased; any other id is an
+/// opaque, case-sensitive name and is returned unchanged.
+pub fn normalise_device_id(id: &str) -> String {
+    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        id.to_ascii_lowercase()
+    } else {
+        id.to_owned()
+    }
+}
+
+/// Parses and validates a lot spec body (JSON).
+///
+/// Rules: `name` is 1..=200 characters (not blank, no control characters);
+/// `bays` is required, and may be empty (that empties the lot) but holds at
+/// most [`MAX_BAYS_PER_LOT`]; bay and zone ids follow [`validate_id`]; bay
+/// ids are unique; sensors follow [`validate_device_id`], are returned
+/// normalised and are bound to one bay at most (compared normalised).
+/// Unknown fields are refused: in an admin request a misspelt `sensor`
+/// would otherwise silently unbind a sensor.
+pub fn parse_lot_spec(body: &[u8]) -> Result<LotSpec, DomainError> {
+    if body.len() > MAX_LOT_SPEC_BYTES {
+        return Err(DomainError::LotSpecTooLarge { size: body.len(), max: MAX_LOT_SPEC_BYTES });
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| DomainError::LotSpecJson { detail: e.to_string() })?;
+    let Value::Object(root) = value else {
+        return Err(DomainError::LotSpecNotAnObject { got: render_json(&value) });
+    };
+    refuse_unknown(&root, &["name", "bays"], "", LOT_FIELDS)?;
+
+    let name = match root.get("name") {
+        None => {
+            return Err(DomainError::MissingField { field: "name".into() });
+        }
+        Some(Value::String(name)) => name.clone(),
+        Some(other) => return Err(wrong_type("name", "a string", other)),
+    };
+    validate_lot_name(&name)?;
+
+    let raw_bays = match root.get("bays") {
+        None => {
+            return Err(DomainError::MissingField { field: "bays".into() });
+        }
+        Some(Value::Array(bays)) => bays,
+        Some(other) => return Err(wrong_type("bays", "an array of bays", other)),
+    };
+    if raw_bays.len() > MAX_BAYS_PER_LOT {
+        return Err(DomainError::TooManyBays { count: raw_bays.len(), max: MAX_BAYS_PER_LOT });
+    }
+
+    let mut bays = Vec::with_capacity(raw_bays.len());
+    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(raw_bays.len());
+    let mut sensors: HashMap<String, usize> = HashMap::new();
+    for (index, raw) in raw_bays.iter().enumerate() {
+        let bay = parse_bay(index, raw)?;
+        if let Some(&first_index) = ids.get(bay_id(raw)) {
+            return Err(DomainError::DuplicateBayId { id: excerpt(&bay.id), index, first_index });
+        }
+        ids.insert(bay_id(raw), index);
+        if let Some(sensor) = &bay.sensor {
+            if let Some(&first) = sensors.get(sensor) {
+                let first_bay: &BaySpec = &bays[first];
+                return Err(DomainError::DuplicateSensor {
+                    sensor: excerpt(sensor),
+                    index,
+                    first_bay: first_bay.id.clone(),
+                });
+            }
+            sensors.insert(sensor.clone(), index);
+        }
+        bays.push(bay);
+    }
+    Ok(LotSpec { name, bays })
+}
+
+/// The id of a bay already validated by `parse_bay`, borrowed from the JSON
+/// so the uniqueness index does not copy every id.
+fn bay_id(raw: &Value) -> &str {
+    raw.get("id").and_then(Value::as_str).unwrap_or_default()
+}
+
+fn validate_lot_name(name: &str) -> Result<(), DomainError> {
+    let chars = name.chars().count();
+    let problem = if name.trim().is_empty() {
+        Some(if name.is_empty() { "is empty".to_owned() } else { "is blank".to_owned() })
+    } else if chars > MAX_LOT_NAME_CHARS {
+        Some(format!("is {chars} characters long"))
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(DomainError::InvalidLotName { value: excerpt(name), problem }),
+    }
+}
+
+fn parse_bay(index: usize, raw: &Value) -> Result<BaySpec, DomainError> {
+    let path = |field: &str| format!("bays[{index}].{field}");
+    let Value::Object(obj) = raw else {
+        return Err(wrong_type(&format!("bays[{index}]"), "an object", raw));
+    };
+    refuse_unknown(obj, &["id", "zone", "class", "sensor", "model"], &format!("bays[{index}]."), BAY_FIELDS)?;
+
+    let id = required_string(obj, "id", &path)?;
+    validate_id("bay", id).map_err(|e| e.at(path("id")))?;
+
+    let zone = optional_string(obj, "zone", &path)?;
+    if let Some(zone) = zone {
+        validate_id("zone", zone).map_err(|e| e.at(path("zone")))?;
+    }
+
+    let class =
+        VehicleClass::parse(required_string(obj, "class", &path)?).map_err(|e| e.at(path("class")))?;
+
+    let sensor = optional_string(obj, "sensor", &path)?;
+    if let Some(sensor) = sensor {
+        validate_device_id(sensor).map_err(|e| e.at(path("sensor")))?;
+    }
+
+    let model = optional_string(obj, "model", &path)?;
+    if let Some(model) = model {
+        validate_model(model).map_err(|e| e.at(path("model")))?;
+    }
+
+    Ok(BaySpec {
+        id: id.to_owned(),
+        zone: zone.map(str::to_owned),
+        class,
+        sensor: sensor.map(normalise_device_id),
+        model: model.map(str::to_owned),
+    })
+}
+
+fn validate_model(model: &str) -> Result<(), DomainError> {
+    let chars = model.chars().count();
+    let problem = if chars > MAX_MODEL_CHARS {
+        Some(format!("is {chars} characters long"))
+    } else if model.chars().any(char::is_control) {
+        Some("contains a control character".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(DomainError::InvalidModel { value: excerpt(model), problem }),
+    }
+}
+
+fn refuse_unknown(
+    obj: &Map<String, Value>,
+    known: &[&str],
+    prefix: &str,
+    allowed: &'static str,
+) -> Result<(), DomainError> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(key) => Err(DomainError::UnknownField { field: format!("{prefix}{}", excerpt(key)), allowed }),
+    }
+}
+
+fn required_string<'v>(
+    obj: &'v Map<String, Value>,
+    field: &str,
+    path: &dyn Fn(&str) -> String,
+) -> Result<&'v str, DomainError> {
+    match obj.get(field) {
+        None => Err(DomainError::MissingField { field: path(field) }),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(wrong_type(&path(field), "a string", other)),
+    }
+}
+
+fn optional_string<'v>(
+    obj: &'v Map<String, Value>,
+    field: &str,
+    path: &dyn Fn(&str) -> String,
+) -> Result<Option<&'v str>, DomainError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(wrong_type(&path(field), "a string or null", other)),
+    }
+}
+
+fn wrong_type(field: &str, expected: &'static str, got: &Value) -> DomainError {
+    DomainError::WrongType { field: field.to_owned(), expected, got: render_json(got) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<LotSpec, DomainError> {
+        parse_lot_spec(json.as_bytes())
+    }
+
+    fn err(json: &str) -> String {
+        parse(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_documented_body() {
+        let spec = parse(
+            r#"{"name": "Central", "bays": [
+                {"id": "B1", "zone": "L1", "class": "four_wheeler", "sensor": "DEV-1"},
+                {"id": "B2", "class": "two_wheeler", "sensor": null, "zone": null, "model": "Nwave NPS"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.name, "Central");
+        assert_eq!(
+            spec.bays,
+            vec![
+                BaySpec {
+                    id: "B1".into(),
+                    zone: Some("L1".into()),
+                    class: VehicleClass::four_wheeler(),
+                    sensor: Some("DEV-1".into()),
+                    model: None,
+                },
+                BaySpec {
+                    id: "B2".into(),
+                    zone: None,
+                    class: VehicleClass::two_wheeler(),
+                    sensor: None,
+                    model: Some("Nwave NPS".into()),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn serde_shape_matches_the_parser() {
+        let spec =
+            parse(r#"{"name":"N","bays":[{"id":"B1","zone":"L1","class":"four_wheeler","sensor":"DEV-1"}]}"#)
+                .unwrap();
+        let json = serde_json::to_string(&spec).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"N","bays":[{"id":"B1","zone":"L1","class":"four_wheeler","sensor":"DEV-1"}]}"#
+        );
+        assert_eq!(serde_json::from_str::<LotSpec>(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn no_bays_is_allowed() {
+        assert!(parse(r#"{"name": "Empty", "bays": []}"#).unwrap().bays.is_empty());
+    }
+
+    #[test]
+    fn bays_are_required() {
+        assert_eq!(err(r#"{"name": "N"}"#), "lot spec field `bays`: required, but missing");
+        assert!(
+            err(r#"{"name": "N", "bays": null}"#).contains("`bays`: expected an array of bays, got null")
+        );
+    }
+
+    #[test]
+    fn name_rules() {
+        assert!(err(r#"{"bays": []}"#).contains("`name`: required"));
+        assert!(err(r#"{"name": 5, "bays": []}"#).contains("`name`: expected a string, got 5"));
+        assert!(err(r#"{"name": "", "bays": []}"#).starts_with("lot name \"\" is empty"));
+        assert!(err(r#"{"name": "   ", "bays": []}"#).contains("is blank"));
+        assert!(err(r#"{"name": "a\nb", "bays": []}"#).contains("control character"));
+        let ok = "é".repeat(200);
+        assert!(parse(&format!(r#"{{"name": "{ok}", "bays": []}}"#)).is_ok());
+        let long = "é".repeat(201);
+        let msg = err(&format!(r#"{{"name": "{long}", "bays": []}}"#));
+        assert!(msg.contains("is 201 characters long"), "{msg}");
+        assert!(msg.contains("expected 1 to 200 characters"), "{msg}");
+    }
+
+    #[test]
+    fn too_many_bays() {
+        let bay = r#"{"id":"B","class":"c"}"#;
+        let body = format!(r#"{{"name":"N","bays":[{}]}}"#, vec![bay; MAX_BAYS_PER_LOT + 1].join(","));
+        assert_eq!(err(&body), "bays: 20001 bays given; a lot has at most 20000");
+    }
+
+    #[test]
+    fn the_limit_itself_is_allowed() {
+        let bays: Vec<String> = (0..MAX_BAYS_PER_LOT)
+            .map(|i| format!(r#"{{"id":"B{i}","class":"c","sensor":"S{i}"}}"#))
+            .collect();
+        let body = format!(r#"{{"name":"N","bays":[{}]}}"#, bays.join(","));
+        assert_eq!(parse(&body).unwrap().bays.len(), MAX_BAYS_PER_LOT);
+    }
+
+    #[test]
+    fn oversized_body() {
+        let body = vec![b' '; MAX_LOT_SPEC_BYTES + 1];
+        assert!(matches!(parse_lot_spec(&body), Err(DomainError::LotSpecTooLarge { .. })));
+    }
+
+    #[test]
+    fn duplicate_bay_ids() {
+        let msg = err(
+            r#"{"name":"N","bays":[{"id":"B1","class":"c"},{"id":"B2","class":"c"},{"id":"B1","class":"c"}]}"#,
+        );
+        assert_eq!(
+            msg,
+            "bays[2].id: bay id \"B1\" is already used by bays[0]; bay ids are unique within a lot"
+        );
+    }
+
+    #[test]
+    fn a_sensor_on_two_bays() {
+        let msg = err(
+            r#"{"name":"N","bays":[{"id":"B1","class":"c","sensor":"S1"},{"id":"B2","class":"c","sensor":"S1"}]}"#,
+        );
+        assert!(msg.starts_with("bays[1].sensor: sensor \"S1\" is already bound to bay \"B1\""), "{msg}");
+    }
+
+    #[test]
+    fn deveui_sensors_are_compared_and_returned_normalised() {
+        let spec =
+            parse(r#"{"name":"N","bays":[{"id":"B1","class":"c","sensor":"70B3D5499A1B2C3D"}]}"#).unwrap();
+        assert_eq!(spec.bays[0].sensor.as_deref(), Some("70b3d5499a1b2c3d"));
+        let msg = err(r#"{"name":"N","bays":[{"id":"B1","class":"c","sensor":"70B3D5499A1B2C3D"},
+                {"id":"B2","class":"c","sensor":"70b3d5499a1b2c3d"}]}"#);
+        assert!(msg.contains("bays[1].sensor"), "{msg}");
+    }
+
+    #[test]
+    fn bad_bay_fields_name_their_path() {
+        let cases = [
+            (r#"{"id":"B 1","class":"c"}"#, "bays[0].id: bay id \"B 1\" contains ' '"),
+            (r#"{"id":"","class":"c"}"#, "bays[0].id: bay id \"\" is empty"),
+            (r#"{"id":"..","class":"c"}"#, "consists only of dots"),
+            (r#"{"class":"c"}"#, "lot spec field `bays[0].id`: required, but missing"),
+            (r#"{"id":7,"class":"c"}"#, "lot spec field `bays[0].id`: expected a string, got 7"),
+            (r#"{"id":"B1","class":"Car"}"#, "bays[0].class: vehicle class \"Car\""),
+            (r#"{"id":"B1"}"#, "`bays[0].class`: required, but missing"),
+            (r#"{"id":"B1","class":"c","zone":"L 1"}"#, "bays[0].zone: zone id \"L 1\""),
+            (r#"{"id":"B1","class":"c","zone":3}"#, "`bays[0].zone`: expected a string or null, got 3"),
+            (r#"{"id":"B1","class":"c","sensor":""}"#, "bays[0].sensor: device id \"\" is empty"),
+            (
+                r#"{"id":"B1","class":"c","sensor":"DEV 1"}"#,
+                "bays[0].sensor: device id \"DEV 1\" contains whitespace",
+            ),
+            (r#"{"id":"B1","class":"c","sensor":"D\u0001"}"#, "contains a control character"),
+            (r#"{"id":"B1","class":"c","model":"m\n"}"#, "bays[0].model: bay model"),
+            (
+                r#"{"id":"B1","class":"c","sensr":"S1"}"#,
+                "`bays[0].sensr`: unknown field; allowed fields are `id`",
+            ),
+            (r#"[]"#, "lot spec field `bays[0]`: expected an object, got []"),
+        ];
+        for (bay, expected) in cases {
+            let msg = err(&format!(r#"{{"name":"N","bays":[{bay}]}}"#));
+            assert!(msg.contains(expected), "{bay}: {msg}");
+        }
+        let long_sensor = "S".repeat(129);
+        let msg =
+            err(&format!(r#"{{"name":"N","bays":[{{"id":"B1","class":"c","sensor":"{long_sensor}"}}]}}"#));
+        assert!(msg.contains("is 129 bytes long"), "{msg}");
+    }
+
+    #[test]
+    fn body_level_errors() {
+        assert!(err("").starts_with("lot spec is not valid JSON"));
+        assert!(err("{").starts_with("lot spec is not valid JSON"));
+        assert_eq!(err("[1]"), "lot spec: expected a JSON object with `name` and `bays`, got [1]");
+        assert!(err(r#"{"name":"N","bays":[],"colour":"red"}"#).contains("`colour`: unknown field"));
+        assert!(parse_lot_spec(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn id_rules() {
+        for ok in ["a", "B1", "lot-7_east.2", "A".repeat(64).as_str(), ".a", "a.."] {
+            assert!(validate_id("bay", ok).is_ok(), "{ok}");
+        }
+        let cases = [
+            ("", "is empty"),
+            ("a b", "contains ' '"),
+            ("a/b", "contains '/'"),
+            ("é", "contains 'é'"),
+            (".", "consists only of dots"),
+            ("...", "consists only of dots"),
+        ];
+        for (bad, problem) in cases {
+            let msg = validate_id("lot", bad).unwrap_err().to_string();
+            assert!(msg.starts_with(&format!("lot id {bad:?} {problem}")), "{msg}");
+            assert!(msg.contains("expected 1 to 64 characters of A-Z, a-z, 0-9"), "{msg}");
+        }
+        let msg = validate_id("zone", &"z".repeat(65)).unwrap_err().to_string();
+        assert!(msg.contains("zone id") && msg.contains("is 65 characters long"), "{msg}");
+    }
+
+    #[test]
+    fn device_id_rules() {
+        for ok in ["DEV-1", "70B3D5499A1B2C3D", "urn:dev:ow:10e2073a01080063", "capteur-é", &"x".repeat(128)]
+        {
+            assert!(validate_device_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " ", "a b", "a\tb", "a\u{7f}", &"x".repeat(129)] {
+            let msg = validate_device_id(bad).unwrap_err().to_string();
+            assert!(msg.starts_with("device id "), "{msg}");
+            assert!(
+                msg.contains("expected 1 to 128 bytes of printable characters without whitespace"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalises_only_deveuis() {
+        assert_eq!(normalise_device_id("70B3D5499A1B2C3D"), "70b3d5499a1b2c3d");
+        assert_eq!(normalise_device_id("70b3d5499a1b2c3d"), "70b3d5499a1b2c3d");
+        assert_eq!(normalise_device_id("DEV-1"), "DEV-1");
+        assert_eq!(normalise_device_id("70B3D5499A1B2C3"), "70B3D5499A1B2C3");
+        assert_eq!(normalise_device_id("70B3D5499A1B2C3DE"), "70B3D5499A1B2C3DE");
+        assert_eq!(normalise_device_id("70B3D5499A1B2C3G"), "70B3D5499A1B2C3G");
+        assert_eq!(normalise_device_id(""), "");
+    }
+}

@@ -1,0 +1,15 @@
+//! What every parking component shares.
+//!
+//! - [`db`]: one connection type over Spin's SQLite and PostgreSQL interfaces,
+//!   chosen by the `database_url` variable;
+//! - [`sql`]: every statement a component issues, one module per dialect;
+//! - [`repo`]: lots, bays and readings as the components use them;
+//! - [`respond`]: JSON answers and the status code each failure maps to.
+
+pub mod db;
+pub mod repo;
+pub mod respond;
+pub mod sql;
+
+pub use db::{Database, DbError, Value};
+pub use respond::ApiError;

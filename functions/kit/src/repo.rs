@@ -1,0 +1,418 @@
+//! Lots, bays and readings as the components use them. All the database
+//! work of a request happens here, inside one transaction where it writes.
+
+use chrono::{DateTime, TimeZone, Utc};
+use parking_domain::{
+    AvailabilityChanged, BayCount, BayStatus, Counts, LotAvailability, LotSpec, Observation, Outcome,
+    Reading, SlotChanged, VehicleClass, apply_reading, summarise,
+};
+use serde::Serialize;
+
+use crate::db::{Database, DbError, Row, Value};
+
+/// Milliseconds since the epoch: how every time is stored.
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> Result<DateTime<Utc>, DbError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| DbError::Decode(format!("{ms} is not a valid time in milliseconds")))
+}
+
+fn opt_from_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, DbError> {
+    ms.map(from_ms).transpose()
+}
+
+fn status(row: &Row, i: usize) -> Result<BayStatus, DbError> {
+    let s = row.text(i)?;
+    BayStatus::parse(&s).map_err(|e| DbError::Decode(e.to_string()))
+}
+
+fn class(row: &Row, i: usize) -> Result<VehicleClass, DbError> {
+    let s = row.text(i)?;
+    VehicleClass::parse(&s).map_err(|e| DbError::Decode(e.to_string()))
+}
+
+// ---------------------------------------------------------------- lots
+
+/// What a replace did, for the admin API's answer.
+#[derive(Debug, Serialize)]
+pub struct LotWritten {
+    pub lot: String,
+    pub name: String,
+    pub created: bool,
+    pub bays: usize,
+    pub removed: usize,
+}
+
+/// Creates or replaces a lot's bays. Bays that keep their sensor keep their
+/// live state; a bay whose sensor changed starts `unknown`.
+pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> Result<LotWritten, DbError> {
+    db.transaction(|db| {
+        let created = db.query(db.sql.lot_name, &[lot.into()])?.is_empty();
+        db.execute(db.sql.upsert_lot, &[lot.into(), spec.name.as_str().into(), to_ms(now).into()])?;
+
+        let existing: Vec<(String, Option<String>)> = db
+            .query(db.sql.lot_bay_sensors, &[lot.into()])?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.opt_text(1)?)))
+            .collect::<Result<_, DbError>>()?;
+        db.execute(db.sql.release_lot_sensors, &[lot.into()])?;
+
+        let mut removed = 0;
+        for (bay, _) in &existing {
+            if !spec.bays.iter().any(|b| &b.id == bay) {
+                db.execute(db.sql.delete_bay, &[lot.into(), bay.as_str().into()])?;
+                removed += 1;
+            }
+        }
+        for bay in &spec.bays {
+            let sensor = bay.sensor.as_deref().map(parking_domain::normalise_device_id);
+            let previous_sensor = existing.iter().find(|(id, _)| id == &bay.id).map(|(_, s)| s.clone());
+            let statement = match previous_sensor {
+                Some(prev) if prev == sensor => db.sql.upsert_bay_keep_state,
+                _ => db.sql.upsert_bay_reset_state,
+            };
+            db.execute(
+                statement,
+                &[
+                    lot.into(),
+                    bay.id.as_str().into(),
+                    Value::opt_text(bay.zone.as_deref()),
+                    bay.class.as_str().into(),
+                    Value::opt_text(sensor.as_deref()),
+                    Value::opt_text(bay.model.as_deref()),
+                    to_ms(now).into(),
+                ],
+            )
+            .map_err(|e| match e {
+                DbError::Conflict(_) => DbError::Conflict(format!(
+                    "sensor {:?} of bay {:?} is already bound to a bay of another lot; \
+                     remove it there first",
+                    bay.sensor.as_deref().unwrap_or_default(),
+                    bay.id
+                )),
+                other => other,
+            })?;
+        }
+        Ok(LotWritten {
+            lot: lot.to_owned(),
+            name: spec.name.clone(),
+            created,
+            bays: spec.bays.len(),
+            removed,
+        })
+    })
+}
+
+/// Deletes a lot and its bays (history stays). Answers whether it existed.
+pub fn delete_lot(db: &Database, lot: &str) -> Result<bool, DbError> {
+    db.transaction(|db| {
+        if db.query(db.sql.lot_name, &[lot.into()])?.is_empty() {
+            return Ok(false);
+        }
+        db.execute(db.sql.delete_lot_bays, &[lot.into()])?;
+        db.execute(db.sql.delete_lot, &[lot.into()])?;
+        Ok(true)
+    })
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LotSummary {
+    pub lot: String,
+    pub name: String,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub classes: std::collections::BTreeMap<VehicleClass, Counts>,
+}
+
+/// Every lot with its counts per vehicle class.
+pub fn list_lots(db: &Database) -> Result<Vec<LotSummary>, DbError> {
+    let mut lots: Vec<LotSummary> = db
+        .query(db.sql.list_lots, &[])?
+        .iter()
+        .map(|r| {
+            Ok(LotSummary {
+                lot: r.text(0)?,
+                name: r.text(1)?,
+                updated_at: None,
+                classes: Default::default(),
+            })
+        })
+        .collect::<Result<_, DbError>>()?;
+    for row in db.query(db.sql.count_all_lots, &[])? {
+        let lot_id = row.text(0)?;
+        let Some(lot) = lots.iter_mut().find(|l| l.lot == lot_id) else { continue };
+        let status = status(&row, 2)?;
+        let n = u32::try_from(row.int(3)?).map_err(|e| DbError::Decode(e.to_string()))?;
+        let counts = lot.classes.entry(class(&row, 1)?).or_default();
+        for _ in 0..n {
+            counts.add(status);
+        }
+        let changed = opt_from_ms(row.opt_int(4)?)?;
+        lot.updated_at = lot.updated_at.max(changed);
+    }
+    Ok(lots)
+}
+
+/// A lot's live availability, or `None` for an unknown lot.
+pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailability>, DbError> {
+    if db.query(db.sql.lot_name, &[lot.into()])?.is_empty() {
+        return Ok(None);
+    }
+    struct BayRow {
+        zone: Option<String>,
+        class: VehicleClass,
+        status: BayStatus,
+        changed_at: Option<DateTime<Utc>>,
+    }
+    let rows: Vec<BayRow> = db
+        .query(db.sql.lot_bay_statuses, &[lot.into()])?
+        .iter()
+        .map(|r| {
+            Ok(BayRow {
+                zone: r.opt_text(0)?,
+                class: class(r, 1)?,
+                status: status(r, 2)?,
+                changed_at: opt_from_ms(r.opt_int(3)?)?,
+            })
+        })
+        .collect::<Result<_, DbError>>()?;
+    Ok(Some(summarise(
+        lot,
+        rows.iter().map(|b| BayCount {
+            zone: b.zone.as_deref(),
+            class: &b.class,
+            status: b.status,
+            changed_at: b.changed_at,
+        }),
+    )))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BayView {
+    pub id: String,
+    pub zone: Option<String>,
+    pub class: VehicleClass,
+    pub sensor: Option<String>,
+    pub model: Option<String>,
+    pub status: BayStatus,
+    pub status_changed_at: Option<DateTime<Utc>>,
+    pub observed_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub battery: Option<f64>,
+}
+
+/// A lot's definition with each bay's live state, or `None` for an unknown lot.
+pub fn lot_bays(db: &Database, lot: &str) -> Result<Option<(String, Vec<BayView>)>, DbError> {
+    let Some(name_row) = db.query(db.sql.lot_name, &[lot.into()])?.into_iter().next() else {
+        return Ok(None);
+    };
+    let bays = db
+        .query(db.sql.lot_bays, &[lot.into()])?
+        .iter()
+        .map(|r| {
+            Ok(BayView {
+                id: r.text(0)?,
+                zone: r.opt_text(1)?,
+                class: class(r, 2)?,
+                sensor: r.opt_text(3)?,
+                model: r.opt_text(4)?,
+                status: status(r, 5)?,
+                status_changed_at: opt_from_ms(r.opt_int(6)?)?,
+                observed_at: opt_from_ms(r.opt_int(7)?)?,
+                last_seen_at: opt_from_ms(r.opt_int(8)?)?,
+                battery: r.opt_real(9)?,
+            })
+        })
+        .collect::<Result<_, DbError>>()?;
+    Ok(Some((name_row.text(0)?, bays)))
+}
+
+// ---------------------------------------------------------------- readings
+
+/// What applying one reading did.
+#[derive(Debug)]
+pub enum Applied {
+    /// The event was processed before (redelivery): nothing changed.
+    DuplicateEvent,
+    /// No bay has this device as its sensor: the event is rejected.
+    UnknownDevice,
+    /// Stored; the bay's state did not change (duplicate frame, stale or same status).
+    Recorded(Outcome),
+    /// The bay changed status: the derived events to publish.
+    Changed(Box<Derived>),
+}
+
+/// The events a status change derives.
+#[derive(Debug)]
+pub struct Derived {
+    pub slot: SlotChanged,
+    pub availability: AvailabilityChanged,
+}
+
+/// Applies one reading, exactly once per `event_key`, ordered by observation time.
+pub fn apply_uplink(
+    db: &Database,
+    event_key: &str,
+    reading: &Reading,
+    received_at: DateTime<Utc>,
+) -> Result<Applied, DbError> {
+    // Stored times have millisecond precision: compare like with like.
+    let observed_at = from_ms(to_ms(reading.observed_at))?;
+    let device = parking_domain::normalise_device_id(&reading.device);
+    db.transaction(|db| {
+        if db.query(db.sql.claim_event, &[event_key.into(), to_ms(received_at).into()])?.is_empty() {
+            return Ok(Applied::DuplicateEvent);
+        }
+        let Some(bay) = db.query(db.sql.bay_by_sensor, &[device.as_str().into()])?.into_iter().next() else {
+            // Rolled back with the claim: a device provisioned later may resend.
+            return Err(UnknownDevice.into());
+        };
+        let (lot, bay_id, zone) = (bay.text(0)?, bay.text(1)?, bay.opt_text(2)?);
+        let class = class(&bay, 3)?;
+        let current = Observation {
+            status: status(&bay, 4)?,
+            observed_at: opt_from_ms(bay.opt_int(5)?)?,
+            seq: bay.opt_int(6)?.and_then(|s| u32::try_from(s).ok()),
+        };
+        let outcome = apply_reading(&current, reading.occupied, observed_at, reading.seq);
+        let outcome_name = match &outcome {
+            Outcome::Changed(_) => "changed",
+            Outcome::Refreshed(_) => "refreshed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+        };
+        db.execute(
+            db.sql.insert_reading,
+            &[
+                event_key.into(),
+                device.as_str().into(),
+                lot.as_str().into(),
+                bay_id.as_str().into(),
+                Value::Bool(reading.occupied),
+                Value::opt_int(reading.seq.map(i64::from)),
+                to_ms(observed_at).into(),
+                to_ms(received_at).into(),
+                Value::opt_real(reading.battery),
+                outcome_name.into(),
+            ],
+        )?;
+        let key: [Value; 2] = [lot.as_str().into(), bay_id.as_str().into()];
+        match outcome {
+            Outcome::Changed(next) | Outcome::Refreshed(next) => {
+                db.execute(
+                    db.sql.set_bay_observation,
+                    &[
+                        key[0].clone(),
+                        key[1].clone(),
+                        Value::opt_int(next.observed_at.map(to_ms)),
+                        Value::opt_int(next.seq.map(i64::from)),
+                        to_ms(received_at).into(),
+                        Value::opt_real(reading.battery),
+                    ],
+                )?;
+                if next.status == current.status {
+                    return Ok(Applied::Recorded(Outcome::Refreshed(next)));
+                }
+                db.execute(
+                    db.sql.set_bay_status,
+                    &[key[0].clone(), key[1].clone(), next.status.as_str().into(), to_ms(observed_at).into()],
+                )?;
+                db.execute(
+                    db.sql.insert_status_change,
+                    &[
+                        lot.as_str().into(),
+                        bay_id.as_str().into(),
+                        Value::opt_text(zone.as_deref()),
+                        class.as_str().into(),
+                        current.status.as_str().into(),
+                        next.status.as_str().into(),
+                        to_ms(observed_at).into(),
+                        to_ms(received_at).into(),
+                        event_key.into(),
+                    ],
+                )?;
+                let (counts, changed_at) = group_counts(db, &lot, zone.as_deref(), &class)?;
+                Ok(Applied::Changed(Box::new(Derived {
+                    slot: SlotChanged {
+                        lot: lot.clone(),
+                        bay: bay_id,
+                        zone: zone.clone(),
+                        class: class.clone(),
+                        device: Some(device.clone()),
+                        previous: current.status,
+                        status: next.status,
+                        observed_at,
+                    },
+                    availability: AvailabilityChanged {
+                        lot,
+                        zone,
+                        class,
+                        counts,
+                        changed_at: changed_at.unwrap_or(observed_at),
+                    },
+                })))
+            }
+            other @ (Outcome::Duplicate | Outcome::Stale) => {
+                db.execute(
+                    db.sql.touch_bay,
+                    &[
+                        key[0].clone(),
+                        key[1].clone(),
+                        to_ms(received_at).into(),
+                        Value::opt_real(reading.battery),
+                    ],
+                )?;
+                Ok(Applied::Recorded(other))
+            }
+        }
+    })
+    .or_else(|e: ApplyError| match e {
+        ApplyError::UnknownDevice => Ok(Applied::UnknownDevice),
+        ApplyError::Db(e) => Err(e),
+    })
+}
+
+/// Counts for one (lot, zone, class) and when any of its bays last changed.
+fn group_counts(
+    db: &Database,
+    lot: &str,
+    zone: Option<&str>,
+    class: &VehicleClass,
+) -> Result<(Counts, Option<DateTime<Utc>>), DbError> {
+    let mut counts = Counts::default();
+    let mut changed_at = None;
+    for row in db.query(db.sql.group_counts, &[lot.into(), Value::opt_text(zone), class.as_str().into()])? {
+        let status = status(&row, 0)?;
+        let n = u32::try_from(row.int(1)?).map_err(|e| DbError::Decode(e.to_string()))?;
+        for _ in 0..n {
+            counts.add(status);
+        }
+        changed_at = changed_at.max(opt_from_ms(row.opt_int(2)?)?);
+    }
+    Ok((counts, changed_at))
+}
+
+/// Lets the transaction roll back for a reason that is not a database error.
+struct UnknownDevice;
+
+enum ApplyError {
+    UnknownDevice,
+    Db(DbError),
+}
+
+impl From<DbError> for ApplyError {
+    fn from(e: DbError) -> Self {
+        ApplyError::Db(e)
+    }
+}
+
+impl From<UnknownDevice> for ApplyError {
+    fn from(_: UnknownDevice) -> Self {
+        ApplyError::UnknownDevice
+    }
+}

@@ -1,0 +1,67 @@
+//! Every statement a parking component issues, one module per dialect.
+//!
+//! Both dialects fill the same [`Statements`] table, so the repository code is
+//! written once and a statement missing from a dialect is a compile error.
+//! Times are stored as milliseconds since the Unix epoch (`BIGINT`) in both,
+//! so ordering and comparisons behave the same on SQLite and PostgreSQL.
+//! Parameters are numbered (`?1` / `$1`) and bound in the order documented
+//! on each field.
+
+pub mod postgres;
+pub mod sqlite;
+
+pub struct Statements {
+    /// Opens a write transaction (SQLite takes the write lock at once, so two
+    /// writers never deadlock upgrading a read lock).
+    pub begin: &'static str,
+
+    // --- lots ---
+    /// (lot) -> name
+    pub lot_name: &'static str,
+    /// (lot, name, now_ms)
+    pub upsert_lot: &'static str,
+    /// () -> lot, name
+    pub list_lots: &'static str,
+    /// () -> lot, class, status, count, max(status_changed_at_ms)
+    pub count_all_lots: &'static str,
+    /// (lot)
+    pub delete_lot_bays: &'static str,
+    /// (lot)
+    pub delete_lot: &'static str,
+
+    // --- bays ---
+    /// (lot) -> bay, sensor
+    pub lot_bay_sensors: &'static str,
+    /// (lot): frees the lot's sensors so a replace may move them between bays.
+    pub release_lot_sensors: &'static str,
+    /// (lot, bay)
+    pub delete_bay: &'static str,
+    /// (lot, bay, zone, class, sensor, model, now_ms): keeps the live state.
+    pub upsert_bay_keep_state: &'static str,
+    /// (lot, bay, zone, class, sensor, model, now_ms): a new sensor starts `unknown`
+    /// (a `closed` bay stays closed: that is the operator's decision).
+    pub upsert_bay_reset_state: &'static str,
+    /// (lot) -> bay, zone, class, sensor, model, status, status_changed_at_ms,
+    /// observed_at_ms, last_seen_at_ms, battery
+    pub lot_bays: &'static str,
+    /// (lot) -> zone, class, status, status_changed_at_ms
+    pub lot_bay_statuses: &'static str,
+
+    // --- readings ---
+    /// (event_key, now_ms) -> event_key when the event is new, no row when seen before.
+    pub claim_event: &'static str,
+    /// (sensor) -> lot, bay, zone, class, status, observed_at_ms, seq; locks the row.
+    pub bay_by_sensor: &'static str,
+    /// (event_key, device, lot, bay, occupied, seq, observed_at_ms, received_at_ms, battery, outcome)
+    pub insert_reading: &'static str,
+    /// (lot, bay, status, status_changed_at_ms)
+    pub set_bay_status: &'static str,
+    /// (lot, bay, observed_at_ms, seq, last_seen_at_ms, battery)
+    pub set_bay_observation: &'static str,
+    /// (lot, bay, last_seen_at_ms, battery): a late reading still proves the sensor is alive.
+    pub touch_bay: &'static str,
+    /// (lot, bay, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key)
+    pub insert_status_change: &'static str,
+    /// (lot, zone, class) -> status, count, max(status_changed_at_ms)
+    pub group_counts: &'static str,
+}

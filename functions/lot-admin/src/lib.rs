@@ -1,0 +1,84 @@
+//! `lot-admin`: provisioning of lots and their bays.
+//!
+//! - `PUT /api/v1/lots/{lot}` creates or replaces a lot's bays;
+//! - `GET /api/v1/lots/{lot}` answers the lot with each bay's live state;
+//! - `DELETE /api/v1/lots/{lot}` removes it (its history stays).
+//!
+//! Writes need `Authorization: Bearer <admin_token>` when the `admin_token`
+//! variable is set (`PARKING_ADMIN_TOKEN` under parkd).
+
+use chrono::Utc;
+use http::{Method, Request, Response, StatusCode};
+use parking_domain::{parse_lot_spec, validate_id};
+use parking_kit::repo;
+use parking_kit::respond::{self, ApiError};
+use parking_kit::{Database, db::Backend};
+use spin_sdk::http_component;
+
+/// Lots are provisioned rarely and can be large (20,000 bays).
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+#[http_component]
+fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
+    respond::finish(route(&req))
+}
+
+fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    let path = req.uri().path();
+    let lot = match respond::segments(path).as_slice() {
+        ["api", "v1", "lots", lot] => (*lot).to_owned(),
+        _ => return Err(ApiError::not_found(format!("no such resource: {path}"))),
+    };
+    validate_id("lot", &lot).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let method = req.method();
+    if *method != Method::GET {
+        authorise(req)?;
+    }
+    let db = Database::open(&Backend::from_variables()?)?;
+    match *method {
+        Method::PUT => {
+            if req.body().len() > MAX_BODY_BYTES {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("lot definition over {MAX_BODY_BYTES} bytes"),
+                ));
+            }
+            let spec = parse_lot_spec(req.body()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let written = repo::put_lot(&db, &lot, &spec, Utc::now())?;
+            let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(respond::json(status, &written))
+        }
+        Method::GET => match repo::lot_bays(&db, &lot)? {
+            Some((name, bays)) => Ok(respond::json(
+                StatusCode::OK,
+                &serde_json::json!({ "lot": lot, "name": name, "bays": bays }),
+            )),
+            None => Err(ApiError::not_found(format!("unknown lot {lot:?}"))),
+        },
+        Method::DELETE => {
+            if repo::delete_lot(&db, &lot)? {
+                Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Vec::new()).expect("valid"))
+            } else {
+                Err(ApiError::not_found(format!("unknown lot {lot:?}")))
+            }
+        }
+        _ => Err(ApiError::method_not_allowed(method, path, "GET, PUT or DELETE")),
+    }
+}
+
+/// Checks the admin bearer token when one is configured.
+fn authorise(req: &Request<Vec<u8>>) -> Result<(), ApiError> {
+    let expected = spin_sdk::variables::get("admin_token").unwrap_or_default();
+    if expected.is_empty() {
+        return Ok(());
+    }
+    let presented = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    if respond::bearer_matches(presented, &expected) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this admin request needs `Authorization: Bearer <token>` with the configured admin token",
+        ))
+    }
+}

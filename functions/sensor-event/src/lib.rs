@@ -1,0 +1,175 @@
+//! `sensor-event`: applies sensor uplinks to bays.
+//!
+//! Takes an `io.parking.sensor.uplink.v1` CloudEvent (binary or structured
+//! content mode), decodes the reading its `format` extension names, applies
+//! it to the sensor's bay exactly once, and answers with the derived
+//! `io.parking.slot.changed.v1` and `io.parking.availability.changed.v1`
+//! events as a CloudEvents batch when the bay changed status.
+
+use chrono::Utc;
+use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
+use http::{Request, Response, StatusCode};
+use parking_domain::events::{AVAILABILITY_CHANGED_V1, SLOT_CHANGED_V1, UPLINK_V1};
+use parking_domain::{FORMAT_PARKING_JSON, Reading, decode_parking_json};
+use parking_kit::repo::{self, Applied};
+use parking_kit::respond::{self, ApiError};
+use parking_kit::{Database, db::Backend};
+use spin_sdk::http_component;
+
+/// The CloudEvents `source` of the events this function derives.
+const SOURCE: &str = "/parking/functions/sensor-event";
+/// Media type of a CloudEvents batch (JSON event format, batched mode).
+const BATCH: &str = "application/cloudevents-batch+json";
+/// How far ahead of this host's clock an observation may be.
+const MAX_CLOCK_SKEW_MINUTES: i64 = 5;
+/// Larger bodies are not sensor readings.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[http_component]
+fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
+    respond::finish(handle_event(req))
+}
+
+fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    if req.method() != http::Method::POST {
+        return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST with a CloudEvent"));
+    }
+    let event = parse_event(req)?;
+    let reading = decode(&event)?;
+    // CloudEvents are unique by (source, id): that pair is the dedup key.
+    let event_key = format!("{}\u{1f}{}", event.source(), event.id());
+
+    let db = Database::open(&Backend::from_variables()?)?;
+    match repo::apply_uplink(&db, &event_key, &reading, Utc::now())? {
+        Applied::UnknownDevice => Err(ApiError::bad_request(format!(
+            "unknown device {:?}: no bay has it as its sensor; provision it with PUT /api/v1/lots/{{lot}}",
+            reading.device
+        ))),
+        Applied::DuplicateEvent => Ok(accepted("duplicate-event")),
+        Applied::Recorded(outcome) => Ok(accepted(match outcome {
+            parking_domain::Outcome::Duplicate => "duplicate-frame",
+            parking_domain::Outcome::Stale => "stale",
+            _ => "refreshed",
+        })),
+        Applied::Changed(derived_events) => {
+            let parking_kit::repo::Derived { slot, availability } = *derived_events;
+            let slot_subject = format!("{}/{}", slot.lot, slot.bay);
+            let availability_subject = format!(
+                "{}/{}/{}",
+                availability.lot,
+                availability.zone.as_deref().unwrap_or("-"),
+                availability.class
+            );
+            let events = [
+                derived(&event, "slot", SLOT_CHANGED_V1, &slot_subject, &slot)?,
+                derived(
+                    &event,
+                    "availability",
+                    AVAILABILITY_CHANGED_V1,
+                    &availability_subject,
+                    &availability,
+                )?,
+            ];
+            let body = serde_json::to_vec(&events)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", BATCH)
+                .header("parking-outcome", "changed")
+                .body(body)
+                .expect("static response parts are valid"))
+        }
+    }
+}
+
+fn accepted(outcome: &str) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header("parking-outcome", outcome)
+        .body(Vec::new())
+        .expect("static response parts are valid")
+}
+
+/// Reads a CloudEvent in binary or structured content mode.
+fn parse_event(req: Request<Vec<u8>>) -> Result<Event, ApiError> {
+    let (parts, body) = req.into_parts();
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("event of {} bytes is over the {MAX_BODY_BYTES}-byte limit", body.len()),
+        ));
+    }
+    let event = cloudevents::binding::http::to_event(&parts.headers, body)
+        .map_err(|e| ApiError::bad_request(format!("not a CloudEvent (binary or structured mode): {e}")))?;
+    if event.ty() != UPLINK_V1 {
+        return Err(ApiError::bad_request(format!(
+            "unsupported event type {:?}: this function accepts {UPLINK_V1}",
+            event.ty()
+        )));
+    }
+    Ok(event)
+}
+
+/// Decodes the reading with the codec the `format` extension names.
+fn decode(event: &Event) -> Result<Reading, ApiError> {
+    let format = match event.extension("format") {
+        None => FORMAT_PARKING_JSON.to_owned(),
+        Some(value) => value.to_string(),
+    };
+    let payload: Vec<u8> = match event.data() {
+        Some(Data::Binary(bytes)) => bytes.clone(),
+        Some(Data::String(s)) => s.clone().into_bytes(),
+        Some(Data::Json(v)) => serde_json::to_vec(v).unwrap_or_default(),
+        None => return Err(ApiError::bad_request("the event has no data: expected a sensor reading")),
+    };
+    let reading = match format.as_str() {
+        FORMAT_PARKING_JSON => decode_parking_json(&payload)
+            .map_err(|e| ApiError::bad_request(format!("format {FORMAT_PARKING_JSON}: {e}")))?,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown payload format {other:?}: supported formats are {FORMAT_PARKING_JSON}"
+            )));
+        }
+    };
+    // A clock far ahead would make every later true reading look stale.
+    let horizon = Utc::now() + chrono::Duration::minutes(MAX_CLOCK_SKEW_MINUTES);
+    if reading.observed_at > horizon {
+        return Err(ApiError::bad_request(format!(
+            "observedAt {} is more than {MAX_CLOCK_SKEW_MINUTES} minutes in the future: check the sensor's clock",
+            reading.observed_at.to_rfc3339()
+        )));
+    }
+    if let Some(subject) = event.subject()
+        && parking_domain::normalise_device_id(subject)
+            != parking_domain::normalise_device_id(&reading.device)
+    {
+        return Err(ApiError::bad_request(format!(
+            "the event's subject {subject:?} names another device than its reading ({:?})",
+            reading.device
+        )));
+    }
+    Ok(reading)
+}
+
+/// A derived event in JSON event format. Its id is derived from the input
+/// event's, so a redelivered input can never yield two different events.
+fn derived<T: serde::Serialize>(
+    cause: &Event,
+    suffix: &str,
+    ty: &str,
+    subject: &str,
+    data: &T,
+) -> Result<serde_json::Value, ApiError> {
+    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let data = serde_json::to_value(data).map_err(|e| internal(e.to_string()))?;
+    let event = EventBuilderV10::new()
+        .id(format!("{}/{suffix}", cause.id()))
+        .source(SOURCE)
+        .ty(ty)
+        .subject(subject)
+        .time(Utc::now())
+        .data("application/json", data)
+        .build()
+        .map_err(|e| internal(e.to_string()))?;
+    serde_json::to_value(&event).map_err(|e| internal(e.to_string()))
+}

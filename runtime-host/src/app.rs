@@ -1,0 +1,236 @@
+//! A loaded application: every component of the manifest compiled (or taken
+//! from the cache), pre-instantiated, with its per-instance configuration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::WasiHttpCtx;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use crate::capabilities::allowed_hosts::AllowedHosts;
+use crate::capabilities::outbound_http::OutboundHttp;
+use crate::capabilities::postgres::PostgresCapability;
+use crate::capabilities::sqlite::SqliteCapability;
+use crate::capabilities::variables::VariablesCapability;
+use crate::engine::{self, Loaded, PoolLimits};
+use crate::instance::{self, InstanceState};
+use crate::manifest::{self, Manifest};
+
+/// How long one request may run inside a component before it is stopped.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct LoadedComponent {
+    pub id: String,
+    pub pre: ProxyPre<InstanceState>,
+    pub allowed_hosts: AllowedHosts,
+    pub sqlite_databases: Vec<String>,
+    pub subscribes: Vec<String>,
+    pub max_memory_bytes: usize,
+}
+
+pub struct Capabilities {
+    pub sqlite: Arc<SqliteCapability>,
+    pub postgres: Arc<PostgresCapability>,
+    pub variables: Arc<VariablesCapability>,
+}
+
+pub struct App {
+    pub engine: Engine,
+    pub components: BTreeMap<String, Arc<LoadedComponent>>,
+    pub capabilities: Capabilities,
+}
+
+/// What to load and with which settings.
+pub struct LoadOptions<'a> {
+    pub manifest: &'a Manifest,
+    pub manifest_dir: &'a Path,
+    pub variables: &'a BTreeMap<String, String>,
+    pub cache_dir: PathBuf,
+    pub pool: PoolLimits,
+    /// Load only these components (all when empty), as one Knative Service does.
+    pub only: Vec<String>,
+}
+
+impl App {
+    pub async fn load(
+        options: LoadOptions<'_>,
+        sqlite: Arc<SqliteCapability>,
+        postgres: Arc<PostgresCapability>,
+    ) -> Result<Self> {
+        let engine = engine::new_engine(&options.pool)?;
+        engine::start_epoch_ticker(&engine);
+        let linker = instance::linker(&engine)?;
+        let mut components = BTreeMap::new();
+        let mut component_variables = BTreeMap::new();
+        for (id, def) in &options.manifest.component {
+            if !options.only.is_empty() && !options.only.contains(id) {
+                continue;
+            }
+            let source = options.manifest_dir.join(&def.source);
+            let started = Instant::now();
+            let engine2 = engine.clone();
+            let cache_dir = options.cache_dir.clone();
+            let source2 = source.clone();
+            let (component, loaded) =
+                tokio::task::spawn_blocking(move || engine::load_component(&engine2, &source2, &cache_dir))
+                    .await??;
+            let pre = linker.instantiate_pre(&component).map_err(|e| {
+                anyhow::anyhow!(
+                    "component `{id}` ({}) cannot be loaded: {e:#}. parkd provides WASI 0.2 and {}; \
+                     a parking function may import nothing else",
+                    source.display(),
+                    instance::CAPABILITIES.join(", ")
+                )
+            })?;
+            let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
+                format!("component `{id}` does not export wasi:http/incoming-handler@0.2.0")
+            })?;
+            let hosts = def
+                .allowed_outbound_hosts
+                .iter()
+                .map(|h| manifest::render(h, options.variables))
+                .collect::<Result<Vec<_>>>()
+                .with_context(|| format!("component `{id}`: allowed_outbound_hosts"))?;
+            let vars = def
+                .variables
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), manifest::render(v, options.variables)?)))
+                .collect::<Result<BTreeMap<_, _>>>()
+                .with_context(|| format!("component `{id}`: variables"))?;
+            component_variables.insert(id.clone(), vars);
+            tracing::info!(
+                component = %id,
+                from = match loaded { Loaded::FromCache => "cache", Loaded::Compiled => "compiled" },
+                ms = started.elapsed().as_millis() as u64,
+                "component loaded"
+            );
+            components.insert(
+                id.clone(),
+                Arc::new(LoadedComponent {
+                    id: id.clone(),
+                    pre,
+                    allowed_hosts: AllowedHosts::parse(id, &hosts)?,
+                    sqlite_databases: def.sqlite_databases.clone(),
+                    subscribes: def.tool.parkd.subscribes.clone(),
+                    max_memory_bytes: options.pool.max_memory_bytes,
+                }),
+            );
+        }
+        if !options.only.is_empty() {
+            for wanted in &options.only {
+                if !components.contains_key(wanted) {
+                    anyhow::bail!(
+                        "the manifest has no component `{wanted}`; it has: {}",
+                        options.manifest.component.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+        }
+        let variables = VariablesCapability::new(component_variables);
+        Ok(Self { engine, components, capabilities: Capabilities { sqlite, postgres, variables } })
+    }
+
+    /// A fresh store for one request to `component`.
+    pub fn new_store(&self, component: &LoadedComponent) -> Store<InstanceState> {
+        let state = InstanceState {
+            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            outbound_http: OutboundHttp::new(component.allowed_hosts.clone()),
+            sqlite: self.capabilities.sqlite.instance(&component.sqlite_databases),
+            postgres: self.capabilities.postgres.instance(component.allowed_hosts.clone()),
+            variables: self.capabilities.variables.instance(&component.id),
+            limits: StoreLimitsBuilder::new().memory_size(component.max_memory_bytes).build(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s.limiter());
+        // Yield to the scheduler every tick, so a busy guest shares the
+        // runtime and the request deadline (a timeout) can stop it.
+        store.epoch_deadline_async_yield_and_update(1);
+        store
+    }
+}
+
+/// Why a component could not answer a request.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// Every instance slot is busy: the caller should retry (503).
+    #[error("all {0} instance slots are busy; retry shortly")]
+    Busy(u32),
+    /// The request ran past [`REQUEST_DEADLINE`] (503: it may succeed later).
+    #[error("component `{0}` did not answer within {1:?}")]
+    Timeout(String, Duration),
+    /// The guest trapped or failed to answer (500).
+    #[error("component `{0}` failed: {1:#}")]
+    Failed(String, anyhow::Error),
+}
+
+impl App {
+    /// Runs one request through `component` in a fresh instance and collects
+    /// the whole answer.
+    pub async fn invoke(
+        &self,
+        component: &Arc<LoadedComponent>,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Result<http::Response<bytes::Bytes>, InvokeError> {
+        use http_body_util::BodyExt;
+        use wasmtime_wasi_http::WasiHttpView;
+        use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+        let id = component.id.clone();
+        let failed = |e: anyhow::Error| InvokeError::Failed(id.clone(), e);
+        let mut store = self.new_store(component);
+        let mut request = request.map(|b| b.map_err(|never| -> wasmtime_wasi_http::Error { match never {} }));
+        // wasi:http needs an authority; in-process deliveries have none.
+        if request.uri().authority().is_none() && !request.headers().contains_key(http::header::HOST) {
+            request.headers_mut().insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+        }
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| failed(e.into()))?;
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| failed(e.into()))?;
+        let pre = component.pre.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
+        });
+        let answer = async {
+            match receiver.await {
+                Ok(Ok(response)) => {
+                    let (parts, body) = response.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map_err(|e| failed(anyhow::anyhow!("reading the response body: {e}")))?;
+                    Ok(http::Response::from_parts(parts, body.to_bytes()))
+                }
+                Ok(Err(code)) => Err(failed(anyhow::anyhow!("the component answered with error {code:?}"))),
+                // The guest dropped the response without setting it: find out why.
+                Err(_) => match task.await {
+                    Ok(Err(e)) if is_pool_exhausted(&e) => Err(InvokeError::Busy(0)),
+                    Ok(Err(e)) => Err(failed(e.into())),
+                    Ok(Ok(())) => Err(failed(anyhow::anyhow!("the component never set a response"))),
+                    Err(join) => Err(failed(join.into())),
+                },
+            }
+        };
+        match tokio::time::timeout(REQUEST_DEADLINE, answer).await {
+            Ok(result) => result,
+            Err(_) => Err(InvokeError::Timeout(component.id.clone(), REQUEST_DEADLINE)),
+        }
+    }
+}
+
+fn is_pool_exhausted(e: &wasmtime::Error) -> bool {
+    let msg = format!("{e:#}");
+    msg.contains("maximum concurrent") || msg.contains("pooling allocator") || msg.contains("limit of")
+}

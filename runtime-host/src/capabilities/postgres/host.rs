@@ -1,0 +1,231 @@
+//! The `spin:postgres/postgres` host functions, on sqlx.
+
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgRow, PgTypeInfo};
+use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
+use wasmtime::component::Resource;
+
+use super::{PgConnection, PostgresInstance};
+use crate::capabilities::bindings::spin::postgres::postgres::{
+    Column as WitColumn, DbDataType, DbValue, Error, Host, HostConnection, ParameterValue, RowSet,
+};
+use crate::capabilities::transaction_state;
+
+impl Host for PostgresInstance {}
+
+impl HostConnection for PostgresInstance {
+    async fn open(&mut self, address: String) -> wasmtime::Result<Result<Resource<PgConnection>, Error>> {
+        if let Err(refused) = self.allowed.check_url(&address) {
+            tracing::warn!(%refused, "refused a PostgreSQL connection");
+            return Ok(Err(Error::Other(refused.to_string())));
+        }
+        let pool = match self.shared.pool(&address) {
+            Ok(pool) => pool,
+            Err(e) => return Ok(Err(Error::ConnectionFailed(format!("invalid PostgreSQL address: {e}")))),
+        };
+        let conn = match pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(Error::ConnectionFailed(describe(&e)))),
+        };
+        Ok(Ok(self.connections.push(PgConnection { conn, in_transaction: false })?))
+    }
+
+    async fn query(
+        &mut self,
+        connection: Resource<PgConnection>,
+        statement: String,
+        params: Vec<ParameterValue>,
+    ) -> wasmtime::Result<Result<RowSet, Error>> {
+        let connection = self.connections.get_mut(&connection)?;
+        let query = match bind(sqlx::query(sqlx::AssertSqlSafe(statement.clone())), params) {
+            Ok(q) => q,
+            Err(e) => return Ok(Err(e)),
+        };
+        let rows = match query.fetch_all(&mut *connection.conn).await {
+            Ok(rows) => rows,
+            Err(e) => return Ok(Err(query_error(&e))),
+        };
+        connection.in_transaction = transaction_state(&statement, connection.in_transaction);
+        Ok(row_set(&rows))
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<PgConnection>,
+        statement: String,
+        params: Vec<ParameterValue>,
+    ) -> wasmtime::Result<Result<u64, Error>> {
+        let connection = self.connections.get_mut(&connection)?;
+        let query = match bind(sqlx::query(sqlx::AssertSqlSafe(statement.clone())), params) {
+            Ok(q) => q,
+            Err(e) => return Ok(Err(e)),
+        };
+        match query.execute(&mut *connection.conn).await {
+            Ok(done) => {
+                connection.in_transaction = transaction_state(&statement, connection.in_transaction);
+                Ok(Ok(done.rows_affected()))
+            }
+            Err(e) => Ok(Err(query_error(&e))),
+        }
+    }
+
+    async fn drop(&mut self, connection: Resource<PgConnection>) -> wasmtime::Result<()> {
+        let mut connection = self.connections.delete(connection)?;
+        if connection.in_transaction {
+            // An abandoned transaction must not leak into the next request.
+            if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *connection.conn).await {
+                tracing::warn!(error = %e, "rolling back an abandoned PostgreSQL transaction failed");
+                connection.conn.close_on_drop();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A NULL whose type the server infers from where it is used, as a NULL
+/// written in SQL would be; a typed NULL would clash with the column's type.
+struct UntypedNull;
+
+impl sqlx::Type<Postgres> for UntypedNull {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(sqlx::postgres::types::Oid(0))
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for UntypedNull {
+    fn encode_by_ref(&self, _buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        Ok(IsNull::Yes)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+fn bind(mut query: PgQuery<'static>, params: Vec<ParameterValue>) -> Result<PgQuery<'static>, Error> {
+    for (i, p) in params.into_iter().enumerate() {
+        query = match p {
+            ParameterValue::Boolean(b) => query.bind(b),
+            ParameterValue::Int8(v) => query.bind(i16::from(v)),
+            ParameterValue::Int16(v) => query.bind(v),
+            ParameterValue::Int32(v) => query.bind(v),
+            ParameterValue::Int64(v) => query.bind(v),
+            ParameterValue::Floating32(v) => query.bind(v),
+            ParameterValue::Floating64(v) => query.bind(v),
+            ParameterValue::Str(s) => query.bind(s),
+            ParameterValue::Binary(b) => query.bind(b),
+            ParameterValue::Date((y, m, d)) => {
+                query.bind(chrono::NaiveDate::from_ymd_opt(y, m.into(), d.into()).ok_or_else(|| {
+                    Error::BadParameter(format!("parameter ${}: no such date {y}-{m}-{d}", i + 1))
+                })?)
+            }
+            ParameterValue::Time((h, min, s, ns)) => query.bind(
+                chrono::NaiveTime::from_hms_nano_opt(h.into(), min.into(), s.into(), ns)
+                    .ok_or_else(|| Error::BadParameter(format!("parameter ${}: no such time", i + 1)))?,
+            ),
+            ParameterValue::Datetime((y, mo, d, h, mi, s, ns)) => query.bind(
+                chrono::NaiveDate::from_ymd_opt(y, mo.into(), d.into())
+                    .and_then(|date| date.and_hms_nano_opt(h.into(), mi.into(), s.into(), ns))
+                    .ok_or_else(|| Error::BadParameter(format!("parameter ${}: no such date-time", i + 1)))?,
+            ),
+            ParameterValue::Timestamp(v) => query.bind(v),
+            ParameterValue::DbNull => query.bind(UntypedNull),
+        };
+    }
+    Ok(query)
+}
+
+fn row_set(rows: &[PgRow]) -> Result<RowSet, Error> {
+    let columns = rows
+        .first()
+        .map(|r| {
+            r.columns()
+                .iter()
+                .map(|c| WitColumn { name: c.name().to_owned(), data_type: data_type(c.type_info().name()) })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rows = rows
+        .iter()
+        .map(|row| (0..row.len()).map(|i| value(row, i)).collect::<Result<Vec<_>, _>>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RowSet { columns, rows })
+}
+
+fn data_type(name: &str) -> DbDataType {
+    match name {
+        "BOOL" => DbDataType::Boolean,
+        "INT2" => DbDataType::Int16,
+        "INT4" => DbDataType::Int32,
+        "INT8" => DbDataType::Int64,
+        "FLOAT4" => DbDataType::Floating32,
+        "FLOAT8" => DbDataType::Floating64,
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => DbDataType::Str,
+        "BYTEA" => DbDataType::Binary,
+        "DATE" => DbDataType::Date,
+        "TIME" => DbDataType::Time,
+        "TIMESTAMP" => DbDataType::Datetime,
+        _ => DbDataType::Other,
+    }
+}
+
+fn value(row: &PgRow, i: usize) -> Result<DbValue, Error> {
+    let raw = row.try_get_raw(i).map_err(|e| Error::ValueConversionFailed(e.to_string()))?;
+    if raw.is_null() {
+        return Ok(DbValue::DbNull);
+    }
+    let type_name = raw.type_info().name().to_owned();
+    let conv = |e: sqlx::Error| Error::ValueConversionFailed(format!("column {i} ({type_name}): {e}"));
+    Ok(match type_name.as_str() {
+        "BOOL" => DbValue::Boolean(row.try_get(i).map_err(conv)?),
+        "INT2" => DbValue::Int16(row.try_get(i).map_err(conv)?),
+        "INT4" => DbValue::Int32(row.try_get(i).map_err(conv)?),
+        "INT8" => DbValue::Int64(row.try_get(i).map_err(conv)?),
+        "FLOAT4" => DbValue::Floating32(row.try_get(i).map_err(conv)?),
+        "FLOAT8" => DbValue::Floating64(row.try_get(i).map_err(conv)?),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => DbValue::Str(row.try_get(i).map_err(conv)?),
+        "BYTEA" => DbValue::Binary(row.try_get(i).map_err(conv)?),
+        "DATE" => {
+            let d: chrono::NaiveDate = row.try_get(i).map_err(conv)?;
+            use chrono::Datelike;
+            DbValue::Date((d.year(), d.month() as u8, d.day() as u8))
+        }
+        "TIME" => {
+            let t: chrono::NaiveTime = row.try_get(i).map_err(conv)?;
+            use chrono::Timelike;
+            DbValue::Time((t.hour() as u8, t.minute() as u8, t.second() as u8, t.nanosecond()))
+        }
+        "TIMESTAMP" => {
+            let t: chrono::NaiveDateTime = row.try_get(i).map_err(conv)?;
+            use chrono::{Datelike, Timelike};
+            DbValue::Datetime((
+                t.year(),
+                t.month() as u8,
+                t.day() as u8,
+                t.hour() as u8,
+                t.minute() as u8,
+                t.second() as u8,
+                t.nanosecond(),
+            ))
+        }
+        _ => DbValue::Unsupported,
+    })
+}
+
+/// Connection trouble is `connection-failed` (retryable); everything else is
+/// `query-failed` with the server's own message, which names the constraint.
+fn query_error(e: &sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::Database(db) => Error::QueryFailed(db.message().to_owned()),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            Error::ConnectionFailed(describe(e))
+        }
+        other => Error::QueryFailed(other.to_string()),
+    }
+}
+
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => "PostgreSQL unreachable: no connection within the timeout".to_owned(),
+        other => format!("PostgreSQL unreachable: {other}"),
+    }
+}

@@ -1,0 +1,74 @@
+//! `spin:postgres/postgres@3.0.0`: PostgreSQL for production.
+//!
+//! - linker: [`add_to_linker`];
+//! - shared: [`PostgresCapability`], one pool per server address, opened lazily;
+//! - per instance: [`PostgresInstance`], the component's allowed hosts and
+//!   its open connections.
+//!
+//! Every `open` is checked against the component's `allowed_outbound_hosts`
+//! before any connection is made.
+
+mod host;
+pub mod runtime_config;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+
+pub use runtime_config::PostgresConfig;
+
+use crate::capabilities::allowed_hosts::AllowedHosts;
+use crate::capabilities::bindings::spin::postgres::postgres;
+
+/// One open guest connection, held from the pool until the guest drops it.
+pub struct PgConnection {
+    conn: PoolConnection<sqlx::Postgres>,
+    in_transaction: bool,
+}
+
+/// Shared across requests: a pool per connection URL.
+pub struct PostgresCapability {
+    config: PostgresConfig,
+    pools: Mutex<HashMap<String, PgPool>>,
+}
+
+impl PostgresCapability {
+    pub fn new(config: PostgresConfig) -> Arc<Self> {
+        Arc::new(Self { config, pools: Mutex::new(HashMap::new()) })
+    }
+
+    /// The pool for `url`, created (without connecting) on first use.
+    fn pool(&self, url: &str) -> Result<PgPool, sqlx::Error> {
+        let mut pools = self.pools.lock().expect("pool map lock");
+        if let Some(pool) = pools.get(url) {
+            return Ok(pool.clone());
+        }
+        let pool = self.config.lazy_pool(url)?;
+        pools.insert(url.to_owned(), pool.clone());
+        Ok(pool)
+    }
+
+    pub fn instance(self: &Arc<Self>, allowed: AllowedHosts) -> PostgresInstance {
+        PostgresInstance { shared: self.clone(), allowed, connections: ResourceTable::new() }
+    }
+}
+
+pub struct PostgresInstance {
+    shared: Arc<PostgresCapability>,
+    allowed: AllowedHosts,
+    connections: ResourceTable,
+}
+
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut PostgresInstance,
+) -> Result<()> {
+    postgres::add_to_linker::<T, HasSelf<PostgresInstance>>(linker, get)?;
+    Ok(())
+}

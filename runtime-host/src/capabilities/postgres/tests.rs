@@ -1,0 +1,124 @@
+//! The PostgreSQL capability against a real server (started by
+//! `scripts/test.sh`, which sets `PARKING_TEST_DATABASE_URL`).
+
+use wasmtime::component::Resource;
+
+use super::*;
+use crate::capabilities::bindings::spin::postgres::postgres::{
+    DbValue, Error, HostConnection, ParameterValue,
+};
+
+fn server_url() -> String {
+    std::env::var("PARKING_TEST_DATABASE_URL").expect(
+        "PARKING_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL",
+    )
+}
+
+fn allowed(entries: &[&str]) -> AllowedHosts {
+    AllowedHosts::parse("test", &entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+}
+
+fn instance_for(url: &str) -> PostgresInstance {
+    let parsed = url::Url::parse(url).unwrap();
+    let entry = format!("postgres://{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
+    PostgresCapability::new(PostgresConfig::default()).instance(allowed(&[&entry]))
+}
+
+#[tokio::test]
+async fn queries_bind_parameters_and_read_typed_rows() {
+    let url = server_url();
+    let mut pg = instance_for(&url);
+    let conn = pg.open(url.clone()).await.unwrap().unwrap();
+    let c = || Resource::new_borrow(conn.rep());
+    let rows = pg
+        .query(
+            c(),
+            "SELECT $1::bool, $2::int8, $3::float8, $4::text, $5::bytea, $6::int4 IS NULL, 42::int2, \
+             DATE '2026-11-25', TIMESTAMP '2026-11-25 10:00:01'"
+                .into(),
+            vec![
+                ParameterValue::Boolean(true),
+                ParameterValue::Int64(-7),
+                ParameterValue::Floating64(2.5),
+                ParameterValue::Str("bay".into()),
+                ParameterValue::Binary(vec![0, 255]),
+                ParameterValue::DbNull,
+            ],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rows.rows[0],
+        [
+            DbValue::Boolean(true),
+            DbValue::Int64(-7),
+            DbValue::Floating64(2.5),
+            DbValue::Str("bay".into()),
+            DbValue::Binary(vec![0, 255]),
+            DbValue::Boolean(true),
+            DbValue::Int16(42),
+            DbValue::Date((2026, 11, 25)),
+            DbValue::Datetime((2026, 11, 25, 10, 0, 1, 0)),
+        ]
+    );
+    pg.drop(conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_null_parameter_takes_the_type_of_its_column() {
+    let url = server_url();
+    let mut pg = instance_for(&url);
+    let conn = pg.open(url.clone()).await.unwrap().unwrap();
+    let c = || Resource::new_borrow(conn.rep());
+    let table = format!("nulls_{}", uuid::Uuid::new_v4().simple());
+    pg.execute(c(), format!("CREATE TABLE {table} (n BIGINT, f DOUBLE PRECISION, t TEXT)"), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    let inserted = pg
+        .execute(
+            c(),
+            format!("INSERT INTO {table} VALUES ($1, $2, $3)"),
+            vec![ParameterValue::DbNull, ParameterValue::DbNull, ParameterValue::DbNull],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inserted, 1);
+    pg.execute(c(), format!("DROP TABLE {table}"), vec![]).await.unwrap().unwrap();
+    pg.drop(conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn addresses_outside_allowed_outbound_hosts_are_refused_before_connecting() {
+    let mut pg = PostgresCapability::new(PostgresConfig::default())
+        .instance(allowed(&["postgres://db.internal:5432"]));
+    // Nothing listens on this port; a refusal must come from the allow-list, not the network.
+    let err = pg.open("postgres://u:secret@127.0.0.1:1/parking".into()).await.unwrap().unwrap_err();
+    let Error::Other(msg) = err else { panic!("expected a refusal, got {err:?}") };
+    assert!(msg.contains("postgres://127.0.0.1:1"), "{msg}");
+    assert!(msg.contains("allowed_outbound_hosts"), "{msg}");
+    assert!(!msg.contains("secret"), "{msg}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_connection_failed() {
+    // Allowed, but nothing listens: the guest must see a retryable error.
+    let mut pg = PostgresCapability::new(PostgresConfig {
+        acquire_timeout: std::time::Duration::from_millis(500),
+        ..Default::default()
+    })
+    .instance(allowed(&["postgres://127.0.0.1:*"]));
+    let err = pg.open("postgres://u@127.0.0.1:1/parking".into()).await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::ConnectionFailed(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn server_errors_carry_the_server_message() {
+    let url = server_url();
+    let mut pg = instance_for(&url);
+    let conn = pg.open(url.clone()).await.unwrap().unwrap();
+    let err = pg.query(conn, "SELEC 1".into(), vec![]).await.unwrap().unwrap_err();
+    assert!(matches!(&err, Error::QueryFailed(m) if m.contains("syntax error")), "{err:?}");
+}

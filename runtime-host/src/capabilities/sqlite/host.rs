@@ -1,0 +1,113 @@
+//! The `fermyon:spin/sqlite` host functions, on sqlx.
+
+use sqlx::{Column, Row, TypeInfo, ValueRef};
+use wasmtime::component::Resource;
+
+use super::{SqliteConnection, SqliteInstance};
+use crate::capabilities::bindings::fermyon::spin::sqlite::{
+    Error, Host, HostConnection, QueryResult, RowResult, Value,
+};
+use crate::capabilities::transaction_state;
+
+impl Host for SqliteInstance {}
+
+impl HostConnection for SqliteInstance {
+    async fn open(
+        &mut self,
+        database: String,
+    ) -> wasmtime::Result<Result<Resource<SqliteConnection>, Error>> {
+        if !self.labels.contains(&database) {
+            return Ok(Err(Error::AccessDenied));
+        }
+        let Some(pool) = self.shared.pools.get(&database) else {
+            return Ok(Err(Error::NoSuchDatabase));
+        };
+        let conn = match pool.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => return Ok(Err(Error::Io(format!("database busy: {e}")))),
+        };
+        let handle = self.connections.push(SqliteConnection { conn, in_transaction: false })?;
+        Ok(Ok(handle))
+    }
+
+    async fn execute(
+        &mut self,
+        connection: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<Value>,
+    ) -> wasmtime::Result<Result<QueryResult, Error>> {
+        let connection = self.connections.get_mut(&connection)?;
+        let result = run(&mut connection.conn, &statement, parameters).await;
+        if result.is_ok() {
+            connection.in_transaction = transaction_state(&statement, connection.in_transaction);
+        }
+        Ok(result)
+    }
+
+    async fn drop(&mut self, connection: Resource<SqliteConnection>) -> wasmtime::Result<()> {
+        let mut connection = self.connections.delete(connection)?;
+        if connection.in_transaction {
+            // An abandoned transaction must not leak into the next request.
+            if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *connection.conn).await {
+                tracing::warn!(error = %e, "rolling back an abandoned SQLite transaction failed");
+                connection.conn.close_on_drop();
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn run(
+    conn: &mut sqlx::SqliteConnection,
+    statement: &str,
+    parameters: Vec<Value>,
+) -> Result<QueryResult, Error> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()));
+    for p in parameters {
+        query = match p {
+            Value::Integer(i) => query.bind(i),
+            Value::Real(r) => query.bind(r),
+            Value::Text(s) => query.bind(s),
+            Value::Blob(b) => query.bind(b),
+            Value::Null => query.bind(None::<String>),
+        };
+    }
+    let rows = query.fetch_all(&mut *conn).await.map_err(|e| Error::Io(describe(&e)))?;
+    let columns =
+        rows.first().map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect()).unwrap_or_default();
+    let rows = rows
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| column_value(row, i))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|values| RowResult { values })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(QueryResult { columns, rows })
+}
+
+/// SQLite values carry their own type: read each as what it is.
+fn column_value(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Value, Error> {
+    let raw = row.try_get_raw(i).map_err(|e| Error::Io(e.to_string()))?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let type_name = raw.type_info().name().to_owned();
+    let value = match type_name.as_str() {
+        "INTEGER" | "BOOLEAN" => row.try_get::<i64, _>(i).map(Value::Integer),
+        "REAL" => row.try_get::<f64, _>(i).map(Value::Real),
+        "TEXT" => row.try_get::<String, _>(i).map(Value::Text),
+        _ => row.try_get::<Vec<u8>, _>(i).map(Value::Blob),
+    };
+    value.map_err(|e| Error::Io(format!("column {i} ({type_name}): {e}")))
+}
+
+/// The database's own message, which names the constraint or syntax at fault.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::PoolTimedOut => "database busy: no connection free in time".to_owned(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,65 @@
+//! `fermyon:spin/sqlite@2.0.0`: the embedded default database.
+//!
+//! - linker: [`add_to_linker`];
+//! - shared: [`SqliteCapability`], one connection pool per database label;
+//! - per instance: [`SqliteInstance`], the labels the component may open
+//!   (its `sqlite_databases`) and its open connections.
+
+mod host;
+pub mod runtime_config;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Result;
+use sqlx::SqlitePool;
+use sqlx::pool::PoolConnection;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+
+pub use runtime_config::SqliteConfig;
+
+use crate::capabilities::bindings::fermyon::spin::sqlite;
+
+/// One open guest connection: a pooled connection held until the guest drops it.
+pub struct SqliteConnection {
+    conn: PoolConnection<sqlx::Sqlite>,
+    /// Set by a `BEGIN`, cleared by `COMMIT`/`ROLLBACK`/`END`: a connection
+    /// dropped inside a transaction is rolled back before it is reused.
+    in_transaction: bool,
+}
+
+/// Shared across requests: the pool of each database label.
+pub struct SqliteCapability {
+    pools: BTreeMap<String, SqlitePool>,
+}
+
+impl SqliteCapability {
+    pub async fn new(config: &SqliteConfig) -> Result<Arc<Self>> {
+        let mut pools = BTreeMap::new();
+        for (label, path) in &config.databases {
+            pools.insert(label.clone(), runtime_config::open_pool(path).await?);
+        }
+        Ok(Arc::new(Self { pools }))
+    }
+
+    /// The state for one instance of a component that may open `labels`.
+    pub fn instance(self: &Arc<Self>, labels: &[String]) -> SqliteInstance {
+        SqliteInstance { shared: self.clone(), labels: labels.to_vec(), connections: ResourceTable::new() }
+    }
+}
+
+pub struct SqliteInstance {
+    shared: Arc<SqliteCapability>,
+    labels: Vec<String>,
+    connections: ResourceTable,
+}
+
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut SqliteInstance,
+) -> Result<()> {
+    sqlite::add_to_linker::<T, HasSelf<SqliteInstance>>(linker, get)?;
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! `parkd`: the parking host.
+//!
+//! It runs the parking Wasm components on wasmtime, implements the Spin
+//! capabilities they import (see [`capabilities`]), serves their HTTP routes,
+//! and routes the events they derive in-process, as a Knative Broker would.
+
+pub mod app;
+pub mod broker;
+pub mod capabilities;
+pub mod database;
+pub mod demo;
+pub mod engine;
+pub mod instance;
+pub mod manifest;
+pub mod routes;
+pub mod server;
+pub mod up;

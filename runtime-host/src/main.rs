@@ -1,0 +1,122 @@
+//! The `parkd` command line.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use parkd::database::Database;
+use parkd::up::{self, UpOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "parkd",
+    version,
+    about = "The parking host: runs the parking components, routes their events"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PARKD_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the whole system: every component, the API and the event ingress.
+    Up(UpArgs),
+    /// Applies the database migrations and exits (a cluster's migration Job).
+    Migrate {
+        #[arg(long, env = "PARKING_DATABASE", default_value = "sqlite")]
+        database: String,
+        #[arg(long, default_value = ".parking")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// The application manifest (shared with `spin up`).
+    #[arg(long, default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Address of the HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:3000", env = "PARKD_LISTEN")]
+    listen: SocketAddr,
+    /// `sqlite` (a file in --data-dir) or a postgres:// URL.
+    #[arg(long, default_value = "sqlite", env = "PARKING_DATABASE")]
+    database: String,
+    /// Where the SQLite database and other state live.
+    #[arg(long, default_value = ".parking", env = "PARKD_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Where compiled components are cached between runs.
+    #[arg(long, env = "PARKD_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Also provision a demo lot.
+    #[arg(long)]
+    demo: bool,
+    /// Sets an application variable, as NAME=VALUE (repeatable).
+    #[arg(long = "var", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Serves only this component (repeatable); all by default.
+    #[arg(long = "component")]
+    components: Vec<String>,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Up(args) => {
+            let running = up::start(UpOptions {
+                manifest: args.manifest,
+                listen: args.listen,
+                database: args.database,
+                data_dir: args.data_dir,
+                cache_dir: args.cache_dir.unwrap_or_else(parkd::engine::default_cache_dir),
+                demo: args.demo,
+                variables: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
+                components: args.components,
+            })
+            .await?;
+            tokio::select! {
+                result = running.wait() => result,
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("stopping");
+                    Ok(())
+                }
+            }
+        }
+        Command::Migrate { database, data_dir } => {
+            let database = Database::parse(&database, &data_dir)?;
+            database.migrate().await.context("migrating")?;
+            tracing::info!(database = %database.describe(), "migrations applied");
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn,sqlx=warn")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,113 @@
+//! The HTTP listener: host routes (health), the broker's events route, and
+//! the manifest's routes to components.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::broker::{self, Broker};
+use crate::routes::Router;
+
+/// Requests larger than this are refused before a component sees them.
+const MAX_REQUEST_BYTES: usize = 8 << 20;
+
+pub struct Server {
+    app: Arc<App>,
+    router: Router,
+    events_route: Option<String>,
+    broker: Broker,
+}
+
+impl Server {
+    pub fn new(app: Arc<App>, router: Router, events_route: Option<String>) -> Arc<Self> {
+        Arc::new(Self { broker: Broker::new(app.clone()), app, router, events_route })
+    }
+
+    pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
+        TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen}: is another parkd running? pass --listen ADDR to use another address")
+        })
+    }
+
+    /// Serves until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    }
+
+    async fn handle(&self, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let response = self.route(req).await;
+        tracing::info!(
+            %method,
+            %path,
+            status = response.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "request"
+        );
+        response.map(Full::new)
+    }
+
+    async fn route(&self, req: hyper::Request<Incoming>) -> Response<Bytes> {
+        let path = req.uri().path().to_owned();
+        if path == "/healthz" {
+            return Response::new(Bytes::from_static(b"ok\n"));
+        }
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                return broker::error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body unreadable or over {MAX_REQUEST_BYTES} bytes: {e}"),
+                );
+            }
+        };
+        if self.events_route.as_deref() == Some(path.as_str()) {
+            if parts.method != http::Method::POST {
+                return broker::error(StatusCode::METHOD_NOT_ALLOWED, "POST CloudEvents to this route");
+            }
+            return self.broker.ingress(http::Request::from_parts(parts, body)).await;
+        }
+        let Some(component) = self.router.find(&path).and_then(|id| self.app.components.get(id)) else {
+            return broker::error(StatusCode::NOT_FOUND, &format!("no route for {path}"));
+        };
+        let request = http::Request::from_parts(parts, Full::new(body));
+        match self.app.invoke(component, request).await {
+            Ok(response) => response,
+            Err(e) => broker::invoke_error(&e),
+        }
+    }
+}

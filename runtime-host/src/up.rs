@@ -1,0 +1,145 @@
+//! `parkd up`: the whole system on one machine.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::Full;
+
+use crate::app::{App, LoadOptions};
+use crate::capabilities::postgres::{PostgresCapability, PostgresConfig};
+use crate::capabilities::sqlite::{SqliteCapability, SqliteConfig};
+use crate::database::Database;
+use crate::engine::PoolLimits;
+use crate::manifest::{self, Manifest};
+use crate::routes::Router;
+use crate::server::Server;
+
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub manifest: PathBuf,
+    pub listen: SocketAddr,
+    pub database: String,
+    pub data_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub demo: bool,
+    pub variables: BTreeMap<String, String>,
+    /// Serve only these components (all when empty).
+    pub components: Vec<String>,
+}
+
+/// A running system; dropping it stops the listener.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    task: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Running {
+    pub async fn wait(mut self) -> Result<()> {
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+pub async fn start(options: UpOptions) -> Result<Running> {
+    let (manifest, manifest_dir) = Manifest::load(&options.manifest)?;
+    let database = Database::parse(&options.database, &options.data_dir)?;
+    database.migrate().await?;
+    tracing::info!(database = %database.describe(), "database ready (migrations applied)");
+
+    // The database choice reaches the components through their variables,
+    // exactly as `spin up` would pass it (SPIN_VARIABLE_DATABASE_URL).
+    let mut overrides = options.variables.clone();
+    if manifest.variables.contains_key("database_url") {
+        overrides.entry("database_url".into()).or_insert_with(|| database.component_url());
+    }
+    if let (Some(host), true) = (database.host_port(), manifest.variables.contains_key("database_host")) {
+        overrides.entry("database_host".into()).or_insert(host);
+    }
+    let resolved = manifest::resolve_variables(&manifest.variables, &overrides, |k| std::env::var(k).ok())?;
+    let variables: BTreeMap<String, String> = resolved.into_iter().map(|(k, (v, _))| (k, v)).collect();
+
+    let sqlite = SqliteCapability::new(&SqliteConfig::in_data_dir(&options.data_dir)).await?;
+    let postgres = PostgresCapability::new(PostgresConfig::default());
+    let app = Arc::new(
+        App::load(
+            LoadOptions {
+                manifest: &manifest,
+                manifest_dir: &manifest_dir,
+                variables: &variables,
+                cache_dir: options.cache_dir.clone(),
+                pool: PoolLimits::default(),
+                only: options.components.clone(),
+            },
+            sqlite,
+            postgres,
+        )
+        .await?,
+    );
+
+    let mut router = Router::default();
+    for trigger in &manifest.trigger.http {
+        if app.components.contains_key(&trigger.component) {
+            router.add(&trigger.route, &trigger.component)?;
+        }
+    }
+    let events_route = manifest.application.tool.parkd.events_route.clone();
+    let server = Server::new(app.clone(), router, events_route.clone());
+    let listener = Server::bind(options.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!("parkd listening on http://{addr} (API under /api/v1, health at /healthz)");
+    if let Some(route) = &events_route {
+        tracing::info!("CloudEvents ingress on http://{addr}{route}");
+    }
+    let task = tokio::spawn(server.serve(listener));
+    let running = Running { addr, app, task: Some(task) };
+    if options.demo {
+        provision_demo(&running, &variables).await?;
+    }
+    Ok(running)
+}
+
+/// Provisions the demo lot through the admin API, as an operator would.
+async fn provision_demo(running: &Running, variables: &BTreeMap<String, String>) -> Result<()> {
+    let Some(admin) = running.app.components.get("lot-admin") else {
+        bail!("--demo needs the lot-admin component, which is not loaded");
+    };
+    let body = serde_json::to_vec(&crate::demo::demo_lot())?;
+    let mut request = http::Request::put(format!("/api/v1/lots/{}", crate::demo::DEMO_LOT))
+        .header("content-type", "application/json");
+    if let Some(token) = variables.get("admin_token").filter(|t| !t.is_empty()) {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = running
+        .app
+        .invoke(admin, request.body(Full::new(Bytes::from(body)))?)
+        .await
+        .context("provisioning the demo lot")?;
+    if !response.status().is_success() {
+        bail!(
+            "provisioning the demo lot failed with {}: {}",
+            response.status(),
+            String::from_utf8_lossy(response.body())
+        );
+    }
+    tracing::info!(
+        "demo lot provisioned: GET http://{}/api/v1/lots/{}/availability",
+        running.addr,
+        crate::demo::DEMO_LOT
+    );
+    Ok(())
+}

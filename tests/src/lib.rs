@@ -1,0 +1,139 @@
+//! The harness of the end-to-end tests: a throwaway database (SQLite file or
+//! a fresh PostgreSQL database on the test server) and a `parkd` running the
+//! real components from `spin.toml`, reached over HTTP.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use parkd::up::{Running, UpOptions};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The PostgreSQL server `scripts/test.sh` started.
+pub fn test_server_url() -> String {
+    std::env::var("PARKING_TEST_DATABASE_URL").expect(
+        "PARKING_TEST_DATABASE_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL",
+    )
+}
+
+/// A new, empty database on the test server; answers its URL.
+pub async fn fresh_postgres_database() -> Result<String> {
+    let server = test_server_url();
+    let name = format!("parking_{}", uuid::Uuid::new_v4().simple());
+    let options = sqlx::postgres::PgConnectOptions::from_str(&server)?;
+    let mut conn =
+        sqlx::PgConnection::connect_with(&options).await.context("connecting to the test server")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+    Ok(url_with_database(&server, &name))
+}
+
+fn url_with_database(server: &str, database: &str) -> String {
+    let (base, _) = server.rsplit_once('/').expect("a database URL has a path");
+    format!("{base}/{database}")
+}
+
+/// A running parkd with its own data directory.
+pub struct Parkd {
+    pub base: String,
+    pub running: Running,
+    pub client: reqwest::Client,
+    _data_dir: tempfile::TempDir,
+}
+
+pub struct ParkdOptions {
+    pub backend: Backend,
+    pub variables: Vec<(String, String)>,
+}
+
+impl Parkd {
+    pub async fn start(backend: Backend) -> Result<Self> {
+        Self::start_with(ParkdOptions { backend, variables: Vec::new() }).await
+    }
+
+    pub async fn start_with(options: ParkdOptions) -> Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        let database = match options.backend {
+            Backend::Sqlite => "sqlite".to_owned(),
+            Backend::Postgres => fresh_postgres_database().await?,
+        };
+        let cache_dir = std::env::var_os("PARKD_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("parkd-test-components"));
+        let running = parkd::up::start(UpOptions {
+            manifest: repo_root().join("spin.toml"),
+            listen: "127.0.0.1:0".parse()?,
+            database,
+            data_dir: data_dir.path().to_path_buf(),
+            cache_dir,
+            demo: false,
+            variables: options.variables.into_iter().collect(),
+            components: Vec::new(),
+        })
+        .await?;
+        Ok(Self {
+            base: format!("http://{}", running.addr),
+            running,
+            client: reqwest::Client::new(),
+            _data_dir: data_dir,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn put_lot(&self, lot: &str, body: &Value) -> reqwest::Response {
+        self.client.put(self.url(&format!("/api/v1/lots/{lot}"))).json(body).send().await.expect("PUT lot")
+    }
+
+    pub async fn availability(&self, lot: &str) -> (reqwest::StatusCode, Value) {
+        let r = self.client.get(self.url(&format!("/api/v1/lots/{lot}/availability"))).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends a reading as a binary-mode CloudEvent (as Knative delivers).
+    pub async fn send_reading(&self, event_id: &str, reading: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/events"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", event_id)
+            .header("ce-source", "/parking/bridge")
+            .header("ce-type", "io.parking.sensor.uplink.v1")
+            .header("ce-format", "parking-json")
+            .header("content-type", "application/json")
+            .body(reading.to_string())
+            .send()
+            .await
+            .expect("POST event")
+    }
+}
+
+/// A reading in the project's own JSON format.
+pub fn reading(device: &str, occupied: bool, seq: u32, observed_at: &str) -> Value {
+    json!({ "device": device, "occupied": occupied, "seq": seq, "observedAt": observed_at, "battery": 3.6 })
+}
+
+/// A lot of `cars` four-wheeler bays in zone L1 and `bikes` two-wheeler bays in zone M.
+pub fn lot_spec(name: &str, sensor_prefix: &str, cars: usize, bikes: usize) -> Value {
+    let mut bays = Vec::new();
+    for i in 0..cars {
+        bays.push(json!({ "id": format!("C{i}"), "zone": "L1", "class": "four_wheeler", "sensor": format!("{sensor_prefix}-C{i}") }));
+    }
+    for i in 0..bikes {
+        bays.push(json!({ "id": format!("M{i}"), "zone": "M", "class": "two_wheeler", "sensor": format!("{sensor_prefix}-M{i}") }));
+    }
+    json!({ "name": name, "bays": bays })
+}
