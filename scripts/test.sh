@@ -28,4 +28,12 @@ echo "test: PostgreSQL on 127.0.0.1:$port" >&2
 
 export PARKING_TEST_DATABASE_URL="postgres://parking@127.0.0.1:$port/postgres"
 export PARKD_CACHE_DIR="${PARKD_CACHE_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/parkd-components}"
-cargo test "$@"
+log="$pg_dir/cargo-test.log"
+set +e
+cargo test "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"

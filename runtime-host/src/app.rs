@@ -80,17 +80,7 @@ impl App {
             let (component, loaded) =
                 tokio::task::spawn_blocking(move || engine::load_component(&engine2, &source2, &cache_dir))
                     .await??;
-            let pre = linker.instantiate_pre(&component).map_err(|e| {
-                anyhow::anyhow!(
-                    "component `{id}` ({}) cannot be loaded: {e:#}. parkd provides WASI 0.2 and {}; \
-                     a parking function may import nothing else",
-                    source.display(),
-                    instance::CAPABILITIES.join(", ")
-                )
-            })?;
-            let pre = ProxyPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
-                format!("component `{id}` does not export wasi:http/incoming-handler@0.2.0")
-            })?;
+            let pre = prepare(&linker, &component, id, &source)?;
             let hosts = def
                 .allowed_outbound_hosts
                 .iter()
@@ -155,6 +145,27 @@ impl App {
         store.epoch_deadline_async_yield_and_update(1);
         store
     }
+}
+
+/// Pre-instantiates a component: every import resolved against what parkd
+/// provides, or an error that names the import it cannot satisfy.
+pub fn prepare(
+    linker: &wasmtime::component::Linker<InstanceState>,
+    component: &wasmtime::component::Component,
+    id: &str,
+    source: &Path,
+) -> Result<ProxyPre<InstanceState>> {
+    let pre = linker.instantiate_pre(component).map_err(|e| {
+        anyhow::anyhow!(
+            "component `{id}` ({}) cannot be loaded: {e:#}. parkd provides WASI 0.2 and {}; \
+             a parking function may import nothing else",
+            source.display(),
+            instance::CAPABILITIES.join(", ")
+        )
+    })?;
+    ProxyPre::new(pre)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component `{id}` does not export wasi:http/incoming-handler@0.2.0"))
 }
 
 /// Why a component could not answer a request.
