@@ -162,31 +162,39 @@ pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailabili
     if db.query(db.sql.lot_name, &[lot.into()])?.is_empty() {
         return Ok(None);
     }
-    struct BayRow {
+    // Counted in the database: a handful of rows whatever the lot's size.
+    struct GroupRow {
         zone: Option<String>,
         class: VehicleClass,
         status: BayStatus,
+        bays: usize,
         changed_at: Option<DateTime<Utc>>,
     }
-    let rows: Vec<BayRow> = db
-        .query(db.sql.lot_bay_statuses, &[lot.into()])?
+    let rows: Vec<GroupRow> = db
+        .query(db.sql.lot_group_counts, &[lot.into()])?
         .iter()
         .map(|r| {
-            Ok(BayRow {
+            Ok(GroupRow {
                 zone: r.opt_text(0)?,
                 class: class(r, 1)?,
                 status: status(r, 2)?,
-                changed_at: opt_from_ms(r.opt_int(3)?)?,
+                bays: usize::try_from(r.int(3)?).map_err(|e| DbError::Decode(e.to_string()))?,
+                changed_at: opt_from_ms(r.opt_int(4)?)?,
             })
         })
         .collect::<Result<_, DbError>>()?;
     Ok(Some(summarise(
         lot,
-        rows.iter().map(|b| BayCount {
-            zone: b.zone.as_deref(),
-            class: &b.class,
-            status: b.status,
-            changed_at: b.changed_at,
+        rows.iter().flat_map(|g| {
+            std::iter::repeat_n(
+                BayCount {
+                    zone: g.zone.as_deref(),
+                    class: &g.class,
+                    status: g.status,
+                    changed_at: g.changed_at,
+                },
+                g.bays,
+            )
         }),
     )))
 }

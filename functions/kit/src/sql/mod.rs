@@ -44,8 +44,8 @@ pub struct Statements {
     /// (lot) -> bay, zone, class, sensor, model, status, status_changed_at_ms,
     /// observed_at_ms, last_seen_at_ms, battery
     pub lot_bays: &'static str,
-    /// (lot) -> zone, class, status, status_changed_at_ms
-    pub lot_bay_statuses: &'static str,
+    /// (lot) -> zone, class, status, count, max(status_changed_at_ms)
+    pub lot_group_counts: &'static str,
 
     // --- readings ---
     /// (event_key, now_ms) -> event_key when the event is new, no row when seen before.

@@ -31,7 +31,8 @@ pub static STATEMENTS: Statements = Statements {
                              observed_at_ms = NULL, seq = NULL, last_seen_at_ms = NULL, battery = NULL",
     lot_bays: "SELECT bay_id, zone, class, sensor, model, status, status_changed_at_ms, observed_at_ms, \
                last_seen_at_ms, battery FROM bays WHERE lot_id = ?1 ORDER BY bay_id",
-    lot_bay_statuses: "SELECT zone, class, status, status_changed_at_ms FROM bays WHERE lot_id = ?1",
+    lot_group_counts: "SELECT zone, class, status, COUNT(*), MAX(status_changed_at_ms) FROM bays \
+                       WHERE lot_id = ?1 GROUP BY zone, class, status",
 
     claim_event: "INSERT INTO processed_events (event_key, processed_at_ms) VALUES (?1, ?2) \
                   ON CONFLICT (event_key) DO NOTHING RETURNING event_key",

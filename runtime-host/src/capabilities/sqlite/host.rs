@@ -19,14 +19,19 @@ impl HostConnection for SqliteInstance {
         if !self.labels.contains(&database) {
             return Ok(Err(Error::AccessDenied));
         }
-        let Some(pool) = self.shared.pools.get(&database) else {
+        let Some((pool, writers)) = self.shared.pools.get(&database) else {
             return Ok(Err(Error::NoSuchDatabase));
         };
         let conn = match pool.acquire().await {
             Ok(conn) => conn,
             Err(e) => return Ok(Err(Error::Io(format!("database busy: {e}")))),
         };
-        let handle = self.connections.push(SqliteConnection { conn, in_transaction: false })?;
+        let handle = self.connections.push(SqliteConnection {
+            conn,
+            in_transaction: false,
+            write_turn: None,
+            writers: writers.clone(),
+        })?;
         Ok(Ok(handle))
     }
 
@@ -37,9 +42,16 @@ impl HostConnection for SqliteInstance {
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<QueryResult, Error>> {
         let connection = self.connections.get_mut(&connection)?;
+        let opens = !connection.in_transaction && transaction_state(&statement, false);
+        if opens && connection.write_turn.is_none() {
+            connection.write_turn = Some(connection.writers.clone().lock_owned().await);
+        }
         let result = run(&mut connection.conn, &statement, parameters).await;
         if result.is_ok() {
             connection.in_transaction = transaction_state(&statement, connection.in_transaction);
+        }
+        if !connection.in_transaction {
+            connection.write_turn = None;
         }
         Ok(result)
     }

@@ -28,18 +28,26 @@ pub struct SqliteConnection {
     /// Set by a `BEGIN`, cleared by `COMMIT`/`ROLLBACK`/`END`: a connection
     /// dropped inside a transaction is rolled back before it is reused.
     in_transaction: bool,
+    /// Held from `BEGIN` to its end: one writer at a time, queued in order.
+    write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The database's queue of writers.
+    writers: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// Shared across requests: the pool of each database label.
+/// Shared across requests: the pool of each database label, and its queue
+/// of writers. SQLite admits one writer at a time and makes the others
+/// retry with sleeps of up to 100 ms; queueing transactions in the host
+/// instead hands the lock over at once and in arrival order.
 pub struct SqliteCapability {
-    pools: BTreeMap<String, SqlitePool>,
+    pools: BTreeMap<String, (SqlitePool, Arc<tokio::sync::Mutex<()>>)>,
 }
 
 impl SqliteCapability {
     pub async fn new(config: &SqliteConfig) -> Result<Arc<Self>> {
         let mut pools = BTreeMap::new();
         for (label, path) in &config.databases {
-            pools.insert(label.clone(), runtime_config::open_pool(path).await?);
+            let pool = runtime_config::open_pool(path).await?;
+            pools.insert(label.clone(), (pool, Arc::new(tokio::sync::Mutex::new(()))));
         }
         Ok(Arc::new(Self { pools }))
     }
