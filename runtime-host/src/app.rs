@@ -31,6 +31,7 @@ pub struct LoadedComponent {
     pub allowed_hosts: AllowedHosts,
     pub sqlite_databases: Vec<String>,
     pub subscribes: Vec<String>,
+    pub environment: Vec<(String, String)>,
     pub max_memory_bytes: usize,
 }
 
@@ -108,6 +109,7 @@ impl App {
                     allowed_hosts: AllowedHosts::parse(id, &hosts)?,
                     sqlite_databases: def.sqlite_databases.clone(),
                     subscribes: def.tool.parkd.subscribes.clone(),
+                    environment: def.environment.clone().into_iter().collect(),
                     max_memory_bytes: options.pool.max_memory_bytes,
                 }),
             );
@@ -129,7 +131,7 @@ impl App {
     /// A fresh store for one request to `component`.
     pub fn new_store(&self, component: &LoadedComponent) -> Store<InstanceState> {
         let state = InstanceState {
-            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().envs(&component.environment).build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             outbound_http: OutboundHttp::new(component.allowed_hosts.clone()),

@@ -11,7 +11,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+// The structs deny unknown fields, as Spin's own schema does: a key Spin
+// would refuse fails here too, in the tests, before anyone runs `spin up`.
+
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub spin_manifest_version: u32,
     pub application: Application,
@@ -24,10 +28,19 @@ pub struct Manifest {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Application {
     pub name: String,
     #[serde(default)]
     pub version: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub authors: Vec<String>,
+    #[serde(default)]
+    pub targets: Vec<toml::Value>,
+    #[serde(default)]
+    pub trigger: BTreeMap<String, toml::Table>,
     #[serde(default)]
     pub tool: ApplicationTools,
 }
@@ -40,6 +53,7 @@ pub struct ApplicationTools {
 
 /// `[application.tool.parkd]`
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParkdApplication {
     /// The route where `parkd` runs its in-process broker ingress (`POST`
     /// CloudEvents here and they reach every subscribed component).
@@ -48,6 +62,7 @@ pub struct ParkdApplication {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VariableDef {
     #[serde(default)]
     pub default: Option<String>,
@@ -64,20 +79,36 @@ pub struct Triggers {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpTrigger {
     pub route: String,
     pub component: String,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub executor: Option<toml::Table>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ComponentDef {
+    /// A local file: parkd does not fetch components from URLs or registries.
     pub source: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Environment variables the component sees, as under Spin.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     pub sqlite_databases: Vec<String>,
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub key_value_stores: Vec<String>,
+    #[serde(default)]
+    pub build: Option<toml::Table>,
     #[serde(default)]
     pub tool: ComponentTools,
 }
@@ -90,6 +121,7 @@ pub struct ComponentTools {
 
 /// `[component.<id>.tool.parkd]`
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParkdComponent {
     /// CloudEvent types delivered to this component, like a Knative Trigger's filter.
     #[serde(default)]
@@ -237,6 +269,17 @@ mod tests {
         assert!(err.contains("region") && err.contains("PARKING_REGION"), "{err}");
         let bad = BTreeMap::from([("typo".to_string(), "1".to_string())]);
         assert!(resolve_variables(&defs, &bad, |_| Some("x".into())).is_err());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_as_spin_refuses_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spin.toml");
+        let text = "spin_manifest_version = 2\n[application]\nname = \"x\"\n\
+                    [component.a]\nsource = \"a.wasm\"\nallowed_outbound_host = [\"https://x\"]\n";
+        std::fs::write(&path, text).unwrap();
+        let err = format!("{:#}", Manifest::load(&path).unwrap_err());
+        assert!(err.contains("allowed_outbound_host"), "{err}");
     }
 
     #[test]
