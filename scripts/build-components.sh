@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 
-components=(sensor-event availability-query lot-admin)
+# The last one is a test fixture (tests/fixtures): small, and the e2e tests need it.
+components=(sensor-event availability-query lot-admin event-recorder)
 args=()
 for c in "${components[@]}"; do args+=(-p "$c"); done
 echo "build: components (${components[*]})" >&2

@@ -2,7 +2,7 @@
 //! Every scenario runs on SQLite and on PostgreSQL: one storage suite, two
 //! dialects.
 
-use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, reading};
+use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, manifest_with_recorder, reading};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -30,6 +30,7 @@ on_both_backends!(
     unknown_lots_are_404,
     replacing_a_lot_keeps_live_state_and_sensors_are_unique,
     concurrent_readings_keep_counts_consistent,
+    derived_events_reach_the_components_subscribed_to_their_type,
 );
 
 fn class_counts(availability: &Value, class: &str) -> Value {
@@ -264,11 +265,40 @@ async fn concurrent_readings_keep_counts_consistent(backend: Backend) {
     assert_eq!(class_counts(&a, "two_wheeler"), counts(10, 10 - bikes_occupied, bikes_occupied, 0, 0));
 }
 
+async fn derived_events_reach_the_components_subscribed_to_their_type(backend: Backend) {
+    // A recorder subscribed to slot changes only, as a Knative Trigger filtered by type.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
+    let parkd = Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(backend) })
+        .await
+        .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await;
+    let recorded = || async {
+        let r = parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Vec<Value>>().await.unwrap()
+    };
+    assert!(recorded().await.is_empty());
+
+    parkd.send_reading("e-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await;
+    parkd.send_reading("e-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await; // redelivered
+    parkd.send_reading("e-2", &reading("N-C1", false, 1, "2026-11-25T10:00:01Z")).await;
+    let events = recorded().await;
+    assert_eq!(
+        events,
+        vec![
+            json!({ "type": "io.parking.slot.changed.v1", "id": "e-1/slot", "subject": "north/C0" }),
+            json!({ "type": "io.parking.slot.changed.v1", "id": "e-2/slot", "subject": "north/C1" }),
+        ],
+        "each change delivered once, and only the subscribed type"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_requires_the_token_when_one_is_set() {
     let parkd = Parkd::start_with(ParkdOptions {
-        backend: Backend::Sqlite,
         variables: vec![("admin_token".into(), "s3cret".into())],
+        ..ParkdOptions::new(Backend::Sqlite)
     })
     .await
     .unwrap();
@@ -299,11 +329,11 @@ async fn the_admin_api_requires_the_token_when_one_is_set() {
 async fn an_unreachable_database_is_a_retryable_503() {
     // Nothing listens on port 1: every component's PostgreSQL connection fails.
     let parkd = Parkd::start_with(ParkdOptions {
-        backend: Backend::Sqlite,
         variables: vec![
             ("database_url".into(), "postgres://parking@127.0.0.1:1/parking".into()),
             ("database_host".into(), "127.0.0.1:1".into()),
         ],
+        ..ParkdOptions::new(Backend::Sqlite)
     })
     .await
     .unwrap();
@@ -318,8 +348,8 @@ async fn an_unreachable_database_is_a_retryable_503() {
 async fn a_database_outside_allowed_outbound_hosts_is_refused() {
     // database_host stays the default (127.0.0.1:5432), so port 1 is not allowed.
     let parkd = Parkd::start_with(ParkdOptions {
-        backend: Backend::Sqlite,
         variables: vec![("database_url".into(), "postgres://parking@127.0.0.1:1/parking".into())],
+        ..ParkdOptions::new(Backend::Sqlite)
     })
     .await
     .unwrap();

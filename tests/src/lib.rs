@@ -55,11 +55,45 @@ pub struct Parkd {
 pub struct ParkdOptions {
     pub backend: Backend,
     pub variables: Vec<(String, String)>,
+    /// Another manifest than the repository's `spin.toml`.
+    pub manifest: Option<PathBuf>,
+}
+
+impl ParkdOptions {
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, variables: Vec::new(), manifest: None }
+    }
+}
+
+/// The repository's manifest plus the `event-recorder` fixture, subscribed to
+/// the given event types and routed at `/test/recorded`. Written into `dir`.
+pub fn manifest_with_recorder(dir: &std::path::Path, subscribes: &[&str]) -> Result<PathBuf> {
+    let root = repo_root().canonicalize()?;
+    let manifest = std::fs::read_to_string(root.join("spin.toml"))?
+        .replace("source = \"", &format!("source = \"{}/", root.display()));
+    let types = subscribes.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
+    let recorder = format!(
+        r#"
+[[trigger.http]]
+route = "/test/recorded"
+component = "event-recorder"
+
+[component.event-recorder]
+source = "{}/target/wasm32-wasip2/release/event_recorder.wasm"
+sqlite_databases = ["default"]
+[component.event-recorder.tool.parkd]
+subscribes = [{types}]
+"#,
+        root.display()
+    );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, manifest + &recorder)?;
+    Ok(path)
 }
 
 impl Parkd {
     pub async fn start(backend: Backend) -> Result<Self> {
-        Self::start_with(ParkdOptions { backend, variables: Vec::new() }).await
+        Self::start_with(ParkdOptions::new(backend)).await
     }
 
     pub async fn start_with(options: ParkdOptions) -> Result<Self> {
@@ -72,7 +106,7 @@ impl Parkd {
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("parkd-test-components"));
         let running = parkd::up::start(UpOptions {
-            manifest: repo_root().join("spin.toml"),
+            manifest: options.manifest.unwrap_or_else(|| repo_root().join("spin.toml")),
             listen: "127.0.0.1:0".parse()?,
             database,
             data_dir: data_dir.path().to_path_buf(),
