@@ -11,13 +11,23 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
 fi
 
 if [[ "${1:-}" == "--test-servers" ]]; then
+    # The tests run real servers on loopback: PostgreSQL and Mosquitto.
+    missing=()
     if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-        echo "bootstrap: installing PostgreSQL (Debian package postgresql)" >&2
+        missing+=(postgresql)
+    fi
+    if ! command -v mosquitto >/dev/null && [[ ! -x /usr/sbin/mosquitto ]]; then
+        missing+=(mosquitto)
+    fi
+    if ((${#missing[@]})); then
+        echo "bootstrap: installing ${missing[*]} (Debian packages)" >&2
         if [[ $(id -u) -ne 0 ]]; then
-            echo "bootstrap: PostgreSQL is missing and this is not root: install the Debian package postgresql" >&2
+            echo "bootstrap: ${missing[*]} missing and this is not root: install the Debian packages ${missing[*]}" >&2
             exit 1
         fi
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # Debian starts the packaged services: the tests run their own.
+        systemctl disable --now mosquitto postgresql >/dev/null 2>&1 || true
     fi
 fi

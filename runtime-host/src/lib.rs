@@ -5,6 +5,7 @@
 //! and routes the events they derive in-process, as a Knative Broker would.
 
 pub mod app;
+pub mod bridge;
 pub mod broker;
 pub mod capabilities;
 pub mod database;

@@ -33,6 +33,21 @@ enum LogFormat {
 enum Command {
     /// Runs the whole system: every component, the API and the event ingress.
     Up(UpArgs),
+    /// Runs only the MQTT bridge, delivering CloudEvents to an HTTP sink (as on a cluster).
+    Bridge {
+        /// The MQTT broker (mqtt://[user:pass@]host:port).
+        #[arg(long, env = "PARKD_MQTT")]
+        mqtt: String,
+        /// The CloudEvents endpoint (a Knative Broker, a KafkaSink, parkd's /api/v1/events).
+        #[arg(long, env = "K_SINK")]
+        sink: String,
+        /// A topic mapping PATTERN=FORMAT (repeatable); the defaults otherwise.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// The MQTT client id; replicas need distinct ids (a shared subscription comes later).
+        #[arg(long, default_value = "parkd-bridge", env = "PARKD_BRIDGE_CLIENT_ID")]
+        client_id: String,
+    },
     /// Applies the database migrations and exits (a cluster's migration Job).
     Migrate {
         #[arg(long, env = "PARKING_DATABASE", default_value = "sqlite")]
@@ -68,6 +83,9 @@ struct UpArgs {
     /// Serves only this component (repeatable); all by default.
     #[arg(long = "component")]
     components: Vec<String>,
+    /// Bridges sensor topics of this MQTT broker (mqtt://[user:pass@]host:port).
+    #[arg(long, env = "PARKD_MQTT")]
+    mqtt: Option<String>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -91,6 +109,7 @@ async fn main() -> Result<()> {
                 demo: args.demo,
                 variables: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
                 components: args.components,
+                mqtt: args.mqtt,
             })
             .await?;
             tokio::select! {
@@ -100,6 +119,21 @@ async fn main() -> Result<()> {
                     Ok(())
                 }
             }
+        }
+        Command::Bridge { mqtt, sink, topics, client_id } => {
+            let mut config = parkd::bridge::BridgeConfig::from_url(&mqtt)?;
+            config.client_id = client_id;
+            if !topics.is_empty() {
+                config.mappings = topics
+                    .iter()
+                    .map(|t| parkd::bridge::topics::TopicMapping::parse(t))
+                    .collect::<Result<_>>()?;
+            }
+            let bridge = parkd::bridge::Bridge::start(config, parkd::bridge::sink::Sink::http(&sink)?);
+            tokio::signal::ctrl_c().await?;
+            tracing::info!("stopping");
+            drop(bridge);
+            Ok(())
         }
         Command::Migrate { database, data_dir } => {
             let database = Database::parse(&database, &data_dir)?;

@@ -10,6 +10,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::app::{App, LoadOptions};
+use crate::bridge::sink::Sink;
+use crate::bridge::{Bridge, BridgeConfig};
+use crate::broker::Broker;
 use crate::capabilities::postgres::{PostgresCapability, PostgresConfig};
 use crate::capabilities::sqlite::{SqliteCapability, SqliteConfig};
 use crate::database::Database;
@@ -29,12 +32,15 @@ pub struct UpOptions {
     pub variables: BTreeMap<String, String>,
     /// Serve only these components (all when empty).
     pub components: Vec<String>,
+    /// Bridge this MQTT broker's sensor topics into the in-process broker.
+    pub mqtt: Option<String>,
 }
 
 /// A running system; dropping it stops the listener.
 pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    pub bridge: Option<Bridge>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
@@ -106,7 +112,14 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         tracing::info!("CloudEvents ingress on http://{addr}{route}");
     }
     let task = tokio::spawn(server.serve(listener));
-    let running = Running { addr, app, task: Some(task) };
+    let bridge = match &options.mqtt {
+        Some(url) => {
+            let config = BridgeConfig::from_url(url)?;
+            Some(Bridge::start(config, Sink::InProcess(Arc::new(Broker::new(app.clone())))))
+        }
+        None => None,
+    };
+    let running = Running { addr, app, bridge, task: Some(task) };
     if options.demo {
         provision_demo(&running, &variables).await?;
     }

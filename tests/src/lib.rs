@@ -10,6 +10,8 @@ use parkd::up::{Running, UpOptions};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+pub mod mosquitto;
+
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -57,11 +59,13 @@ pub struct ParkdOptions {
     pub variables: Vec<(String, String)>,
     /// Another manifest than the repository's `spin.toml`.
     pub manifest: Option<PathBuf>,
+    /// An MQTT broker to bridge (`mqtt://127.0.0.1:port`).
+    pub mqtt: Option<String>,
 }
 
 impl ParkdOptions {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, variables: Vec::new(), manifest: None }
+        Self { backend, variables: Vec::new(), manifest: None, mqtt: None }
     }
 }
 
@@ -114,6 +118,7 @@ impl Parkd {
             demo: false,
             variables: options.variables.into_iter().collect(),
             components: Vec::new(),
+            mqtt: options.mqtt,
         })
         .await?;
         Ok(Self {

@@ -1,0 +1,112 @@
+//! Where the bridge delivers events: in-process (`parkd up`), or any
+//! CloudEvents HTTP endpoint (a Knative Broker, a KafkaSink). Chosen by URL.
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use bytes::Bytes;
+use http::StatusCode;
+
+use super::message::BridgedEvent;
+use crate::broker::Broker;
+
+pub enum Sink {
+    /// Straight into this parkd's broker.
+    InProcess(Arc<Broker>),
+    /// POST in binary content mode to a CloudEvents endpoint.
+    Http { url: String, client: reqwest::Client },
+}
+
+/// What became of one delivery, which decides what the bridge does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The sink has it: acknowledge the MQTT message.
+    Accepted,
+    /// The sink refused it for good (4xx): dead-letter it, then acknowledge.
+    Rejected { status: u16, reason: String },
+    /// A transient fault (5xx, 429, no connection): retry, do not acknowledge.
+    Retry { reason: String },
+}
+
+impl Sink {
+    pub fn http(url: &str) -> Result<Self> {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("sink {url:?}: expected an http:// or https:// CloudEvents endpoint");
+        }
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        Ok(Self::Http { url: url.to_owned(), client })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Sink::InProcess(_) => "in-process broker".to_owned(),
+            Sink::Http { url, .. } => url.clone(),
+        }
+    }
+
+    pub async fn deliver(&self, event: &BridgedEvent) -> Delivery {
+        match self {
+            Sink::InProcess(broker) => {
+                let response = broker.ingress(event.request.clone()).await;
+                classify(response.status(), response.body())
+            }
+            Sink::Http { url, client } => {
+                let mut request = client.post(url).body(event.request.body().clone());
+                for (name, value) in event.request.headers() {
+                    request = request.header(name, value);
+                }
+                match request.send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        let body = response.bytes().await.unwrap_or_default();
+                        classify(status, &body)
+                    }
+                    Err(e) => Delivery::Retry { reason: format!("{url} unreachable: {e}") },
+                }
+            }
+        }
+    }
+}
+
+fn classify(status: StatusCode, body: &Bytes) -> Delivery {
+    let reason = || {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
+    };
+    if status.is_success() {
+        Delivery::Accepted
+    } else if status.is_client_error()
+        && status != StatusCode::TOO_MANY_REQUESTS
+        && status != StatusCode::REQUEST_TIMEOUT
+    {
+        Delivery::Rejected { status: status.as_u16(), reason: reason() }
+    } else {
+        Delivery::Retry { reason: format!("{status}: {}", reason()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_decide_retry_or_dead_letter() {
+        let body = Bytes::from_static(br#"{"error": "unknown device \"X\""}"#);
+        assert_eq!(classify(StatusCode::ACCEPTED, &body), Delivery::Accepted);
+        assert_eq!(
+            classify(StatusCode::BAD_REQUEST, &body),
+            Delivery::Rejected { status: 400, reason: "unknown device \"X\"".into() }
+        );
+        assert!(matches!(classify(StatusCode::SERVICE_UNAVAILABLE, &body), Delivery::Retry { .. }));
+        assert!(matches!(classify(StatusCode::TOO_MANY_REQUESTS, &body), Delivery::Retry { .. }));
+        assert!(matches!(classify(StatusCode::INTERNAL_SERVER_ERROR, &body), Delivery::Retry { .. }));
+    }
+
+    #[test]
+    fn only_http_urls_are_sinks() {
+        assert!(Sink::http("kafka://x:9092/t").is_err());
+        assert!(Sink::http("http://broker-ingress.knative-eventing.svc/parking/default").is_ok());
+    }
+}

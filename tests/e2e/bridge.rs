@@ -1,0 +1,142 @@
+//! The MQTT bridge against a real Mosquitto: sensor messages in, bay state out.
+
+use std::time::{Duration, Instant};
+
+use parking_tests::mosquitto::Mosquitto;
+use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, manifest_with_recorder, reading};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+
+/// A sensor-side MQTT client; messages on `subscribe` topics arrive on the channel.
+async fn mqtt_client(
+    broker: &Mosquitto,
+    id: &str,
+    subscribe: &[&str],
+) -> (AsyncClient, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    let mut options = MqttOptions::new(id, "127.0.0.1", broker.port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    for topic in subscribe {
+        client.subscribe(*topic, QoS::AtLeastOnce).await.unwrap();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send((p.topic.clone(), p.payload.to_vec())).await;
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    (client, rx)
+}
+
+async fn publish(client: &AsyncClient, topic: &str, payload: impl Into<Vec<u8>>) {
+    client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+}
+
+/// Polls `check` until it holds or 15 s pass.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < Duration::from_secs(15), "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn four_wheelers(parkd: &Parkd) -> Value {
+    parkd.availability("north").await.1["classes"]["four_wheeler"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_published_over_mqtt_change_availability_once() {
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: Some(broker.url()),
+        manifest: Some(manifest),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 3, 0)).await;
+    let (sensor, _) = mqtt_client(&broker, "sensor-1", &[]).await;
+
+    let occupied = reading("N-C0", true, 1, "2026-11-25T10:00:00Z").to_string();
+    publish(&sensor, "parking/uplink/N-C0", occupied.clone()).await;
+    // The same message again, as a sensor retrying without an acknowledgement would.
+    publish(&sensor, "parking/uplink/N-C0", occupied).await;
+    publish(&sensor, "parking/uplink/N-C1", reading("N-C1", false, 1, "2026-11-25T10:00:01Z").to_string())
+        .await;
+
+    eventually("both bays applied", || async {
+        let c = four_wheelers(&parkd).await;
+        c["occupied"] == 1 && c["free"] == 1
+    })
+    .await;
+    let bridge = parkd.running.bridge.as_ref().unwrap();
+    eventually("all three messages delivered", || async {
+        bridge.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) == 3
+    })
+    .await;
+    let recorded: Vec<Value> =
+        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let subjects: Vec<&str> = recorded.iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["north/C0", "north/C1"], "the repeated message changed nothing: {recorded:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_messages_go_to_the_dead_letter_topic_with_the_reason() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd =
+        Parkd::start_with(ParkdOptions { mqtt: Some(broker.url()), ..ParkdOptions::new(Backend::Sqlite) })
+            .await
+            .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
+    let (sensor, mut letters) = mqtt_client(&broker, "operator", &["parking/dead-letter"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription settle
+
+    publish(&sensor, "parking/uplink/N-C0", b"\x00\xffnot json".to_vec()).await;
+    publish(&sensor, "parking/uplink/N-C0", json!({ "device": "N-C0", "occupied": "maybe" }).to_string())
+        .await;
+    publish(&sensor, "parking/uplink/N-C0", vec![b'x'; 70 * 1024]).await;
+
+    let mut reasons = Vec::new();
+    for _ in 0..3 {
+        let (topic, body) =
+            tokio::time::timeout(Duration::from_secs(15), letters.recv()).await.unwrap().unwrap();
+        assert_eq!(topic, "parking/dead-letter");
+        let letter: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(letter["topic"], "parking/uplink/N-C0");
+        reasons.push(letter["reason"].as_str().unwrap().to_owned());
+    }
+    assert!(reasons[0].contains("parking-json"), "{reasons:?}");
+    assert!(reasons[1].contains("occupied"), "the reason names the field: {reasons:?}");
+    assert!(reasons[2].contains("limit"), "{reasons:?}");
+    // None of it touched the bay.
+    assert_eq!(four_wheelers(&parkd).await["unknown"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_for_postgres_take_the_same_path() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd =
+        Parkd::start_with(ParkdOptions { mqtt: Some(broker.url()), ..ParkdOptions::new(Backend::Postgres) })
+            .await
+            .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await;
+    let (sensor, _) = mqtt_client(&broker, "sensor-pg", &[]).await;
+    for (i, bay) in ["N-C0", "N-C1"].iter().enumerate() {
+        let body = reading(bay, true, 1, &format!("2026-11-25T10:00:0{i}Z")).to_string();
+        publish(&sensor, &format!("parking/uplink/{bay}"), body).await;
+    }
+    eventually("both bays occupied", || async { four_wheelers(&parkd).await["occupied"] == 2 }).await;
+}
