@@ -83,9 +83,16 @@ struct UpArgs {
     /// Serves only this component (repeatable); all by default.
     #[arg(long = "component")]
     components: Vec<String>,
-    /// Bridges sensor topics of this MQTT broker (mqtt://[user:pass@]host:port).
-    #[arg(long, env = "PARKD_MQTT")]
+    /// Bridges sensor topics of this MQTT broker (mqtt://[user:pass@]host:port)
+    /// instead of running one in-process.
+    #[arg(long, env = "PARKD_MQTT", conflicts_with_all = ["mqtt_listen", "no_mqtt"])]
     mqtt: Option<String>,
+    /// Address of the embedded MQTT broker.
+    #[arg(long, default_value = "127.0.0.1:1883", env = "PARKD_MQTT_LISTEN")]
+    mqtt_listen: SocketAddr,
+    /// Runs no MQTT at all (events over HTTP only).
+    #[arg(long)]
+    no_mqtt: bool,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -109,7 +116,11 @@ async fn main() -> Result<()> {
                 demo: args.demo,
                 variables: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
                 components: args.components,
-                mqtt: args.mqtt,
+                mqtt: match (args.mqtt, args.no_mqtt) {
+                    (Some(url), _) => up::MqttMode::External(url),
+                    (None, true) => up::MqttMode::Off,
+                    (None, false) => up::MqttMode::Embedded(args.mqtt_listen),
+                },
             })
             .await?;
             tokio::select! {

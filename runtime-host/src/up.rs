@@ -32,8 +32,19 @@ pub struct UpOptions {
     pub variables: BTreeMap<String, String>,
     /// Serve only these components (all when empty).
     pub components: Vec<String>,
-    /// Bridge this MQTT broker's sensor topics into the in-process broker.
-    pub mqtt: Option<String>,
+    /// Where sensor messages come from.
+    pub mqtt: MqttMode,
+}
+
+/// Where `parkd up` reads sensor messages from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MqttMode {
+    /// No MQTT: events arrive over HTTP only.
+    Off,
+    /// Run a broker in-process on this address and bridge it.
+    Embedded(SocketAddr),
+    /// Bridge an external broker (`mqtt://[user:pass@]host:port`).
+    External(String),
 }
 
 /// A running system; dropping it stops the listener.
@@ -112,9 +123,20 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         tracing::info!("CloudEvents ingress on http://{addr}{route}");
     }
     let task = tokio::spawn(server.serve(listener));
-    let bridge = match &options.mqtt {
+    let mqtt_url = match &options.mqtt {
+        MqttMode::Off => None,
+        MqttMode::Embedded(listen) => {
+            crate::mqtt_broker::start_embedded(*listen)?;
+            tracing::info!(
+                "embedded MQTT broker listening on mqtt://{listen} (sensors publish to parking/uplink/{{device}})"
+            );
+            Some(format!("mqtt://{listen}"))
+        }
+        MqttMode::External(url) => Some(url.clone()),
+    };
+    let bridge = match mqtt_url {
         Some(url) => {
-            let config = BridgeConfig::from_url(url)?;
+            let config = BridgeConfig::from_url(&url)?;
             Some(Bridge::start(config, Sink::InProcess(Arc::new(Broker::new(app.clone())))))
         }
         None => None,

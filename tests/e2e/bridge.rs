@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use parkd::up::MqttMode;
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, manifest_with_recorder, reading};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -13,7 +14,15 @@ async fn mqtt_client(
     id: &str,
     subscribe: &[&str],
 ) -> (AsyncClient, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
-    let mut options = MqttOptions::new(id, "127.0.0.1", broker.port);
+    mqtt_client_on(broker.port, id, subscribe).await
+}
+
+async fn mqtt_client_on(
+    port: u16,
+    id: &str,
+    subscribe: &[&str],
+) -> (AsyncClient, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
     options.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     for topic in subscribe {
@@ -61,7 +70,7 @@ async fn readings_published_over_mqtt_change_availability_once() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
     let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: Some(broker.url()),
+        mqtt: MqttMode::External(broker.url()),
         manifest: Some(manifest),
         ..ParkdOptions::new(Backend::Sqlite)
     })
@@ -96,10 +105,12 @@ async fn readings_published_over_mqtt_change_availability_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_messages_go_to_the_dead_letter_topic_with_the_reason() {
     let broker = Mosquitto::start().unwrap();
-    let parkd =
-        Parkd::start_with(ParkdOptions { mqtt: Some(broker.url()), ..ParkdOptions::new(Backend::Sqlite) })
-            .await
-            .unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
     parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
     let (sensor, mut letters) = mqtt_client(&broker, "operator", &["parking/dead-letter"]).await;
     tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription settle
@@ -128,10 +139,12 @@ async fn refused_messages_go_to_the_dead_letter_topic_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_for_postgres_take_the_same_path() {
     let broker = Mosquitto::start().unwrap();
-    let parkd =
-        Parkd::start_with(ParkdOptions { mqtt: Some(broker.url()), ..ParkdOptions::new(Backend::Postgres) })
-            .await
-            .unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        ..ParkdOptions::new(Backend::Postgres)
+    })
+    .await
+    .unwrap();
     parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await;
     let (sensor, _) = mqtt_client(&broker, "sensor-pg", &[]).await;
     for (i, bay) in ["N-C0", "N-C1"].iter().enumerate() {
@@ -139,4 +152,21 @@ async fn readings_for_postgres_take_the_same_path() {
         publish(&sensor, &format!("parking/uplink/{bay}"), body).await;
     }
     eventually("both bays occupied", || async { four_wheelers(&parkd).await["occupied"] == 2 }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_needs_nothing_installed() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::Embedded(listen),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
+    let (sensor, _) = mqtt_client_on(port, "sensor-embedded", &[]).await;
+    publish(&sensor, "parking/uplink/N-C0", reading("N-C0", true, 1, "2026-11-25T10:00:00Z").to_string())
+        .await;
+    eventually("the bay is occupied", || async { four_wheelers(&parkd).await["occupied"] == 1 }).await;
 }

@@ -59,13 +59,13 @@ pub struct ParkdOptions {
     pub variables: Vec<(String, String)>,
     /// Another manifest than the repository's `spin.toml`.
     pub manifest: Option<PathBuf>,
-    /// An MQTT broker to bridge (`mqtt://127.0.0.1:port`).
-    pub mqtt: Option<String>,
+    /// Where sensor messages come from (none by default).
+    pub mqtt: parkd::up::MqttMode,
 }
 
 impl ParkdOptions {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, variables: Vec::new(), manifest: None, mqtt: None }
+        Self { backend, variables: Vec::new(), manifest: None, mqtt: parkd::up::MqttMode::Off }
     }
 }
 
