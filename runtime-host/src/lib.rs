@@ -16,4 +16,5 @@ pub mod manifest;
 pub mod mqtt_broker;
 pub mod routes;
 pub mod server;
+pub mod simulate;
 pub mod up;

@@ -170,3 +170,40 @@ async fn the_embedded_broker_needs_nothing_installed() {
         .await;
     eventually("the bay is occupied", || async { four_wheelers(&parkd).await["occupied"] == 1 }).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_stream_ends_in_the_state_last_published() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    let bays = 40;
+    let r = parkd.put_lot("sim", &parkd::simulate::lot_definition("Sim", "SIM", bays)).await;
+    assert!(r.status().is_success());
+    let summary = parkd::simulate::run(parkd::simulate::SimulateOptions {
+        mqtt_port: broker.port,
+        bays,
+        rate: 400.0,
+        readings: 400,
+        progress: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let bridge = parkd.running.bridge.as_ref().unwrap();
+    eventually("every reading delivered", || async {
+        bridge.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) == summary.sent
+    })
+    .await;
+    let (_, a) = parkd.availability("sim").await;
+    let total = |field: &str| -> u64 {
+        a["classes"].as_object().unwrap().values().map(|c| c[field].as_u64().unwrap()).sum()
+    };
+    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
+    assert_eq!(total("occupied"), expect(Some(true)), "{a}");
+    assert_eq!(total("free"), expect(Some(false)), "{a}");
+    assert_eq!(total("unknown"), expect(None), "{a}");
+}

@@ -128,6 +128,45 @@ pub enum DecodeError {
 
     #[error("field `{field}`: expected {expected}, got {got}")]
     InvalidField { field: &'static str, expected: &'static str, got: String },
+
+    #[error("payload format {value:?}: unknown; expected one of {expected}")]
+    UnknownFormat { value: String, expected: &'static str },
+
+    #[error("sensor model {value:?}: unknown; expected one of {expected}")]
+    UnknownModel { value: String, expected: &'static str },
+
+    #[error("{codec} frame is {size} bytes; at most {max} bytes are allowed")]
+    FrameTooLarge { codec: &'static str, size: usize, max: usize },
+
+    /// A frame shorter than its layout; `layout` names the bytes expected.
+    #[error("{codec} {frame} frame (port {port}) is {len} bytes; expected at least {min}: {layout}")]
+    FrameTooShort {
+        codec: &'static str,
+        frame: &'static str,
+        port: u8,
+        len: usize,
+        min: usize,
+        layout: &'static str,
+    },
+
+    #[error("{codec} frame on port {port}: not an uplink port of this sensor; expected {expected}")]
+    UnknownPort { codec: &'static str, port: u8, expected: &'static str },
+
+    #[error("{codec} frame without a port: its frames are told apart by port ({expected})")]
+    PortRequired { codec: &'static str, expected: &'static str },
+
+    #[error(
+        "uplink carries raw bytes but no decoded object, and the bay's sensor has no known model; \
+         set the bay's `model` to one of {expected}"
+    )]
+    ModelRequired { expected: &'static str },
+
+    #[error("{format} uplink carries neither payload bytes nor a decoded object")]
+    NoPayload { format: &'static str },
+
+    /// A network server's decoded object that does not say what the sensor saw.
+    #[error("decoded object: {detail}")]
+    DecodedObject { detail: String },
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 pub mod availability;
 pub mod bay;
 pub mod class;
+pub mod codecs;
 pub mod error;
 pub mod events;
 pub mod lot;
@@ -18,6 +19,10 @@ pub use availability::{
 };
 pub use bay::{FRAME_REPLAY_WINDOW, Observation, Outcome, apply_reading, is_silent, status_for};
 pub use class::VehicleClass;
+pub use codecs::{
+    Envelope, FirmwareVersion, FrameKind, MAX_ENVELOPE_BYTES, MAX_FRAME_BYTES, PayloadFormat, ResetCause,
+    SensorFrame, SensorModel, decode_frame, interpret_decoded, parse_envelope,
+};
 pub use error::{DecodeError, DomainError};
 pub use events::{AvailabilityChanged, SlotChanged};
 pub use lot::{
