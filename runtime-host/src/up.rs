@@ -141,6 +141,12 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         }
         None => None,
     };
+    if let Some(bridge) = &bridge
+        && let Err(e) = bridge.ready(std::time::Duration::from_secs(10)).await
+    {
+        // The bridge keeps reconnecting; say so rather than fail the whole system.
+        tracing::warn!(error = %e, "continuing without a subscribed MQTT bridge for now");
+    }
     let running = Running { addr, app, bridge, task: Some(task) };
     if options.demo {
         provision_demo(&running, &variables).await?;

@@ -359,3 +359,94 @@ async fn a_database_outside_allowed_outbound_hosts_is_refused() {
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("postgres://127.0.0.1:1") && error.contains("allowed_outbound_hosts"), "{error}");
 }
+
+/// Posts an uplink in `format` (binary mode), as the bridge would.
+async fn post_uplink(parkd: &Parkd, id: &str, format: &str, body: &Value) -> reqwest::Response {
+    parkd
+        .client
+        .post(parkd.url("/api/v1/events"))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "/parking/bridge/mqtt")
+        .header("ce-type", "io.parking.sensor.uplink.v1")
+        .header("ce-format", format)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+fn lorawan_lot() -> Value {
+    json!({ "name": "LoRa", "bays": [
+        { "id": "P1", "zone": "L1", "class": "four_wheeler", "sensor": "FCD6BD00001936B0", "model": "bosch-pls" },
+        { "id": "P2", "zone": "L1", "class": "four_wheeler", "sensor": "70b3d5e75e000002", "model": "nwave" },
+        { "id": "P3", "zone": "L1", "class": "four_wheeler", "sensor": "70b3d5e75e000003" },
+    ]})
+}
+
+fn ttn_uplink(dev_eui: &str, f_cnt: u32, port: u8, bytes_b64: &str, at: &str) -> Value {
+    json!({
+        "end_device_ids": { "device_id": "pls-bay", "dev_eui": dev_eui, "application_ids": { "application_id": "lots" } },
+        "received_at": at,
+        "uplink_message": { "f_port": port, "f_cnt": f_cnt, "frm_payload": bytes_b64, "received_at": at }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lorawan_uplinks_are_decoded_with_the_bays_sensor_model() {
+    let parkd = Parkd::start(Backend::Sqlite).await.unwrap();
+    let r = parkd.put_lot("lora", &lorawan_lot()).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+
+    // The Things Stack, Bosch PLS status frame on port 1: 0x01 = occupied.
+    // The DevEUI is matched whatever its case.
+    let r = post_uplink(
+        &parkd,
+        "ttn-1",
+        "ttn-v3",
+        &ttn_uplink("fcd6bd00001936b0", 10, 1, "AQ==", "2026-11-25T10:00:00Z"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+
+    // ChirpStack, Nwave heartbeat on port 2 (free, 3.344 V, -10 °C): alive, status unchanged.
+    let heartbeat = json!({
+        "deviceInfo": { "devEui": "70b3d5e75e000002", "deviceName": "nwave-2" },
+        "fCnt": 3, "fPort": 2, "data": "ANPYAFkL", "time": "2026-11-25T10:00:02Z"
+    });
+    let r = post_uplink(&parkd, "cs-1", "chirpstack-v4", &heartbeat).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text().await);
+    assert_eq!(r.headers()["parking-outcome"], "heartbeat");
+    let (_, a) = parkd.availability("lora").await;
+    assert_eq!(class_counts(&a, "four_wheeler"), counts(3, 0, 1, 2, 0));
+    let lot: Value =
+        parkd.client.get(parkd.url("/api/v1/lots/lora")).send().await.unwrap().json().await.unwrap();
+    let p2 = &lot["bays"][1];
+    assert_eq!(p2["status"], "unknown", "a heartbeat never sets status: {p2}");
+    assert!(p2["lastSeenAt"].is_string(), "but it proves the sensor alive: {p2}");
+    assert!((p2["battery"].as_f64().unwrap() - 3.344).abs() < 1e-9, "{p2}");
+
+    // Raw bytes for a bay whose sensor model is unknown cannot be decoded.
+    let r = post_uplink(
+        &parkd,
+        "ttn-2",
+        "ttn-v3",
+        &ttn_uplink("70b3d5e75e000003", 1, 1, "AQ==", "2026-11-25T10:00:03Z"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("model"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_sensor_model_is_refused_at_provisioning() {
+    let parkd = Parkd::start(Backend::Sqlite).await.unwrap();
+    let r = parkd
+        .put_lot("x", &json!({ "name": "X", "bays": [{ "id": "B1", "class": "four_wheeler", "sensor": "D1", "model": "acme-9000" }] }))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("acme-9000"), "{body}");
+}

@@ -101,6 +101,14 @@ impl Parkd {
     }
 
     pub async fn start_with(options: ParkdOptions) -> Result<Self> {
+        // parkd's logs, shown for failing tests (RUST_LOG narrows or widens them).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,parkd=info,rumqttd=error")),
+            )
+            .with_test_writer()
+            .try_init();
         let data_dir = tempfile::tempdir()?;
         let database = match options.backend {
             Backend::Sqlite => "sqlite".to_owned(),
@@ -121,6 +129,9 @@ impl Parkd {
             mqtt: options.mqtt,
         })
         .await?;
+        if let Some(bridge) = &running.bridge {
+            bridge.ready(std::time::Duration::from_secs(20)).await?;
+        }
         Ok(Self {
             base: format!("http://{}", running.addr),
             running,

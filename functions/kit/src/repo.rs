@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use parking_domain::{
-    AvailabilityChanged, BayCount, BayStatus, Counts, LotAvailability, LotSpec, Observation, Outcome,
-    Reading, SlotChanged, VehicleClass, apply_reading, summarise,
+    AvailabilityChanged, BayCount, BayStatus, Counts, DecodeError, Envelope, FrameKind, LotAvailability,
+    LotSpec, Observation, Outcome, SensorFrame, SensorModel, SlotChanged, VehicleClass, apply_reading,
+    summarise,
 };
 use serde::Serialize;
 
@@ -242,15 +243,20 @@ pub fn lot_bays(db: &Database, lot: &str) -> Result<Option<(String, Vec<BayView>
 
 // ---------------------------------------------------------------- readings
 
-/// What applying one reading did.
+/// What applying one uplink did.
 #[derive(Debug)]
 pub enum Applied {
     /// The event was processed before (redelivery): nothing changed.
     DuplicateEvent,
     /// No bay has this device as its sensor: the event is rejected.
     UnknownDevice,
-    /// Stored; the bay's state did not change (duplicate frame, stale or same status).
+    /// The payload could not be decoded for this bay's sensor: rejected, nothing stored.
+    Undecodable(DecodeError),
+    /// Stored; the bay's status did not change (duplicate frame, stale, same status).
     Recorded(Outcome),
+    /// A frame that proves the sensor alive but carries no status (heartbeat,
+    /// start-up, diagnostic): stored, liveness refreshed.
+    Alive(&'static str),
     /// The bay changed status: the derived events to publish.
     Changed(Box<Derived>),
 }
@@ -262,23 +268,24 @@ pub struct Derived {
     pub availability: AvailabilityChanged,
 }
 
-/// Applies one reading, exactly once per `event_key`, ordered by observation time.
+/// Applies one uplink, exactly once per `event_key`, ordered by observation
+/// time. Raw bytes are decoded here, with the codec of the bay's sensor model.
 pub fn apply_uplink(
     db: &Database,
     event_key: &str,
-    reading: &Reading,
+    envelope: &Envelope,
     received_at: DateTime<Utc>,
 ) -> Result<Applied, DbError> {
     // Stored times have millisecond precision: compare like with like.
-    let observed_at = from_ms(to_ms(reading.observed_at))?;
-    let device = parking_domain::normalise_device_id(&reading.device);
+    let observed_at = from_ms(to_ms(envelope.received_at))?;
+    let device = parking_domain::normalise_device_id(&envelope.device);
     db.transaction(|db| {
         if db.query(db.sql.claim_event, &[event_key.into(), to_ms(received_at).into()])?.is_empty() {
             return Ok(Applied::DuplicateEvent);
         }
         let Some(bay) = db.query(db.sql.bay_by_sensor, &[device.as_str().into()])?.into_iter().next() else {
             // Rolled back with the claim: a device provisioned later may resend.
-            return Err(UnknownDevice.into());
+            return Err(ApplyError::Refused(Applied::UnknownDevice));
         };
         let (lot, bay_id, zone) = (bay.text(0)?, bay.text(1)?, bay.opt_text(2)?);
         let class = class(&bay, 3)?;
@@ -287,7 +294,51 @@ pub fn apply_uplink(
             observed_at: opt_from_ms(bay.opt_int(5)?)?,
             seq: bay.opt_int(6)?.and_then(|s| u32::try_from(s).ok()),
         };
-        let outcome = apply_reading(&current, reading.occupied, observed_at, reading.seq);
+        let model = match bay.opt_text(7)? {
+            Some(m) => {
+                Some(SensorModel::parse(&m).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?)
+            }
+            None => None,
+        };
+        let frame = envelope.frame(model).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?;
+        let key: [Value; 2] = [lot.as_str().into(), bay_id.as_str().into()];
+        let Some(occupied) = frame.status() else {
+            let kind = match &frame.kind {
+                FrameKind::Heartbeat { .. } => "heartbeat",
+                FrameKind::Startup { .. } => "startup",
+                FrameKind::Diagnostic { .. } => "diagnostic",
+                FrameKind::Status { .. } => "status",
+            };
+            let detail = match &frame.kind {
+                FrameKind::Diagnostic { what } => Some(what.clone()),
+                FrameKind::Startup { firmware, reset_cause, .. } => Some(format!(
+                    "firmware {}, reset cause {}",
+                    firmware.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into()),
+                    reset_cause.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into())
+                )),
+                _ => None,
+            };
+            db.execute(
+                db.sql.insert_sensor_frame,
+                &[
+                    event_key.into(),
+                    device.as_str().into(),
+                    key[0].clone(),
+                    key[1].clone(),
+                    kind.into(),
+                    frame.reported_occupancy().map_or(Value::Null, Value::Bool),
+                    Value::opt_int(envelope.frame_counter.map(i64::from)),
+                    to_ms(observed_at).into(),
+                    to_ms(received_at).into(),
+                    Value::opt_real(frame.battery),
+                    Value::opt_real(frame.temperature),
+                    Value::opt_text(detail.as_deref()),
+                ],
+            )?;
+            touch(db, &key, received_at, &frame)?;
+            return Ok(Applied::Alive(kind));
+        };
+        let outcome = apply_reading(&current, occupied, observed_at, envelope.frame_counter);
         let outcome_name = match &outcome {
             Outcome::Changed(_) => "changed",
             Outcome::Refreshed(_) => "refreshed",
@@ -299,90 +350,102 @@ pub fn apply_uplink(
             &[
                 event_key.into(),
                 device.as_str().into(),
-                lot.as_str().into(),
-                bay_id.as_str().into(),
-                Value::Bool(reading.occupied),
-                Value::opt_int(reading.seq.map(i64::from)),
+                key[0].clone(),
+                key[1].clone(),
+                Value::Bool(occupied),
+                Value::opt_int(envelope.frame_counter.map(i64::from)),
                 to_ms(observed_at).into(),
                 to_ms(received_at).into(),
-                Value::opt_real(reading.battery),
+                Value::opt_real(frame.battery),
                 outcome_name.into(),
+                Value::opt_real(frame.temperature),
             ],
         )?;
-        let key: [Value; 2] = [lot.as_str().into(), bay_id.as_str().into()];
-        match outcome {
-            Outcome::Changed(next) | Outcome::Refreshed(next) => {
-                db.execute(
-                    db.sql.set_bay_observation,
-                    &[
-                        key[0].clone(),
-                        key[1].clone(),
-                        Value::opt_int(next.observed_at.map(to_ms)),
-                        Value::opt_int(next.seq.map(i64::from)),
-                        to_ms(received_at).into(),
-                        Value::opt_real(reading.battery),
-                    ],
-                )?;
-                if next.status == current.status {
-                    return Ok(Applied::Recorded(Outcome::Refreshed(next)));
-                }
-                db.execute(
-                    db.sql.set_bay_status,
-                    &[key[0].clone(), key[1].clone(), next.status.as_str().into(), to_ms(observed_at).into()],
-                )?;
-                db.execute(
-                    db.sql.insert_status_change,
-                    &[
-                        lot.as_str().into(),
-                        bay_id.as_str().into(),
-                        Value::opt_text(zone.as_deref()),
-                        class.as_str().into(),
-                        current.status.as_str().into(),
-                        next.status.as_str().into(),
-                        to_ms(observed_at).into(),
-                        to_ms(received_at).into(),
-                        event_key.into(),
-                    ],
-                )?;
-                let (counts, changed_at) = group_counts(db, &lot, zone.as_deref(), &class)?;
-                Ok(Applied::Changed(Box::new(Derived {
-                    slot: SlotChanged {
-                        lot: lot.clone(),
-                        bay: bay_id,
-                        zone: zone.clone(),
-                        class: class.clone(),
-                        device: Some(device.clone()),
-                        previous: current.status,
-                        status: next.status,
-                        observed_at,
-                    },
-                    availability: AvailabilityChanged {
-                        lot,
-                        zone,
-                        class,
-                        counts,
-                        changed_at: changed_at.unwrap_or(observed_at),
-                    },
-                })))
-            }
+        let next = match outcome {
+            Outcome::Changed(next) | Outcome::Refreshed(next) => next,
             other @ (Outcome::Duplicate | Outcome::Stale) => {
-                db.execute(
-                    db.sql.touch_bay,
-                    &[
-                        key[0].clone(),
-                        key[1].clone(),
-                        to_ms(received_at).into(),
-                        Value::opt_real(reading.battery),
-                    ],
-                )?;
-                Ok(Applied::Recorded(other))
+                touch(db, &key, received_at, &frame)?;
+                return Ok(Applied::Recorded(other));
             }
+        };
+        db.execute(
+            db.sql.set_bay_observation,
+            &[
+                key[0].clone(),
+                key[1].clone(),
+                Value::opt_int(next.observed_at.map(to_ms)),
+                Value::opt_int(next.seq.map(i64::from)),
+                to_ms(received_at).into(),
+                Value::opt_real(frame.battery),
+            ],
+        )?;
+        touch(db, &key, received_at, &frame)?;
+        if next.status == current.status {
+            return Ok(Applied::Recorded(Outcome::Refreshed(next)));
         }
+        db.execute(
+            db.sql.set_bay_status,
+            &[key[0].clone(), key[1].clone(), next.status.as_str().into(), to_ms(observed_at).into()],
+        )?;
+        db.execute(
+            db.sql.insert_status_change,
+            &[
+                lot.as_str().into(),
+                bay_id.as_str().into(),
+                Value::opt_text(zone.as_deref()),
+                class.as_str().into(),
+                current.status.as_str().into(),
+                next.status.as_str().into(),
+                to_ms(observed_at).into(),
+                to_ms(received_at).into(),
+                event_key.into(),
+            ],
+        )?;
+        let (counts, changed_at) = group_counts(db, &lot, zone.as_deref(), &class)?;
+        Ok(Applied::Changed(Box::new(Derived {
+            slot: SlotChanged {
+                lot: lot.clone(),
+                bay: bay_id,
+                zone: zone.clone(),
+                class: class.clone(),
+                device: Some(device.clone()),
+                previous: current.status,
+                status: next.status,
+                observed_at,
+            },
+            availability: AvailabilityChanged {
+                lot,
+                zone,
+                class,
+                counts,
+                changed_at: changed_at.unwrap_or(observed_at),
+            },
+        })))
     })
     .or_else(|e: ApplyError| match e {
-        ApplyError::UnknownDevice => Ok(Applied::UnknownDevice),
+        ApplyError::Refused(applied) => Ok(applied),
         ApplyError::Db(e) => Err(e),
     })
+}
+
+/// Any frame proves the sensor alive, and may carry battery and temperature.
+fn touch(
+    db: &Database,
+    key: &[Value; 2],
+    received_at: DateTime<Utc>,
+    frame: &SensorFrame,
+) -> Result<(), DbError> {
+    db.execute(
+        db.sql.touch_bay,
+        &[
+            key[0].clone(),
+            key[1].clone(),
+            to_ms(received_at).into(),
+            Value::opt_real(frame.battery),
+            Value::opt_real(frame.temperature),
+        ],
+    )?;
+    Ok(())
 }
 
 /// Counts for one (lot, zone, class) and when any of its bays last changed.
@@ -406,21 +469,14 @@ fn group_counts(
 }
 
 /// Lets the transaction roll back for a reason that is not a database error.
-struct UnknownDevice;
-
 enum ApplyError {
-    UnknownDevice,
+    /// Refused without storing anything (the claim of the event is rolled back too).
+    Refused(Applied),
     Db(DbError),
 }
 
 impl From<DbError> for ApplyError {
     fn from(e: DbError) -> Self {
         ApplyError::Db(e)
-    }
-}
-
-impl From<UnknownDevice> for ApplyError {
-    fn from(_: UnknownDevice) -> Self {
-        ApplyError::UnknownDevice
     }
 }

@@ -44,6 +44,14 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
                 ));
             }
             let spec = parse_lot_spec(req.body()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            // A model selects the byte codec for the bay's sensor: refuse unknown ones now,
+            // not at the first uplink.
+            for bay in &spec.bays {
+                if let Some(model) = &bay.model {
+                    parking_domain::SensorModel::parse(model)
+                        .map_err(|e| ApiError::bad_request(format!("bay {:?}: {e}", bay.id)))?;
+                }
+            }
             let written = repo::put_lot(&db, &lot, &spec, Utc::now())?;
             let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(respond::json(status, &written))

@@ -1,8 +1,10 @@
 //! `sensor-event`: applies sensor uplinks to bays.
 //!
 //! Takes an `io.parking.sensor.uplink.v1` CloudEvent (binary or structured
-//! content mode), decodes the reading its `format` extension names, applies
-//! it to the sensor's bay exactly once, and answers with the derived
+//! content mode), decodes the uplink its `format` extension names (the
+//! project's JSON reading, The Things Stack v3, ChirpStack v4; raw sensor
+//! bytes with the codec of the bay's sensor model), applies it to the
+//! sensor's bay exactly once, and answers with the derived
 //! `io.parking.slot.changed.v1` and `io.parking.availability.changed.v1`
 //! events as a CloudEvents batch when the bay changed status.
 
@@ -10,7 +12,7 @@ use chrono::Utc;
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, SLOT_CHANGED_V1, UPLINK_V1};
-use parking_domain::{FORMAT_PARKING_JSON, Reading, decode_parking_json};
+use parking_domain::{Envelope, PayloadFormat, parse_envelope};
 use parking_kit::repo::{self, Applied};
 use parking_kit::respond::{self, ApiError};
 use parking_kit::{Database, db::Backend};
@@ -35,16 +37,18 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST with a CloudEvent"));
     }
     let event = parse_event(req)?;
-    let reading = decode(&event)?;
+    let envelope = decode(&event)?;
     // CloudEvents are unique by (source, id): that pair is the dedup key.
     let event_key = format!("{}\u{1f}{}", event.source(), event.id());
 
     let db = Database::open(&Backend::from_variables()?)?;
-    match repo::apply_uplink(&db, &event_key, &reading, Utc::now())? {
+    match repo::apply_uplink(&db, &event_key, &envelope, Utc::now())? {
         Applied::UnknownDevice => Err(ApiError::bad_request(format!(
             "unknown device {:?}: no bay has it as its sensor; provision it with PUT /api/v1/lots/{{lot}}",
-            reading.device
+            envelope.device
         ))),
+        Applied::Undecodable(e) => Err(ApiError::bad_request(format!("device {:?}: {e}", envelope.device))),
+        Applied::Alive(kind) => Ok(accepted(kind)),
         Applied::DuplicateEvent => Ok(accepted("duplicate-event")),
         Applied::Recorded(outcome) => Ok(accepted(match outcome {
             parking_domain::Outcome::Duplicate => "duplicate-frame",
@@ -110,45 +114,41 @@ fn parse_event(req: Request<Vec<u8>>) -> Result<Event, ApiError> {
     Ok(event)
 }
 
-/// Decodes the reading with the codec the `format` extension names.
-fn decode(event: &Event) -> Result<Reading, ApiError> {
+/// Reads the uplink's envelope in the format the `format` extension names
+/// (raw sensor bytes are decoded later, with the codec of the bay's sensor).
+fn decode(event: &Event) -> Result<Envelope, ApiError> {
     let format = match event.extension("format") {
-        None => FORMAT_PARKING_JSON.to_owned(),
-        Some(value) => value.to_string(),
+        None => PayloadFormat::ParkingJson,
+        Some(value) => {
+            PayloadFormat::parse(&value.to_string()).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
     };
     let payload: Vec<u8> = match event.data() {
         Some(Data::Binary(bytes)) => bytes.clone(),
         Some(Data::String(s)) => s.clone().into_bytes(),
         Some(Data::Json(v)) => serde_json::to_vec(v).unwrap_or_default(),
-        None => return Err(ApiError::bad_request("the event has no data: expected a sensor reading")),
+        None => return Err(ApiError::bad_request("the event has no data: expected a sensor uplink")),
     };
-    let reading = match format.as_str() {
-        FORMAT_PARKING_JSON => decode_parking_json(&payload)
-            .map_err(|e| ApiError::bad_request(format!("format {FORMAT_PARKING_JSON}: {e}")))?,
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "unknown payload format {other:?}: supported formats are {FORMAT_PARKING_JSON}"
-            )));
-        }
-    };
+    let envelope = parse_envelope(format, &payload)
+        .map_err(|e| ApiError::bad_request(format!("format {format}: {e}")))?;
     // A clock far ahead would make every later true reading look stale.
     let horizon = Utc::now() + chrono::Duration::minutes(MAX_CLOCK_SKEW_MINUTES);
-    if reading.observed_at > horizon {
+    if envelope.received_at > horizon {
         return Err(ApiError::bad_request(format!(
-            "observedAt {} is more than {MAX_CLOCK_SKEW_MINUTES} minutes in the future: check the sensor's clock",
-            reading.observed_at.to_rfc3339()
+            "observation time {} is more than {MAX_CLOCK_SKEW_MINUTES} minutes in the future: check the sensor's clock",
+            envelope.received_at.to_rfc3339()
         )));
     }
     if let Some(subject) = event.subject()
         && parking_domain::normalise_device_id(subject)
-            != parking_domain::normalise_device_id(&reading.device)
+            != parking_domain::normalise_device_id(&envelope.device)
     {
         return Err(ApiError::bad_request(format!(
-            "the event's subject {subject:?} names another device than its reading ({:?})",
-            reading.device
+            "the event's subject {subject:?} names another device than its payload ({:?})",
+            envelope.device
         )));
     }
-    Ok(reading)
+    Ok(envelope)
 }
 
 /// A derived event in JSON event format. Its id is derived from the input

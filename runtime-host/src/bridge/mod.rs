@@ -70,6 +70,9 @@ pub struct BridgeStats {
     pub delivered: AtomicU64,
     pub retries: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Set once the broker has confirmed every subscription: messages
+    /// published before that, on a first connection, reach no one.
+    pub subscribed: std::sync::atomic::AtomicBool,
 }
 
 /// What goes to the dead-letter topic: the message and why it was refused.
@@ -96,6 +99,18 @@ impl Drop for Bridge {
 }
 
 impl Bridge {
+    /// Waits until the bridge is subscribed, or `timeout` passes.
+    pub async fn ready(&self, timeout: Duration) -> Result<()> {
+        let started = std::time::Instant::now();
+        while !self.stats.subscribed.load(Ordering::Relaxed) {
+            if started.elapsed() > timeout {
+                bail!("the MQTT bridge did not subscribe within {timeout:?}: is the broker reachable?");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
     /// Connects and starts bridging in the background.
     pub fn start(config: BridgeConfig, sink: Sink) -> Self {
         let stats = Arc::new(BridgeStats::default());
@@ -137,16 +152,27 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
         })
     };
 
+    let mut pending_subacks = 0usize;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 tracing::info!(session_present = ack.session_present, "MQTT bridge connected");
-                if !ack.session_present {
+                if ack.session_present {
+                    stats.subscribed.store(true, Ordering::Relaxed);
+                } else {
+                    pending_subacks = config.mappings.len();
                     for mapping in &config.mappings {
                         if let Err(e) = client.subscribe(mapping.filter(), QoS::AtLeastOnce).await {
                             tracing::error!(error = %e, filter = %mapping.filter(), "subscribing failed");
                         }
                     }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                pending_subacks = pending_subacks.saturating_sub(1);
+                if pending_subacks == 0 {
+                    stats.subscribed.store(true, Ordering::Relaxed);
+                    tracing::info!("MQTT bridge subscribed");
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {

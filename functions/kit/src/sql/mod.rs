@@ -50,15 +50,19 @@ pub struct Statements {
     // --- readings ---
     /// (event_key, now_ms) -> event_key when the event is new, no row when seen before.
     pub claim_event: &'static str,
-    /// (sensor) -> lot, bay, zone, class, status, observed_at_ms, seq; locks the row.
+    /// (sensor) -> lot, bay, zone, class, status, observed_at_ms, seq, model; locks the row.
     pub bay_by_sensor: &'static str,
-    /// (event_key, device, lot, bay, occupied, seq, observed_at_ms, received_at_ms, battery, outcome)
+    /// (event_key, device, lot, bay, occupied, seq, observed_at_ms, received_at_ms, battery, outcome, temperature)
     pub insert_reading: &'static str,
+    /// (event_key, device, lot, bay, kind, reported_occupied, frame_counter, observed_at_ms,
+    /// received_at_ms, battery, temperature, detail)
+    pub insert_sensor_frame: &'static str,
     /// (lot, bay, status, status_changed_at_ms)
     pub set_bay_status: &'static str,
     /// (lot, bay, observed_at_ms, seq, last_seen_at_ms, battery)
     pub set_bay_observation: &'static str,
-    /// (lot, bay, last_seen_at_ms, battery): a late reading still proves the sensor is alive.
+    /// (lot, bay, last_seen_at_ms, battery, temperature): any frame, even a late
+    /// one, proves the sensor is alive.
     pub touch_bay: &'static str,
     /// (lot, bay, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key)
     pub insert_status_change: &'static str,

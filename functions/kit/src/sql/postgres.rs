@@ -38,16 +38,21 @@ pub static STATEMENTS: Statements = Statements {
     claim_event: "INSERT INTO processed_events (event_key, processed_at_ms) VALUES ($1, $2) \
                   ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
     // The row lock orders concurrent readings of one bay.
-    bay_by_sensor: "SELECT lot_id, bay_id, zone, class, status, observed_at_ms, seq FROM bays \
+    bay_by_sensor: "SELECT lot_id, bay_id, zone, class, status, observed_at_ms, seq, model FROM bays \
                     WHERE sensor = $1 FOR UPDATE",
     insert_reading: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
-                     received_at_ms, battery, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     received_at_ms, battery, outcome, temperature) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    insert_sensor_frame: "INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
+                          frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     set_bay_status: "UPDATE bays SET status = $3, status_changed_at_ms = $4 WHERE lot_id = $1 AND bay_id = $2",
     set_bay_observation: "UPDATE bays SET observed_at_ms = $3, seq = $4, \
                           last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $5), \
                           battery = COALESCE($6, battery) WHERE lot_id = $1 AND bay_id = $2",
     touch_bay: "UPDATE bays SET last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $3), \
-                battery = COALESCE($4, battery) WHERE lot_id = $1 AND bay_id = $2",
+                battery = COALESCE($4, battery), temperature = COALESCE($5, temperature) \
+                WHERE lot_id = $1 AND bay_id = $2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
                            changed_at_ms, recorded_at_ms, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     group_counts: "SELECT status, COUNT(*), MAX(status_changed_at_ms) FROM bays \
