@@ -123,6 +123,7 @@ impl Broker {
                         ty = event.ty(),
                         id = event.id(),
                         status = answer.status().as_u16(),
+                        reason = %String::from_utf8_lossy(&answer.body()[..answer.body().len().min(300)]),
                         "a subscriber refused a derived event"
                     );
                 }

@@ -45,11 +45,33 @@ dynamic_filters = true
         }
     })?;
     let started = Instant::now();
-    while std::net::TcpStream::connect(listen).is_err() {
+    while !answers_connect(listen) {
         if started.elapsed() > Duration::from_secs(5) {
-            bail!("the embedded MQTT broker did not listen on {listen} within 5 s");
+            bail!("the embedded MQTT broker did not answer on {listen} within 5 s");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
+}
+
+/// Whether an MQTT broker answers a CONNECT on `addr` with a CONNACK. A
+/// bare TCP probe would make the broker log a failed connection.
+fn answers_connect(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let client_id = b"parkd-probe";
+    // CONNECT, MQTT 3.1.1: protocol name, level 4, clean session, keep-alive 60 s.
+    let mut packet =
+        vec![0x10, (10 + 2 + client_id.len()) as u8, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
+    packet.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+    packet.extend_from_slice(client_id);
+    let mut connack = [0u8; 4];
+    let ok =
+        stream.write_all(&packet).is_ok() && stream.read_exact(&mut connack).is_ok() && connack[0] == 0x20;
+    // DISCONNECT, so the broker sees a clean goodbye.
+    let _ = stream.write_all(&[0xE0, 0]);
+    ok
 }
