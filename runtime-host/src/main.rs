@@ -47,6 +47,9 @@ enum Command {
         /// The MQTT client id; replicas need distinct ids (a shared subscription comes later).
         #[arg(long, default_value = "parkd-bridge", env = "PARKD_BRIDGE_CLIENT_ID")]
         client_id: String,
+        /// Messages delivered at once; each device's messages stay in order.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
     },
     /// Publishes simulated bay sensor readings over MQTT at a target rate.
     Simulate {
@@ -154,9 +157,10 @@ async fn main() -> Result<()> {
                 }
             }
         }
-        Command::Bridge { mqtt, sink, topics, client_id } => {
+        Command::Bridge { mqtt, sink, topics, client_id, workers } => {
             let mut config = parkd::bridge::BridgeConfig::from_url(&mqtt)?;
             config.client_id = client_id;
+            config.workers = workers;
             if !topics.is_empty() {
                 config.mappings = topics
                     .iter()

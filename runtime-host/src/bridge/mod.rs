@@ -3,8 +3,8 @@
 //! Nothing accepted is lost: the bridge keeps a persistent MQTT session
 //! (fixed client id, clean session off) with QoS 1 subscriptions, and
 //! acknowledges a message only after the sink took it. Transient sink faults
-//! are retried with capped exponential backoff, holding later messages back
-//! so one device's readings stay in order; events the sink refuses as
+//! are retried with capped exponential backoff, holding back later messages
+//! of the same worker lane, so one device's readings stay in order; events the sink refuses as
 //! malformed go to a dead-letter topic with the reason, then are acknowledged.
 
 pub mod message;
@@ -40,6 +40,8 @@ pub struct BridgeConfig {
     pub credentials: Option<(String, String)>,
     pub mappings: Vec<TopicMapping>,
     pub dead_letter_topic: String,
+    /// Messages delivered at once (each device's stay in order).
+    pub workers: usize,
 }
 
 impl BridgeConfig {
@@ -59,6 +61,7 @@ impl BridgeConfig {
             credentials,
             mappings: topics::default_mappings(),
             dead_letter_topic: "parking/dead-letter".to_owned(),
+            workers: 8,
         })
     }
 }
@@ -120,6 +123,7 @@ impl Bridge {
 }
 
 async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
+    let config = BridgeConfig { workers: config.workers.max(1), ..config };
     let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
     options
         .set_keep_alive(Duration::from_secs(15))
@@ -137,20 +141,28 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
         "MQTT bridge starting"
     );
 
-    // Messages are handled one at a time, in arrival order, on their own task,
-    // so the event loop keeps answering keep-alives while a sink is slow.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Publish>(256);
-    let worker = {
-        let (client, config, stats) = (client.clone(), config.clone(), stats.clone());
-        tokio::spawn(async move {
+    // Messages are handled by a few workers, each in arrival order, off the
+    // event loop (so it keeps answering keep-alives while a sink is slow).
+    // A topic always goes to the same worker: one device's readings stay in
+    // order while different devices proceed in parallel.
+    let mut lanes = Vec::with_capacity(config.workers);
+    let mut workers = Vec::with_capacity(config.workers);
+    for _ in 0..config.workers.max(1) {
+        // Unbounded, so the event loop never waits on a worker while that
+        // worker waits on the event loop to send its acknowledgement; the
+        // broker's in-flight window (unacknowledged QoS 1 messages) bounds it.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Publish>();
+        let (client, config, stats, sink) = (client.clone(), config.clone(), stats.clone(), sink.clone());
+        workers.push(tokio::spawn(async move {
             while let Some(publish) = rx.recv().await {
                 handle(&client, &config, &sink, &stats, &publish).await;
                 if let Err(e) = client.ack(&publish).await {
                     tracing::warn!(error = %e, "acknowledging a message failed; the broker will redeliver it");
                 }
             }
-        })
-    };
+        }));
+        lanes.push(tx);
+    }
 
     let mut pending_subacks = 0usize;
     loop {
@@ -177,7 +189,8 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 stats.received.fetch_add(1, Ordering::Relaxed);
-                if tx.send(publish).await.is_err() {
+                let lane = &lanes[lane_of(&publish.topic, lanes.len())];
+                if lane.send(publish).is_err() {
                     break;
                 }
             }
@@ -188,7 +201,17 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
             }
         }
     }
-    worker.abort();
+    for worker in workers {
+        worker.abort();
+    }
+}
+
+/// The worker for a topic: stable, so one device's messages keep their order.
+fn lane_of(topic: &str, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    topic.hash(&mut hasher);
+    (hasher.finish() % lanes.max(1) as u64) as usize
 }
 
 async fn handle(
@@ -252,5 +275,21 @@ async fn dead_letter(
     let body = serde_json::to_vec(&letter).unwrap_or_default();
     if let Err(e) = client.publish(&config.dead_letter_topic, QoS::AtLeastOnce, false, body).await {
         tracing::error!(error = %e, "publishing to the dead-letter topic failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_always_takes_the_same_lane() {
+        let lanes: Vec<usize> = (0..100).map(|i| lane_of(&format!("parking/uplink/D{i}"), 8)).collect();
+        for (i, lane) in lanes.iter().enumerate() {
+            assert_eq!(*lane, lane_of(&format!("parking/uplink/D{i}"), 8));
+            assert!(*lane < 8);
+        }
+        let used: std::collections::BTreeSet<_> = lanes.iter().collect();
+        assert!(used.len() > 4, "devices spread over the lanes: {used:?}");
     }
 }
