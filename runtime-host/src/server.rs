@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::bridge::BridgeStats;
 use crate::broker::{self, Broker};
 use crate::routes::Router;
 
@@ -25,11 +26,69 @@ pub struct Server {
     router: Router,
     events_route: Option<String>,
     broker: Broker,
+    metrics: Metrics,
+}
+
+/// What `/metrics` reports (Prometheus text format).
+#[derive(Default)]
+pub struct Metrics {
+    pub bridge: Option<Arc<BridgeStats>>,
+}
+
+impl Metrics {
+    pub fn render(&self, components: usize) -> String {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = String::new();
+        if let Some(b) = &self.bridge {
+            let counters = [
+                ("parkd_bridge_messages_received_total", "MQTT messages the bridge received", &b.received),
+                ("parkd_bridge_messages_delivered_total", "messages the sink accepted", &b.delivered),
+                (
+                    "parkd_bridge_delivery_retries_total",
+                    "deliveries retried after a transient fault",
+                    &b.retries,
+                ),
+                (
+                    "parkd_bridge_dead_letters_total",
+                    "messages refused and sent to the dead-letter topic",
+                    &b.dead_lettered,
+                ),
+            ];
+            for (name, help, value) in counters {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                    value.load(Relaxed)
+                );
+            }
+            let (received, delivered, dead) =
+                (b.received.load(Relaxed), b.delivered.load(Relaxed), b.dead_lettered.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP parkd_bridge_lag_messages messages received but not yet delivered or dead-lettered\n\
+                 # TYPE parkd_bridge_lag_messages gauge\nparkd_bridge_lag_messages {}",
+                received.saturating_sub(delivered + dead)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP parkd_bridge_subscribed whether the bridge holds its subscriptions\n\
+                 # TYPE parkd_bridge_subscribed gauge\nparkd_bridge_subscribed {}",
+                u8::from(b.subscribed.load(Relaxed))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP parkd_components_loaded components this parkd serves\n# TYPE parkd_components_loaded gauge\nparkd_components_loaded {}",
+            components
+        );
+        out
+    }
 }
 
 impl Server {
-    pub fn new(app: Arc<App>, router: Router, events_route: Option<String>) -> Arc<Self> {
-        Arc::new(Self { broker: Broker::new(app.clone()), app, router, events_route })
+    pub fn new(app: Arc<App>, router: Router, events_route: Option<String>, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self { broker: Broker::new(app.clone()), app, router, events_route, metrics })
     }
 
     pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
@@ -84,6 +143,13 @@ impl Server {
         let path = req.uri().path().to_owned();
         if path == "/healthz" {
             return Response::new(Bytes::from_static(b"ok\n"));
+        }
+        if path == "/metrics" {
+            let body = self.metrics.render(self.app.components.len());
+            return Response::builder()
+                .header("content-type", "text/plain; version=0.0.4")
+                .body(Bytes::from(body))
+                .expect("valid response");
         }
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {

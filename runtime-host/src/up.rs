@@ -19,7 +19,7 @@ use crate::database::Database;
 use crate::engine::PoolLimits;
 use crate::manifest::{self, Manifest};
 use crate::routes::Router;
-use crate::server::Server;
+use crate::server::{Metrics, Server};
 
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -115,14 +115,9 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         }
     }
     let events_route = manifest.application.tool.parkd.events_route.clone();
-    let server = Server::new(app.clone(), router, events_route.clone());
+    // Bind first: a busy port should fail before anything else starts.
     let listener = Server::bind(options.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!("parkd listening on http://{addr} (API under /api/v1, health at /healthz)");
-    if let Some(route) = &events_route {
-        tracing::info!("CloudEvents ingress on http://{addr}{route}");
-    }
-    let task = tokio::spawn(server.serve(listener));
     let mqtt_url = match &options.mqtt {
         MqttMode::Off => None,
         MqttMode::Embedded(listen) => {
@@ -147,6 +142,15 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         // The bridge keeps reconnecting; say so rather than fail the whole system.
         tracing::warn!(error = %e, "continuing without a subscribed MQTT bridge for now");
     }
+    let metrics = Metrics { bridge: bridge.as_ref().map(|b| b.stats.clone()) };
+    let server = Server::new(app.clone(), router, events_route.clone(), metrics);
+    tracing::info!(
+        "parkd listening on http://{addr} (API under /api/v1, health at /healthz, metrics at /metrics)"
+    );
+    if let Some(route) = &events_route {
+        tracing::info!("CloudEvents ingress on http://{addr}{route}");
+    }
+    let task = tokio::spawn(server.serve(listener));
     let running = Running { addr, app, bridge, task: Some(task) };
     if options.demo {
         provision_demo(&running, &variables).await?;

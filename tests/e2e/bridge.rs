@@ -209,3 +209,106 @@ async fn a_simulated_stream_ends_in_the_state_last_published() {
     assert_eq!(total("free"), expect(Some(false)), "{a}");
     assert_eq!(total("unknown"), expect(None), "{a}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
+    use parkd::bridge::sink::Sink;
+    use parkd::bridge::{Bridge, BridgeConfig};
+
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
+    // parkd without its own bridge: the bridge runs apart, as on a cluster.
+    let parkd =
+        Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(Backend::Sqlite) })
+            .await
+            .unwrap();
+    let bays = 30;
+    assert!(
+        parkd
+            .put_lot("sim", &parkd::simulate::lot_definition("Sim", "SIM", bays))
+            .await
+            .status()
+            .is_success()
+    );
+    let start_bridge = || {
+        let config = BridgeConfig {
+            client_id: "bridge-under-test".into(),
+            ..BridgeConfig::from_url(&broker.url()).unwrap()
+        };
+        Bridge::start(config, Sink::http(&parkd.url("/api/v1/events")).unwrap())
+    };
+    let first = start_bridge();
+    first.ready(Duration::from_secs(10)).await.unwrap();
+
+    let simulation = tokio::spawn(parkd::simulate::run(parkd::simulate::SimulateOptions {
+        mqtt_port: broker.port,
+        bays,
+        rate: 300.0,
+        readings: 600,
+        heartbeat_share: 0.0,
+        progress: false,
+        ..Default::default()
+    }));
+    // Kill the bridge part-way: its unacknowledged messages stay with the broker.
+    eventually("some readings delivered", || async {
+        first.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= 100
+    })
+    .await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = start_bridge();
+    let summary = simulation.await.unwrap().unwrap();
+
+    // Every reading ends up applied: the bays show exactly what was published last.
+    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
+    eventually("the final state", || async {
+        let (_, a) = parkd.availability("sim").await;
+        let total = |f: &str| -> u64 {
+            a["classes"].as_object().unwrap().values().map(|c| c[f].as_u64().unwrap()).sum()
+        };
+        total("occupied") == expect(Some(true)) && total("free") == expect(Some(false))
+    })
+    .await;
+    // And no change was applied twice: each status change has one event.
+    let recorded: Vec<Value> =
+        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let mut ids: Vec<&str> = recorded.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a slot change was derived twice");
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_the_bridge_counts_and_lag() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
+    let (sensor, _) = mqtt_client(&broker, "sensor-m", &[]).await;
+    publish(&sensor, "parking/uplink/N-C0", reading("N-C0", true, 1, "2026-11-25T10:00:00Z").to_string())
+        .await;
+    publish(&sensor, "parking/uplink/N-C0", b"garbage".to_vec()).await;
+    let metric = |text: &str, name: &str| -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let scrape =
+        || async { parkd.client.get(parkd.url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    eventually("both messages counted", || async {
+        let text = scrape().await;
+        metric(&text, "parkd_bridge_messages_received_total") == Some(2.0)
+            && metric(&text, "parkd_bridge_lag_messages") == Some(0.0)
+    })
+    .await;
+    let text = scrape().await;
+    assert_eq!(metric(&text, "parkd_bridge_messages_delivered_total"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "parkd_bridge_dead_letters_total"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "parkd_bridge_subscribed"), Some(1.0), "{text}");
+    assert!(text.contains("# TYPE parkd_bridge_messages_received_total counter"), "{text}");
+}
