@@ -97,9 +97,13 @@ impl Server {
         })
     }
 
-    /// Serves until the task is dropped.
+    /// Serves until the task is dropped; its connections end with it (they
+    /// live in this task's JoinSet), so a stopped parkd really is stopped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        let mut connections = tokio::task::JoinSet::new();
         loop {
+            // Reap finished connections so the set does not grow without bound.
+            while connections.try_join_next().is_some() {}
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -108,7 +112,7 @@ impl Server {
                 }
             };
             let server = self.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(server.handle(req).await) }

@@ -312,3 +312,87 @@ async fn metrics_report_the_bridge_counts_and_lag() {
     assert_eq!(metric(&text, "parkd_bridge_subscribed"), Some(1.0), "{text}");
     assert!(text.contains("# TYPE parkd_bridge_messages_received_total counter"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_published_while_the_sink_is_down_arrive_once_it_is_back() {
+    use parkd::bridge::sink::Sink;
+    use parkd::bridge::{Bridge, BridgeConfig};
+
+    let broker = Mosquitto::start().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let manifest = manifest_with_recorder(data.path(), &["io.parking.slot.changed.v1"]).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start_parkd = || {
+        parkd::up::start(parkd::up::UpOptions {
+            manifest: manifest.clone(),
+            listen: format!("127.0.0.1:{port}").parse().unwrap(),
+            database: "sqlite".into(),
+            data_dir: data.path().join("state"),
+            cache_dir: std::env::var_os("PARKD_CACHE_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("parkd-test-components")),
+            demo: false,
+            variables: Default::default(),
+            components: Vec::new(),
+            mqtt: MqttMode::Off,
+        })
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let running = start_parkd().await.unwrap();
+    let bays = 30;
+    let r = client
+        .put(format!("{base}/api/v1/lots/sim"))
+        .json(&parkd::simulate::lot_definition("Sim", "SIM", bays))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    let config = BridgeConfig {
+        client_id: "bridge-sink-down".into(),
+        ..BridgeConfig::from_url(&broker.url()).unwrap()
+    };
+    let bridge = Bridge::start(config, Sink::http(&format!("{base}/api/v1/events")).unwrap());
+    bridge.ready(Duration::from_secs(10)).await.unwrap();
+    let simulation = tokio::spawn(parkd::simulate::run(parkd::simulate::SimulateOptions {
+        mqtt_port: broker.port,
+        bays,
+        rate: 300.0,
+        readings: 600,
+        heartbeat_share: 0.0,
+        progress: false,
+        ..Default::default()
+    }));
+    eventually("some readings delivered", || async {
+        bridge.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= 100
+    })
+    .await;
+    drop(running); // the sink goes away mid-stream
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        bridge.stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the bridge noticed and retried"
+    );
+    let _running = start_parkd().await.unwrap(); // and comes back, on the same database
+    let summary = simulation.await.unwrap().unwrap();
+
+    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
+    eventually("the final state", || async {
+        let Ok(r) = client.get(format!("{base}/api/v1/lots/sim/availability")).send().await else {
+            return false;
+        };
+        let a: Value = r.json().await.unwrap_or_default();
+        let Some(classes) = a["classes"].as_object() else { return false };
+        let total = |f: &str| -> u64 { classes.values().map(|c| c[f].as_u64().unwrap_or_default()).sum() };
+        total("occupied") == expect(Some(true)) && total("free") == expect(Some(false))
+    })
+    .await;
+    let recorded: Vec<Value> =
+        client.get(format!("{base}/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let mut ids: Vec<&str> = recorded.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a slot change was derived twice");
+}
