@@ -22,7 +22,19 @@ async fn mqtt_client_on(
     id: &str,
     subscribe: &[&str],
 ) -> (AsyncClient, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    mqtt_client_as(port, id, None, subscribe).await
+}
+
+async fn mqtt_client_as(
+    port: u16,
+    id: &str,
+    credentials: Option<(&str, &str)>,
+    subscribe: &[&str],
+) -> (AsyncClient, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
     options.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     for topic in subscribe {
@@ -395,4 +407,59 @@ async fn readings_published_while_the_sink_is_down_arrive_once_it_is_back() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), n, "a slot change was derived twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sensor_may_publish_only_to_its_own_topic() {
+    let broker =
+        Mosquitto::start_secured(&[("parkd-bridge", "bridge-secret"), ("N-C0", "c0-secret")]).unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(format!("mqtt://parkd-bridge:bridge-secret@127.0.0.1:{}", broker.port)),
+        manifest: Some(
+            manifest_with_recorder(
+                tempfile::tempdir().unwrap().keep().as_path(),
+                &["io.parking.slot.changed.v1"],
+            )
+            .unwrap(),
+        ),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await;
+    let (sensor, _) = mqtt_client_as(broker.port, "N-C0", Some(("N-C0", "c0-secret")), &[]).await;
+    // Its neighbour's topic first: the broker drops it, so it can never arrive.
+    publish(&sensor, "parking/uplink/N-C1", reading("N-C1", true, 1, "2026-11-25T10:00:00Z").to_string())
+        .await;
+    publish(&sensor, "parking/uplink/N-C0", reading("N-C0", true, 1, "2026-11-25T10:00:01Z").to_string())
+        .await;
+    eventually("its own reading applied", || async { four_wheelers(&parkd).await["occupied"] == 1 }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let recorded: Vec<Value> =
+        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let subjects: Vec<&str> = recorded.iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    assert_eq!(subjects, ["north/C0"], "the reading for another sensor's bay was refused by the broker");
+    assert_eq!(
+        parkd.running.bridge.as_ref().unwrap().stats.received.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+
+    // Without credentials, or with the wrong password, a client is not let in.
+    for credentials in [None, Some(("N-C0", "wrong"))] {
+        let mut options = MqttOptions::new("intruder", "127.0.0.1", broker.port);
+        if let Some((u, p)) = credentials {
+            options.set_credentials(u, p);
+        }
+        let (_client, mut eventloop) = AsyncClient::new(options, 8);
+        let refused = loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    break ack.code != rumqttc::ConnectReturnCode::Success;
+                }
+                Ok(_) => continue,
+                Err(_) => break true,
+            }
+        };
+        assert!(refused, "{credentials:?} must be refused");
+    }
 }

@@ -25,14 +25,43 @@ fn free_port() -> Result<u16> {
 }
 
 impl Mosquitto {
+    /// A broker that lets anyone in.
     pub fn start() -> Result<Self> {
+        Self::start_with("allow_anonymous true\n", tempfile::tempdir()?)
+    }
+
+    /// A broker with one credential per user and the repository's ACL
+    /// (`deploy/mosquitto/acl`), as production runs it.
+    pub fn start_secured(users: &[(&str, &str)]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
+        let passwd = dir.path().join("passwd");
+        for (i, (user, password)) in users.iter().enumerate() {
+            let mut command = Command::new("mosquitto_passwd");
+            if i == 0 {
+                command.arg("-c");
+            }
+            let status =
+                command.arg("-b").arg(&passwd).arg(user).arg(password).stdout(Stdio::null()).status()?;
+            if !status.success() {
+                bail!("mosquitto_passwd failed for {user}");
+            }
+        }
+        let acl = crate::repo_root().join("deploy/mosquitto/acl");
+        let settings = format!(
+            "per_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        );
+        Self::start_with(&settings, dir)
+    }
+
+    fn start_with(settings: &str, dir: tempfile::TempDir) -> Result<Self> {
         let port = free_port()?;
         let config = dir.path().join("mosquitto.conf");
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                "listener {port} 127.0.0.1\n{settings}persistence false\n\
                  max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
             ),
         )?;
