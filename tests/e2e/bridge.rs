@@ -413,15 +413,10 @@ async fn readings_published_while_the_sink_is_down_arrive_once_it_is_back() {
 async fn a_sensor_may_publish_only_to_its_own_topic() {
     let broker =
         Mosquitto::start_secured(&[("parkd-bridge", "bridge-secret"), ("N-C0", "c0-secret")]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let parkd = Parkd::start_with(ParkdOptions {
         mqtt: MqttMode::External(format!("mqtt://parkd-bridge:bridge-secret@127.0.0.1:{}", broker.port)),
-        manifest: Some(
-            manifest_with_recorder(
-                tempfile::tempdir().unwrap().keep().as_path(),
-                &["io.parking.slot.changed.v1"],
-            )
-            .unwrap(),
-        ),
+        manifest: Some(manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap()),
         ..ParkdOptions::new(Backend::Sqlite)
     })
     .await
