@@ -59,6 +59,39 @@ async fn publish(client: &AsyncClient, topic: &str, payload: impl Into<Vec<u8>>)
     client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
 }
 
+/// 600 status changes over `bays` simulated bays, no heartbeats, at 300/s.
+async fn steady_stream(port: u16, bays: usize) -> anyhow::Result<parkd::simulate::Summary> {
+    parkd::simulate::run(parkd::simulate::SimulateOptions {
+        mqtt_port: port,
+        bays,
+        rate: 300.0,
+        readings: 600,
+        heartbeat_share: 0.0,
+        progress: false,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Whether a lot's availability shows exactly what a simulation published last.
+fn shows_last_published(availability: &Value, summary: &parkd::simulate::Summary) -> bool {
+    let Some(classes) = availability["classes"].as_object() else { return false };
+    let total = |f: &str| -> u64 { classes.values().map(|c| c[f].as_u64().unwrap_or_default()).sum() };
+    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
+    total("occupied") == expect(Some(true))
+        && total("free") == expect(Some(false))
+        && total("unknown") == expect(None)
+}
+
+/// Asserts that no recorded derived event was delivered twice.
+fn assert_each_change_once(recorded: &[Value]) {
+    let mut ids: Vec<&str> = recorded.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a slot change was derived twice");
+}
+
 /// Polls `check` until it holds or 15 s pass.
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -213,13 +246,7 @@ async fn a_simulated_stream_ends_in_the_state_last_published() {
     })
     .await;
     let (_, a) = parkd.availability("sim").await;
-    let total = |field: &str| -> u64 {
-        a["classes"].as_object().unwrap().values().map(|c| c[field].as_u64().unwrap()).sum()
-    };
-    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
-    assert_eq!(total("occupied"), expect(Some(true)), "{a}");
-    assert_eq!(total("free"), expect(Some(false)), "{a}");
-    assert_eq!(total("unknown"), expect(None), "{a}");
+    assert!(shows_last_published(&a, &summary), "{a} after {:?}", summary.last_published);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,15 +280,7 @@ async fn a_bridge_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
     let first = start_bridge();
     first.ready(Duration::from_secs(10)).await.unwrap();
 
-    let simulation = tokio::spawn(parkd::simulate::run(parkd::simulate::SimulateOptions {
-        mqtt_port: broker.port,
-        bays,
-        rate: 300.0,
-        readings: 600,
-        heartbeat_share: 0.0,
-        progress: false,
-        ..Default::default()
-    }));
+    let simulation = tokio::spawn(steady_stream(broker.port, bays));
     // Kill the bridge part-way: its unacknowledged messages stay with the broker.
     eventually("some readings delivered", || async {
         first.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= 100
@@ -273,23 +292,14 @@ async fn a_bridge_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
     let summary = simulation.await.unwrap().unwrap();
 
     // Every reading ends up applied: the bays show exactly what was published last.
-    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
     eventually("the final state", || async {
-        let (_, a) = parkd.availability("sim").await;
-        let total = |f: &str| -> u64 {
-            a["classes"].as_object().unwrap().values().map(|c| c[f].as_u64().unwrap()).sum()
-        };
-        total("occupied") == expect(Some(true)) && total("free") == expect(Some(false))
+        shows_last_published(&parkd.availability("sim").await.1, &summary)
     })
     .await;
     // And no change was applied twice: each status change has one event.
     let recorded: Vec<Value> =
         parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
-    let mut ids: Vec<&str> = recorded.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "a slot change was derived twice");
+    assert_each_change_once(&recorded);
     drop(second);
 }
 
@@ -367,15 +377,7 @@ async fn readings_published_while_the_sink_is_down_arrive_once_it_is_back() {
     };
     let bridge = Bridge::start(config, Sink::http(&format!("{base}/api/v1/events")).unwrap());
     bridge.ready(Duration::from_secs(10)).await.unwrap();
-    let simulation = tokio::spawn(parkd::simulate::run(parkd::simulate::SimulateOptions {
-        mqtt_port: broker.port,
-        bays,
-        rate: 300.0,
-        readings: 600,
-        heartbeat_share: 0.0,
-        progress: false,
-        ..Default::default()
-    }));
+    let simulation = tokio::spawn(steady_stream(broker.port, bays));
     eventually("some readings delivered", || async {
         bridge.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= 100
     })
@@ -389,24 +391,16 @@ async fn readings_published_while_the_sink_is_down_arrive_once_it_is_back() {
     let _running = start_parkd().await.unwrap(); // and comes back, on the same database
     let summary = simulation.await.unwrap().unwrap();
 
-    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
     eventually("the final state", || async {
         let Ok(r) = client.get(format!("{base}/api/v1/lots/sim/availability")).send().await else {
             return false;
         };
-        let a: Value = r.json().await.unwrap_or_default();
-        let Some(classes) = a["classes"].as_object() else { return false };
-        let total = |f: &str| -> u64 { classes.values().map(|c| c[f].as_u64().unwrap_or_default()).sum() };
-        total("occupied") == expect(Some(true)) && total("free") == expect(Some(false))
+        shows_last_published(&r.json().await.unwrap_or_default(), &summary)
     })
     .await;
     let recorded: Vec<Value> =
         client.get(format!("{base}/test/recorded")).send().await.unwrap().json().await.unwrap();
-    let mut ids: Vec<&str> = recorded.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "a slot change was derived twice");
+    assert_each_change_once(&recorded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
