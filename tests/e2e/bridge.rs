@@ -452,3 +452,47 @@ async fn a_sensor_may_publish_only_to_its_own_topic() {
         assert!(refused, "{credentials:?} must be refused");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_published_while_the_database_is_down_are_applied_once_it_is_back() {
+    let database = parking_tests::postgres::Postgres::start().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        database: Some(database.url()),
+        mqtt: MqttMode::External(broker.url()),
+        manifest: Some(manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap()),
+        ..ParkdOptions::new(Backend::Postgres)
+    })
+    .await
+    .unwrap();
+    let bays = 30;
+    assert!(
+        parkd
+            .put_lot("sim", &parkd::simulate::lot_definition("Sim", "SIM", bays))
+            .await
+            .status()
+            .is_success()
+    );
+    let bridge = parkd.running.bridge.as_ref().unwrap();
+    let simulation = tokio::spawn(steady_stream(broker.port, bays));
+    eventually("some readings delivered", || async {
+        bridge.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= 100
+    })
+    .await;
+    database.stop().unwrap(); // the database goes away mid-stream: 503s, retried
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        bridge.stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the bridge noticed and retried"
+    );
+    database.start_again().unwrap();
+    let summary = simulation.await.unwrap().unwrap();
+    eventually("the final state", || async {
+        shows_last_published(&parkd.availability("sim").await.1, &summary)
+    })
+    .await;
+    let recorded: Vec<Value> =
+        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    assert_each_change_once(&recorded);
+}

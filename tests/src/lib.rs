@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 pub mod mosquitto;
+pub mod postgres;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub struct Parkd {
 
 pub struct ParkdOptions {
     pub backend: Backend,
+    /// The database URL, when not a fresh one on the shared test server.
+    pub database: Option<String>,
     pub variables: Vec<(String, String)>,
     /// Another manifest than the repository's `spin.toml`.
     pub manifest: Option<PathBuf>,
@@ -65,7 +68,13 @@ pub struct ParkdOptions {
 
 impl ParkdOptions {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, variables: Vec::new(), manifest: None, mqtt: parkd::up::MqttMode::Off }
+        Self {
+            backend,
+            database: None,
+            variables: Vec::new(),
+            manifest: None,
+            mqtt: parkd::up::MqttMode::Off,
+        }
     }
 }
 
@@ -110,9 +119,10 @@ impl Parkd {
             .with_test_writer()
             .try_init();
         let data_dir = tempfile::tempdir()?;
-        let database = match options.backend {
-            Backend::Sqlite => "sqlite".to_owned(),
-            Backend::Postgres => fresh_postgres_database().await?,
+        let database = match (options.database, options.backend) {
+            (Some(url), _) => url,
+            (None, Backend::Sqlite) => "sqlite".to_owned(),
+            (None, Backend::Postgres) => fresh_postgres_database().await?,
         };
         let cache_dir = std::env::var_os("PARKD_CACHE_DIR")
             .map(PathBuf::from)
