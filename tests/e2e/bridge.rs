@@ -59,13 +59,14 @@ async fn publish(client: &AsyncClient, topic: &str, payload: impl Into<Vec<u8>>)
     client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
 }
 
-/// 600 status changes over `bays` simulated bays, no heartbeats, at 300/s.
+/// 800 status changes over `bays` simulated bays, no heartbeats, at 200/s:
+/// four seconds, so a fault injected early falls inside the stream.
 async fn steady_stream(port: u16, bays: usize) -> anyhow::Result<parkd::simulate::Summary> {
     parkd::simulate::run(parkd::simulate::SimulateOptions {
         mqtt_port: port,
         bays,
-        rate: 300.0,
-        readings: 600,
+        rate: 200.0,
+        readings: 800,
         heartbeat_share: 0.0,
         progress: false,
         ..Default::default()
@@ -383,11 +384,11 @@ async fn readings_published_while_the_sink_is_down_arrive_once_it_is_back() {
     })
     .await;
     drop(running); // the sink goes away mid-stream
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        bridge.stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the bridge noticed and retried"
-    );
+    eventually("the bridge retrying", || async {
+        bridge.stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let _running = start_parkd().await.unwrap(); // and comes back, on the same database
     let summary = simulation.await.unwrap().unwrap();
 
@@ -481,11 +482,11 @@ async fn readings_published_while_the_database_is_down_are_applied_once_it_is_ba
     })
     .await;
     database.stop().unwrap(); // the database goes away mid-stream: 503s, retried
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        bridge.stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "the bridge noticed and retried"
-    );
+    eventually("the bridge retrying", || async {
+        bridge.stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     database.start_again().unwrap();
     let summary = simulation.await.unwrap().unwrap();
     eventually("the final state", || async {
