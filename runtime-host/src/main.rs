@@ -33,6 +33,25 @@ enum LogFormat {
 enum Command {
     /// Runs the whole system: every component, the API and the event ingress.
     Up(UpArgs),
+    /// Serves one component on every path, as a Knative Service runs it.
+    Serve {
+        /// The component (an id in the manifest).
+        #[arg(long)]
+        component: String,
+        #[arg(long, default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Knative sets PORT; parkd listens on all interfaces there.
+        #[arg(long, env = "PORT", default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = "sqlite", env = "PARKING_DATABASE")]
+        database: String,
+        #[arg(long, default_value = ".parking", env = "PARKD_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "PARKD_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        #[arg(long = "var", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+    },
     /// Runs only the MQTT bridge, delivering CloudEvents to an HTTP sink (as on a cluster).
     Bridge {
         /// The MQTT broker (mqtt://[user:pass@]host:port).
@@ -142,6 +161,7 @@ async fn main() -> Result<()> {
                 demo: args.demo,
                 variables: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
                 components: args.components,
+                serve_all_paths: false,
                 mqtt: match (args.mqtt, args.no_mqtt) {
                     (Some(url), _) => up::MqttMode::External(url),
                     (None, true) => up::MqttMode::Off,
@@ -155,6 +175,25 @@ async fn main() -> Result<()> {
                     tracing::info!("stopping");
                     Ok(())
                 }
+            }
+        }
+        Command::Serve { component, manifest, port, database, data_dir, cache_dir, vars } => {
+            let running = up::start(UpOptions {
+                manifest,
+                listen: SocketAddr::from(([0, 0, 0, 0], port)),
+                database,
+                data_dir,
+                cache_dir: cache_dir.unwrap_or_else(parkd::engine::default_cache_dir),
+                demo: false,
+                variables: vars.into_iter().collect(),
+                components: vec![component],
+                serve_all_paths: true,
+                mqtt: up::MqttMode::Off,
+            })
+            .await?;
+            tokio::select! {
+                result = running.wait() => result,
+                _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
         Command::Bridge { mqtt, sink, topics, client_id, workers } => {

@@ -32,8 +32,21 @@ pub struct UpOptions {
     pub variables: BTreeMap<String, String>,
     /// Serve only these components (all when empty).
     pub components: Vec<String>,
+    /// With exactly one component: send it every path (`parkd serve`).
+    pub serve_all_paths: bool,
     /// Where sensor messages come from.
     pub mqtt: MqttMode,
+}
+
+impl UpOptions {
+    /// One component alone, answering every path (a Knative Service runs
+    /// `parkd serve --component X`: events arrive at `/`, not through a broker).
+    pub fn serving_one(&self) -> Option<&str> {
+        match self.components.as_slice() {
+            [only] if self.mqtt == MqttMode::Off && self.serve_all_paths => Some(only.as_str()),
+            _ => None,
+        }
+    }
 }
 
 /// Where `parkd up` reads sensor messages from.
@@ -109,12 +122,20 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     );
 
     let mut router = Router::default();
-    for trigger in &manifest.trigger.http {
-        if app.components.contains_key(&trigger.component) {
-            router.add(&trigger.route, &trigger.component)?;
+    let events_route = match options.serving_one() {
+        Some(only) => {
+            router.add("/...", only)?;
+            None
         }
-    }
-    let events_route = manifest.application.tool.parkd.events_route.clone();
+        None => {
+            for trigger in &manifest.trigger.http {
+                if app.components.contains_key(&trigger.component) {
+                    router.add(&trigger.route, &trigger.component)?;
+                }
+            }
+            manifest.application.tool.parkd.events_route.clone()
+        }
+    };
     // Bind first: a busy port should fail before anything else starts.
     let listener = Server::bind(options.listen).await?;
     let addr = listener.local_addr()?;

@@ -357,6 +357,7 @@ async fn readings_published_while_the_sink_is_down_arrive_once_it_is_back() {
             demo: false,
             variables: Default::default(),
             components: Vec::new(),
+            serve_all_paths: false,
             mqtt: MqttMode::Off,
         })
     };

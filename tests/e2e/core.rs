@@ -454,3 +454,42 @@ async fn an_unknown_sensor_model_is_refused_at_provisioning() {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("acme-9000"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_one_component_on_every_path_as_a_knative_service_does() {
+    // The admin API from a full parkd, then sensor-event alone on the same database.
+    let database = parking_tests::fresh_postgres_database().await.unwrap();
+    let admin = Parkd::start_with(ParkdOptions {
+        database: Some(database.clone()),
+        ..ParkdOptions::new(Backend::Postgres)
+    })
+    .await
+    .unwrap();
+    admin.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
+    let service = Parkd::start_with(ParkdOptions {
+        database: Some(database),
+        components: vec!["sensor-event".into()],
+        serve_all_paths: true,
+        ..ParkdOptions::new(Backend::Postgres)
+    })
+    .await
+    .unwrap();
+    // A KafkaSource or Trigger delivers to `/`.
+    let r = service
+        .client
+        .post(service.url("/"))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "k-1")
+        .header("ce-source", "/parking/bridge/mqtt")
+        .header("ce-type", "io.parking.sensor.uplink.v1")
+        .header("ce-format", "parking-json")
+        .header("content-type", "application/json")
+        .body(reading("N-C0", true, 1, "2026-11-25T10:00:00Z").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    // Only sensor-event is there (it takes POSTed events only): the read API is another Service.
+    assert_eq!(service.availability("north").await.0, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(class_counts(&admin.availability("north").await.1, "four_wheeler"), counts(1, 0, 1, 0, 0));
+}

@@ -64,6 +64,10 @@ pub struct ParkdOptions {
     pub manifest: Option<PathBuf>,
     /// Where sensor messages come from (none by default).
     pub mqtt: parkd::up::MqttMode,
+    /// Serve only these components (all by default).
+    pub components: Vec<String>,
+    /// With one component: route every path to it (`parkd serve`).
+    pub serve_all_paths: bool,
 }
 
 impl ParkdOptions {
@@ -74,6 +78,8 @@ impl ParkdOptions {
             variables: Vec::new(),
             manifest: None,
             mqtt: parkd::up::MqttMode::Off,
+            components: Vec::new(),
+            serve_all_paths: false,
         }
     }
 }
@@ -135,7 +141,8 @@ impl Parkd {
             cache_dir,
             demo: false,
             variables: options.variables.into_iter().collect(),
-            components: Vec::new(),
+            components: options.components,
+            serve_all_paths: options.serve_all_paths,
             mqtt: options.mqtt,
         })
         .await?;
