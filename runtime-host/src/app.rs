@@ -174,8 +174,8 @@ pub fn prepare(
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
     /// Every instance slot is busy: the caller should retry (503).
-    #[error("all {0} instance slots are busy; retry shortly")]
-    Busy(u32),
+    #[error("every instance slot is busy; retry shortly")]
+    Busy,
     /// The request ran past [`REQUEST_DEADLINE`] (503: it may succeed later).
     #[error("component `{0}` did not answer within {1:?}")]
     Timeout(String, Duration),
@@ -229,7 +229,7 @@ impl App {
                 Ok(Err(code)) => Err(failed(anyhow::anyhow!("the component answered with error {code:?}"))),
                 // The guest dropped the response without setting it: find out why.
                 Err(_) => match task.await {
-                    Ok(Err(e)) if is_pool_exhausted(&e) => Err(InvokeError::Busy(0)),
+                    Ok(Err(e)) if is_pool_exhausted(&e) => Err(InvokeError::Busy),
                     Ok(Err(e)) => Err(failed(e.into())),
                     Ok(Ok(())) => Err(failed(anyhow::anyhow!("the component never set a response"))),
                     Err(join) => Err(failed(join.into())),

@@ -188,7 +188,7 @@ pub fn error(status: StatusCode, message: &str) -> Response<Bytes> {
 pub fn invoke_error(e: &InvokeError) -> Response<Bytes> {
     tracing::warn!(error = %e, "request failed in the host");
     match e {
-        InvokeError::Busy(_) | InvokeError::Timeout(..) => {
+        InvokeError::Busy | InvokeError::Timeout(..) => {
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
         InvokeError::Failed(..) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),

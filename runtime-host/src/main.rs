@@ -38,19 +38,11 @@ enum Command {
         /// The component (an id in the manifest).
         #[arg(long)]
         component: String,
-        #[arg(long, default_value = "spin.toml")]
-        manifest: PathBuf,
         /// Knative sets PORT; parkd listens on all interfaces there.
         #[arg(long, env = "PORT", default_value_t = 8080)]
         port: u16,
-        #[arg(long, default_value = "sqlite", env = "PARKING_DATABASE")]
-        database: String,
-        #[arg(long, default_value = ".parking", env = "PARKD_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "PARKD_CACHE_DIR")]
-        cache_dir: Option<PathBuf>,
-        #[arg(long = "var", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        app: AppArgs,
     },
     /// Runs only the MQTT bridge, delivering CloudEvents to an HTTP sink (as on a cluster).
     Bridge {
@@ -102,14 +94,12 @@ enum Command {
     },
 }
 
+/// What every command that runs components takes: the application and its state.
 #[derive(clap::Args)]
-struct UpArgs {
+struct AppArgs {
     /// The application manifest (shared with `spin up`).
     #[arg(long, default_value = "spin.toml")]
     manifest: PathBuf,
-    /// Address of the HTTP listener.
-    #[arg(long, default_value = "127.0.0.1:3000", env = "PARKD_LISTEN")]
-    listen: SocketAddr,
     /// `sqlite` (a file in --data-dir) or a postgres:// URL.
     #[arg(long, default_value = "sqlite", env = "PARKING_DATABASE")]
     database: String,
@@ -119,12 +109,39 @@ struct UpArgs {
     /// Where compiled components are cached between runs.
     #[arg(long, env = "PARKD_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Also provision a demo lot.
-    #[arg(long)]
-    demo: bool,
     /// Sets an application variable, as NAME=VALUE (repeatable).
     #[arg(long = "var", value_parser = parse_var)]
     vars: Vec<(String, String)>,
+}
+
+impl AppArgs {
+    /// The options of `parkd up` for these arguments; the caller sets the rest.
+    fn up_options(self, listen: SocketAddr) -> UpOptions {
+        UpOptions {
+            manifest: self.manifest,
+            listen,
+            database: self.database,
+            data_dir: self.data_dir,
+            cache_dir: self.cache_dir.unwrap_or_else(parkd::engine::default_cache_dir),
+            demo: false,
+            variables: self.vars.into_iter().collect::<BTreeMap<_, _>>(),
+            components: Vec::new(),
+            serve_all_paths: false,
+            mqtt: up::MqttMode::Off,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    #[command(flatten)]
+    app: AppArgs,
+    /// Address of the HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:3000", env = "PARKD_LISTEN")]
+    listen: SocketAddr,
+    /// Also provision a demo lot.
+    #[arg(long)]
+    demo: bool,
     /// Serves only this component (repeatable); all by default.
     #[arg(long = "component")]
     components: Vec<String>,
@@ -153,20 +170,14 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Up(args) => {
             let running = up::start(UpOptions {
-                manifest: args.manifest,
-                listen: args.listen,
-                database: args.database,
-                data_dir: args.data_dir,
-                cache_dir: args.cache_dir.unwrap_or_else(parkd::engine::default_cache_dir),
                 demo: args.demo,
-                variables: args.vars.into_iter().collect::<BTreeMap<_, _>>(),
                 components: args.components,
-                serve_all_paths: false,
                 mqtt: match (args.mqtt, args.no_mqtt) {
                     (Some(url), _) => up::MqttMode::External(url),
                     (None, true) => up::MqttMode::Off,
                     (None, false) => up::MqttMode::Embedded(args.mqtt_listen),
                 },
+                ..args.app.up_options(args.listen)
             })
             .await?;
             tokio::select! {
@@ -177,18 +188,11 @@ async fn main() -> Result<()> {
                 }
             }
         }
-        Command::Serve { component, manifest, port, database, data_dir, cache_dir, vars } => {
+        Command::Serve { component, port, app } => {
             let running = up::start(UpOptions {
-                manifest,
-                listen: SocketAddr::from(([0, 0, 0, 0], port)),
-                database,
-                data_dir,
-                cache_dir: cache_dir.unwrap_or_else(parkd::engine::default_cache_dir),
-                demo: false,
-                variables: vars.into_iter().collect(),
                 components: vec![component],
                 serve_all_paths: true,
-                mqtt: up::MqttMode::Off,
+                ..app.up_options(SocketAddr::from(([0, 0, 0, 0], port)))
             })
             .await?;
             tokio::select! {

@@ -43,7 +43,7 @@ impl UpOptions {
     /// `parkd serve --component X`: events arrive at `/`, not through a broker).
     pub fn serving_one(&self) -> Option<&str> {
         match self.components.as_slice() {
-            [only] if self.mqtt == MqttMode::Off && self.serve_all_paths => Some(only.as_str()),
+            [only] if self.serve_all_paths => Some(only.as_str()),
             _ => None,
         }
     }

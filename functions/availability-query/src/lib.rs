@@ -4,9 +4,9 @@
 //! - `GET /api/v1/lots/{lot}/availability`: counts per class and per zone.
 
 use http::{Method, Request, Response, StatusCode};
+use parking_kit::Database;
 use parking_kit::repo;
 use parking_kit::respond::{self, ApiError};
-use parking_kit::{Database, db::Backend};
 use spin_sdk::http_component;
 
 #[http_component]
@@ -25,7 +25,7 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::method_not_allowed(req.method(), path, "GET"));
     }
-    let db = Database::open(&Backend::from_variables()?)?;
+    let db = Database::open_configured()?;
     match target {
         Target::Lots => {
             let lots = repo::list_lots(&db)?;

@@ -377,9 +377,9 @@ pub fn apply_uplink(
                 Value::opt_int(next.seq.map(i64::from)),
                 to_ms(received_at).into(),
                 Value::opt_real(frame.battery),
+                Value::opt_real(frame.temperature),
             ],
         )?;
-        touch(db, &key, received_at, &frame)?;
         if next.status == current.status {
             return Ok(Applied::Recorded(Outcome::Refreshed(next)));
         }

@@ -10,9 +10,9 @@
 use chrono::Utc;
 use http::{Method, Request, Response, StatusCode};
 use parking_domain::{parse_lot_spec, validate_id};
+use parking_kit::Database;
 use parking_kit::repo;
 use parking_kit::respond::{self, ApiError};
-use parking_kit::{Database, db::Backend};
 use spin_sdk::http_component;
 
 /// Lots are provisioned rarely and can be large (20,000 bays).
@@ -34,7 +34,7 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     if *method != Method::GET {
         authorise(req)?;
     }
-    let db = Database::open(&Backend::from_variables()?)?;
+    let db = Database::open_configured()?;
     match *method {
         Method::PUT => {
             if req.body().len() > MAX_BODY_BYTES {

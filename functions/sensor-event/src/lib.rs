@@ -13,9 +13,9 @@ use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, SLOT_CHANGED_V1, UPLINK_V1};
 use parking_domain::{Envelope, PayloadFormat, parse_envelope};
+use parking_kit::Database;
 use parking_kit::repo::{self, Applied};
 use parking_kit::respond::{self, ApiError};
-use parking_kit::{Database, db::Backend};
 use spin_sdk::http_component;
 
 /// The CloudEvents `source` of the events this function derives.
@@ -41,7 +41,7 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     // CloudEvents are unique by (source, id): that pair is the dedup key.
     let event_key = format!("{}\u{1f}{}", event.source(), event.id());
 
-    let db = Database::open(&Backend::from_variables()?)?;
+    let db = Database::open_configured()?;
     match repo::apply_uplink(&db, &event_key, &envelope, Utc::now())? {
         Applied::UnknownDevice => Err(ApiError::bad_request(format!(
             "unknown device {:?}: no bay has it as its sensor; provision it with PUT /api/v1/lots/{{lot}}",

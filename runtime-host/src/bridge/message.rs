@@ -19,11 +19,10 @@ pub const UPLINK_TYPE: &str = "io.parking.sensor.uplink.v1";
 pub const SOURCE: &str = "/parking/bridge/mqtt";
 
 /// A message ready for a sink: a CloudEvent as an HTTP request (binary mode
-/// for uplinks, structured for pass-through), plus what logs need.
+/// for uplinks, structured for pass-through), and its id for logs.
 #[derive(Debug, Clone)]
 pub struct BridgedEvent {
     pub id: String,
-    pub device: String,
     pub request: Request<Bytes>,
 }
 
@@ -35,26 +34,35 @@ pub fn event_id(topic: &str, payload: &[u8]) -> String {
     hex::encode(&digest.finalize()[..16])
 }
 
-fn is_structured_cloudevent(payload: &[u8]) -> bool {
-    payload.first() == Some(&b'{')
-        && serde_json::from_slice::<serde_json::Value>(payload)
-            .map(|v| v.get("specversion").is_some() && v.get("type").is_some())
-            .unwrap_or(false)
+/// What a payload is, from one JSON parse (every message passes here).
+enum PayloadKind {
+    StructuredCloudEvent,
+    Json,
+    Bytes,
+}
+
+fn payload_kind(payload: &[u8]) -> PayloadKind {
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(v) if v.get("specversion").is_some() && v.get("type").is_some() => {
+            PayloadKind::StructuredCloudEvent
+        }
+        Ok(_) => PayloadKind::Json,
+        Err(_) => PayloadKind::Bytes,
+    }
 }
 
 pub fn to_event(topic: &str, payload: Bytes, matched: &Matched) -> BridgedEvent {
     let id = event_id(topic, &payload);
-    if is_structured_cloudevent(&payload) {
-        let request = Request::post("/")
-            .header("content-type", "application/cloudevents+json")
-            .body(payload)
-            .expect("valid request");
-        return BridgedEvent { id, device: matched.device.clone(), request };
-    }
-    let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_ok() {
-        "application/json"
-    } else {
-        "application/octet-stream"
+    let content_type = match payload_kind(&payload) {
+        PayloadKind::StructuredCloudEvent => {
+            let request = Request::post("/")
+                .header("content-type", "application/cloudevents+json")
+                .body(payload)
+                .expect("valid request");
+            return BridgedEvent { id, request };
+        }
+        PayloadKind::Json => "application/json",
+        PayloadKind::Bytes => "application/octet-stream",
     };
     let request = Request::post("/")
         .header("ce-specversion", "1.0")
@@ -67,7 +75,7 @@ pub fn to_event(topic: &str, payload: Bytes, matched: &Matched) -> BridgedEvent 
         .header("content-type", content_type)
         .body(payload)
         .expect("valid request");
-    BridgedEvent { id, device: matched.device.clone(), request }
+    BridgedEvent { id, request }
 }
 
 /// Topic segments are UTF-8 and may hold bytes a header may not: percent-encode those.

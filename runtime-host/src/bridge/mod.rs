@@ -147,7 +147,7 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
     // order while different devices proceed in parallel.
     let mut lanes = Vec::with_capacity(config.workers);
     let mut workers = Vec::with_capacity(config.workers);
-    for _ in 0..config.workers.max(1) {
+    for _ in 0..config.workers {
         // Unbounded, so the event loop never waits on a worker while that
         // worker waits on the event loop to send its acknowledgement; the
         // broker's in-flight window (unacknowledged QoS 1 messages) bounds it.

@@ -59,7 +59,8 @@ pub struct Statements {
     pub insert_sensor_frame: &'static str,
     /// (lot, bay, status, status_changed_at_ms)
     pub set_bay_status: &'static str,
-    /// (lot, bay, observed_at_ms, seq, last_seen_at_ms, battery)
+    /// (lot, bay, observed_at_ms, seq, last_seen_at_ms, battery, temperature): a newer
+    /// observation, which also proves the sensor alive (one statement on the hot path).
     pub set_bay_observation: &'static str,
     /// (lot, bay, last_seen_at_ms, battery, temperature): any frame, even a late
     /// one, proves the sensor is alive.

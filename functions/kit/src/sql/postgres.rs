@@ -49,7 +49,8 @@ pub static STATEMENTS: Statements = Statements {
     set_bay_status: "UPDATE bays SET status = $3, status_changed_at_ms = $4 WHERE lot_id = $1 AND bay_id = $2",
     set_bay_observation: "UPDATE bays SET observed_at_ms = $3, seq = $4, \
                           last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $5), \
-                          battery = COALESCE($6, battery) WHERE lot_id = $1 AND bay_id = $2",
+                          battery = COALESCE($6, battery), temperature = COALESCE($7, temperature) \
+                          WHERE lot_id = $1 AND bay_id = $2",
     touch_bay: "UPDATE bays SET last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $3), \
                 battery = COALESCE($4, battery), temperature = COALESCE($5, temperature) \
                 WHERE lot_id = $1 AND bay_id = $2",
