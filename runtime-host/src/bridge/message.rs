@@ -23,6 +23,9 @@ pub const SOURCE: &str = "/parking/bridge/mqtt";
 #[derive(Debug, Clone)]
 pub struct BridgedEvent {
     pub id: String,
+    /// The device the topic names: the partition key, so a partitioned sink
+    /// (Kafka) keeps one device's readings in order.
+    pub device: String,
     pub request: Request<Bytes>,
 }
 
@@ -59,7 +62,7 @@ pub fn to_event(topic: &str, payload: Bytes, matched: &Matched) -> BridgedEvent 
                 .header("content-type", "application/cloudevents+json")
                 .body(payload)
                 .expect("valid request");
-            return BridgedEvent { id, request };
+            return BridgedEvent { id, device: matched.device.clone(), request };
         }
         PayloadKind::Json => "application/json",
         PayloadKind::Bytes => "application/octet-stream",
@@ -75,7 +78,7 @@ pub fn to_event(topic: &str, payload: Bytes, matched: &Matched) -> BridgedEvent 
         .header("content-type", content_type)
         .body(payload)
         .expect("valid request");
-    BridgedEvent { id, request }
+    BridgedEvent { id, device: matched.device.clone(), request }
 }
 
 /// Topic segments are UTF-8 and may hold bytes a header may not: percent-encode those.

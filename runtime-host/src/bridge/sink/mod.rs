@@ -1,5 +1,8 @@
-//! Where the bridge delivers events: in-process (`parkd up`), or any
-//! CloudEvents HTTP endpoint (a Knative Broker, a KafkaSink). Chosen by URL.
+//! Where the bridge delivers events, chosen by URL: in-process (`parkd up`),
+//! any CloudEvents HTTP endpoint (a Knative Broker, a KafkaSink), or a Kafka
+//! topic (`kafka://host:port/topic`, by the CloudEvents Kafka binding).
+
+pub mod kafka;
 
 use std::sync::Arc;
 
@@ -15,6 +18,8 @@ pub enum Sink {
     InProcess(Arc<Broker>),
     /// POST in binary content mode to a CloudEvents endpoint.
     Http { url: String, client: reqwest::Client },
+    /// Produce to a Kafka topic, keyed by device (a KafkaSource delivers on).
+    Kafka(kafka::KafkaSink),
 }
 
 /// What became of one delivery, which decides what the bridge does next.
@@ -29,6 +34,20 @@ pub enum Delivery {
 }
 
 impl Sink {
+    /// The sink a `--sink` URL names.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("kafka://") {
+            Ok(Self::Kafka(kafka::KafkaSink::from_url(url)?))
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            Self::http(url)
+        } else {
+            bail!(
+                "sink {url:?}: expected a CloudEvents endpoint (http://… or https://…) \
+                 or a Kafka topic (kafka://host:port/topic)"
+            )
+        }
+    }
+
     pub fn http(url: &str) -> Result<Self> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("sink {url:?}: expected an http:// or https:// CloudEvents endpoint");
@@ -41,6 +60,7 @@ impl Sink {
         match self {
             Sink::InProcess(_) => "in-process broker".to_owned(),
             Sink::Http { url, .. } => url.clone(),
+            Sink::Kafka(kafka) => kafka.describe(),
         }
     }
 
@@ -64,6 +84,7 @@ impl Sink {
                     Err(e) => Delivery::Retry { reason: format!("{url} unreachable: {e}") },
                 }
             }
+            Sink::Kafka(kafka) => kafka.deliver(event).await,
         }
     }
 }
@@ -105,8 +126,14 @@ mod tests {
     }
 
     #[test]
-    fn only_http_urls_are_sinks() {
+    fn the_url_scheme_picks_the_sink() {
         assert!(Sink::http("kafka://x:9092/t").is_err());
-        assert!(Sink::http("http://broker-ingress.knative-eventing.svc/parking/default").is_ok());
+        assert!(matches!(
+            Sink::from_url("http://broker-ingress.knative-eventing.svc/parking/default"),
+            Ok(Sink::Http { .. })
+        ));
+        assert!(matches!(Sink::from_url("kafka://kafka.svc:9092/parking-uplinks"), Ok(Sink::Kafka(_))));
+        let refused = Sink::from_url("amqp://x/y").err().unwrap().to_string();
+        assert!(refused.contains("kafka://host:port/topic"), "{refused}");
     }
 }
