@@ -46,9 +46,20 @@ enum Command {
     },
     /// Runs only the MQTT bridge, delivering CloudEvents to a sink (as on a cluster).
     Bridge {
-        /// The MQTT broker (mqtt://[user:pass@]host:port).
+        /// The MQTT broker (mqtt://[user:pass@]host:port, or mqtts:// for TLS).
         #[arg(long, env = "PARKD_MQTT")]
         mqtt: String,
+        /// With mqtts://: the CA bundle (PEM) that signed the broker's certificate
+        /// (the system's roots otherwise).
+        #[arg(long, env = "PARKD_MQTT_CA")]
+        mqtt_ca: Option<PathBuf>,
+        /// With mqtts://: the bridge's own certificate chain (PEM), for brokers that
+        /// require client certificates; needs --mqtt-key.
+        #[arg(long, env = "PARKD_MQTT_CERT", requires = "mqtt_key")]
+        mqtt_cert: Option<PathBuf>,
+        /// The private key (PEM) for --mqtt-cert.
+        #[arg(long, env = "PARKD_MQTT_KEY", requires = "mqtt_cert")]
+        mqtt_key: Option<PathBuf>,
         /// Where events go: a CloudEvents endpoint (http://…: a Knative Broker, a KafkaSink,
         /// parkd's /api/v1/events) or a Kafka topic (kafka://host:port/topic, keyed by device).
         #[arg(long, env = "K_SINK")]
@@ -56,9 +67,17 @@ enum Command {
         /// A topic mapping PATTERN=FORMAT (repeatable); the defaults otherwise.
         #[arg(long = "topic")]
         topics: Vec<String>,
-        /// The MQTT client id; replicas need distinct ids (a shared subscription comes later).
+        /// The MQTT client id: stable across restarts (the broker keeps the session
+        /// and its unacknowledged messages under it), distinct per replica.
         #[arg(long, default_value = "parkd-bridge", env = "PARKD_BRIDGE_CLIENT_ID")]
         client_id: String,
+        /// Replicas with the same group share the messages (an MQTT shared
+        /// subscription, `$share/GROUP/…`), each with its own --client-id.
+        #[arg(long, env = "PARKD_BRIDGE_SHARE_GROUP")]
+        share_group: Option<String>,
+        /// Where /healthz and /metrics are served.
+        #[arg(long, default_value = "0.0.0.0:9090", env = "PARKD_BRIDGE_LISTEN")]
+        listen: SocketAddr,
         /// Messages delivered at once; each device's messages stay in order.
         #[arg(long, default_value_t = 8)]
         workers: usize,
@@ -201,10 +220,29 @@ async fn main() -> Result<()> {
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
-        Command::Bridge { mqtt, sink, topics, client_id, workers } => {
+        Command::Bridge {
+            mqtt,
+            mqtt_ca,
+            mqtt_cert,
+            mqtt_key,
+            sink,
+            topics,
+            client_id,
+            share_group,
+            listen,
+            workers,
+        } => {
             let mut config = parkd::bridge::BridgeConfig::from_url(&mqtt)?;
             config.client_id = client_id;
             config.workers = workers;
+            config.share_group = share_group;
+            if let Some(tls) = config.tls.as_mut() {
+                tls.ca = mqtt_ca;
+                tls.client_auth = mqtt_cert.zip(mqtt_key);
+                tls.client_config()?; // a wrong file fails now, by name
+            } else if mqtt_ca.is_some() || mqtt_cert.is_some() {
+                anyhow::bail!("--mqtt-ca/--mqtt-cert need a TLS broker URL: mqtts://host:port");
+            }
             if !topics.is_empty() {
                 config.mappings = topics
                     .iter()
@@ -212,7 +250,11 @@ async fn main() -> Result<()> {
                     .collect::<Result<_>>()?;
             }
             let bridge = parkd::bridge::Bridge::start(config, parkd::bridge::sink::Sink::from_url(&sink)?);
+            let listener = parkd::server::Server::bind(listen).await?;
+            tracing::info!(%listen, "bridge health and metrics on http://{listen}/metrics");
+            let health = tokio::spawn(parkd::server::serve_bridge_health(listener, bridge.stats.clone()));
             tokio::signal::ctrl_c().await?;
+            health.abort();
             tracing::info!("stopping");
             drop(bridge);
             Ok(())

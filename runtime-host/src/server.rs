@@ -38,51 +38,100 @@ pub struct Metrics {
 impl Metrics {
     pub fn render(&self, components: usize) -> String {
         use std::fmt::Write;
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut out = String::new();
-        if let Some(b) = &self.bridge {
-            let counters = [
-                ("parkd_bridge_messages_received_total", "MQTT messages the bridge received", &b.received),
-                ("parkd_bridge_messages_delivered_total", "messages the sink accepted", &b.delivered),
-                (
-                    "parkd_bridge_delivery_retries_total",
-                    "deliveries retried after a transient fault",
-                    &b.retries,
-                ),
-                (
-                    "parkd_bridge_dead_letters_total",
-                    "messages refused and sent to the dead-letter topic",
-                    &b.dead_lettered,
-                ),
-            ];
-            for (name, help, value) in counters {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                    value.load(Relaxed)
-                );
-            }
-            let (received, delivered, dead) =
-                (b.received.load(Relaxed), b.delivered.load(Relaxed), b.dead_lettered.load(Relaxed));
-            let _ = writeln!(
-                out,
-                "# HELP parkd_bridge_lag_messages messages received but not yet delivered or dead-lettered\n\
-                 # TYPE parkd_bridge_lag_messages gauge\nparkd_bridge_lag_messages {}",
-                received.saturating_sub(delivered + dead)
-            );
-            let _ = writeln!(
-                out,
-                "# HELP parkd_bridge_subscribed whether the bridge holds its subscriptions\n\
-                 # TYPE parkd_bridge_subscribed gauge\nparkd_bridge_subscribed {}",
-                u8::from(b.subscribed.load(Relaxed))
-            );
-        }
+        let mut out = self.bridge.as_deref().map(bridge_metrics).unwrap_or_default();
         let _ = writeln!(
             out,
             "# HELP parkd_components_loaded components this parkd serves\n# TYPE parkd_components_loaded gauge\nparkd_components_loaded {}",
             components
         );
         out
+    }
+}
+
+/// The bridge's counts, lag and subscription state, in Prometheus text format.
+fn bridge_metrics(b: &BridgeStats) -> String {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    {
+        let counters = [
+            ("parkd_bridge_messages_received_total", "MQTT messages the bridge received", &b.received),
+            ("parkd_bridge_messages_delivered_total", "messages the sink accepted", &b.delivered),
+            ("parkd_bridge_delivery_retries_total", "deliveries retried after a transient fault", &b.retries),
+            (
+                "parkd_bridge_dead_letters_total",
+                "messages refused and sent to the dead-letter topic",
+                &b.dead_lettered,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
+        }
+        let (received, delivered, dead) =
+            (b.received.load(Relaxed), b.delivered.load(Relaxed), b.dead_lettered.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP parkd_bridge_lag_messages messages received but not yet delivered or dead-lettered\n\
+                 # TYPE parkd_bridge_lag_messages gauge\nparkd_bridge_lag_messages {}",
+            received.saturating_sub(delivered + dead)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP parkd_bridge_lag_seconds how long the oldest message not yet delivered or dead-lettered has waited\n\
+                 # TYPE parkd_bridge_lag_seconds gauge\nparkd_bridge_lag_seconds {:.3}",
+            b.lag().as_secs_f64()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP parkd_bridge_subscribed whether the bridge holds its subscriptions\n\
+                 # TYPE parkd_bridge_subscribed gauge\nparkd_bridge_subscribed {}",
+            u8::from(b.subscribed.load(Relaxed))
+        );
+    }
+    out
+}
+
+/// `parkd bridge`'s own listener: `/healthz` (alive), `/readyz` (503 until
+/// the bridge holds its subscriptions) and `/metrics`.
+pub async fn serve_bridge_health(listener: TcpListener, stats: Arc<BridgeStats>) -> Result<()> {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        let (stream, _) = listener.accept().await?;
+        let stats = stats.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let stats = stats.clone();
+                async move {
+                    let subscribed = stats.subscribed.load(std::sync::atomic::Ordering::Relaxed);
+                    let (status, content_type, body) = match req.uri().path() {
+                        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+                        "/readyz" if subscribed => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+                        "/readyz" => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "text/plain",
+                            "not subscribed: is the MQTT broker reachable?\n".to_owned(),
+                        ),
+                        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", bridge_metrics(&stats)),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "text/plain",
+                            "try /metrics, /healthz or /readyz\n".to_owned(),
+                        ),
+                    };
+                    let response = Response::builder()
+                        .status(status)
+                        .header("content-type", content_type)
+                        .body(Full::new(Bytes::from(body)))
+                        .expect("valid response");
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

@@ -35,6 +35,13 @@ async fn mqtt_client_as(
     if let Some((user, password)) = credentials {
         options.set_credentials(user, password);
     }
+    mqtt_client_with(options, subscribe).await
+}
+
+async fn mqtt_client_with(
+    mut options: MqttOptions,
+    subscribe: &[&str],
+) -> (AsyncClient, tokio::sync::mpsc::Receiver<(String, Vec<u8>)>) {
     options.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     for topic in subscribe {
@@ -333,6 +340,7 @@ async fn metrics_report_the_bridge_counts_and_lag() {
     assert_eq!(metric(&text, "parkd_bridge_messages_delivered_total"), Some(1.0), "{text}");
     assert_eq!(metric(&text, "parkd_bridge_dead_letters_total"), Some(1.0), "{text}");
     assert_eq!(metric(&text, "parkd_bridge_subscribed"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "parkd_bridge_lag_seconds"), Some(0.0), "nothing waits: {text}");
     assert!(text.contains("# TYPE parkd_bridge_messages_received_total counter"), "{text}");
 }
 
@@ -575,4 +583,129 @@ async fn readings_reach_sensor_event_through_a_kafka_topic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_wait_in_mqtt_until_the_kafka_topic_exists() {
     through_kafka(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensors_and_the_bridge_reach_the_broker_over_tls_only() {
+    use parkd::bridge::sink::Sink;
+    use parkd::bridge::tls::MqttTls;
+    use parkd::bridge::{Bridge, BridgeConfig};
+    use rumqttc::{TlsConfiguration, Transport};
+
+    let broker =
+        Mosquitto::start_secured_tls(&[("parkd-bridge", "bridge-secret"), ("N-C0", "c0-secret")]).unwrap();
+    let ca = broker.ca.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        manifest: Some(manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap()),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
+    let tls = |ca: std::path::PathBuf| {
+        let config = MqttTls { ca: Some(ca), client_auth: None }.client_config().unwrap();
+        Transport::tls_with_config(TlsConfiguration::Rustls(std::sync::Arc::new(config)))
+    };
+
+    // The bridge: its own credentials, the broker checked against the CA.
+    let url = format!("mqtts://parkd-bridge:bridge-secret@127.0.0.1:{}", broker.port);
+    let mut config = BridgeConfig { client_id: "bridge-tls".into(), ..BridgeConfig::from_url(&url).unwrap() };
+    config.tls = Some(MqttTls { ca: Some(ca.clone()), client_auth: None });
+    let bridge = Bridge::start(config, Sink::http(&parkd.url("/api/v1/events")).unwrap());
+    bridge.ready(Duration::from_secs(10)).await.unwrap();
+
+    // A sensor over TLS with its own credential: its reading is applied.
+    let mut options = MqttOptions::new("N-C0", "127.0.0.1", broker.port);
+    options.set_credentials("N-C0", "c0-secret").set_transport(tls(ca.clone()));
+    let (sensor, _) = mqtt_client_with(options, &[]).await;
+    publish(&sensor, "parking/uplink/N-C0", reading("N-C0", true, 1, "2026-11-25T10:00:00Z").to_string())
+        .await;
+    eventually("the reading over TLS applied", || async { four_wheelers(&parkd).await["occupied"] == 1 })
+        .await;
+
+    // Plain TCP to the TLS listener gets no session.
+    let mut options = MqttOptions::new("plain", "127.0.0.1", broker.port);
+    options.set_credentials("N-C0", "c0-secret");
+    let (_client, mut eventloop) = AsyncClient::new(options, 8);
+    let connected = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    break ack.code == rumqttc::ConnectReturnCode::Success;
+                }
+                Ok(_) => continue,
+                Err(_) => break false,
+            }
+        }
+    })
+    .await;
+    assert_ne!(connected, Ok(true), "a plain connection to the TLS listener was accepted");
+
+    // A bridge that trusts another CA refuses the broker's certificate.
+    let stranger = Mosquitto::start_secured_tls(&[("nobody", "x")]).unwrap();
+    let mut config =
+        BridgeConfig { client_id: "bridge-wrong-ca".into(), ..BridgeConfig::from_url(&url).unwrap() };
+    config.tls = Some(MqttTls { ca: stranger.ca.clone(), client_auth: None });
+    let doubtful = Bridge::start(config, Sink::http(&parkd.url("/api/v1/events")).unwrap());
+    let refused = doubtful.ready(Duration::from_secs(3)).await.unwrap_err().to_string();
+    assert!(refused.contains("did not subscribe"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_replicas_in_a_share_group_split_the_stream() {
+    use parkd::bridge::sink::Sink;
+    use parkd::bridge::{Bridge, BridgeConfig};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
+    let parkd =
+        Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(Backend::Sqlite) })
+            .await
+            .unwrap();
+    let bays = 30;
+    assert!(
+        parkd
+            .put_lot("sim", &parkd::simulate::lot_definition("Sim", "SIM", bays))
+            .await
+            .status()
+            .is_success()
+    );
+    let replica = |id: &str| {
+        let config = BridgeConfig {
+            client_id: id.into(),
+            share_group: Some("parkd".into()),
+            ..BridgeConfig::from_url(&broker.url()).unwrap()
+        };
+        Bridge::start(config, Sink::http(&parkd.url("/api/v1/events")).unwrap())
+    };
+    let (a, b) = (replica("bridge-a"), replica("bridge-b"));
+    a.ready(Duration::from_secs(10)).await.unwrap();
+    b.ready(Duration::from_secs(10)).await.unwrap();
+
+    // The bridge's own listener, as `parkd bridge` serves it.
+    let listener = parkd::server::Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let health = format!("http://{}", listener.local_addr().unwrap());
+    let _health = tokio::spawn(parkd::server::serve_bridge_health(listener, a.stats.clone()));
+
+    let summary = steady_stream(broker.port, bays).await.unwrap();
+    eventually("the final state", || async {
+        shows_last_published(&parkd.availability("sim").await.1, &summary)
+    })
+    .await;
+    // Each message reached one replica: both worked, none twice.
+    let (by_a, by_b) = (a.stats.delivered.load(Relaxed), b.stats.delivered.load(Relaxed));
+    assert!(by_a > 0 && by_b > 0, "a: {by_a}, b: {by_b}");
+    assert_eq!(by_a + by_b, 800, "a: {by_a}, b: {by_b}");
+    let recorded: Vec<Value> =
+        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    assert_each_change_once(&recorded);
+
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(format!("{health}/readyz")).send().await.unwrap().status(), 200);
+    let metrics = client.get(format!("{health}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("parkd_bridge_messages_delivered_total {by_a}\n")), "{metrics}");
+    assert!(metrics.contains("parkd_bridge_lag_seconds 0.000\n"), "{metrics}");
 }

@@ -1,6 +1,6 @@
 //! A real Mosquitto broker on a free loopback port, for as long as the value lives.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -8,6 +8,8 @@ use anyhow::{Context, Result, bail};
 
 pub struct Mosquitto {
     pub port: u16,
+    /// With TLS: the PEM file of the CA that signed the broker's certificate.
+    pub ca: Option<PathBuf>,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -34,6 +36,30 @@ impl Mosquitto {
     /// (`deploy/mosquitto/acl`), as production runs it.
     pub fn start_secured(users: &[(&str, &str)]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
+        let settings = Self::credentials_and_acl(&dir, users)?;
+        Self::start_with(&settings, dir)
+    }
+
+    /// As `start_secured`, on a TLS listener only, with a certificate for
+    /// 127.0.0.1 from a throwaway CA (`ca`).
+    pub fn start_secured_tls(users: &[(&str, &str)]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut settings = Self::credentials_and_acl(&dir, users)?;
+        let (ca, certificate, key) =
+            (dir.path().join("ca.pem"), dir.path().join("broker.pem"), dir.path().join("broker.key"));
+        write_certificates(&ca, &certificate, &key)?;
+        settings += &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.2\n",
+            ca.display(),
+            certificate.display(),
+            key.display()
+        );
+        let mut broker = Self::start_with(&settings, dir)?;
+        broker.ca = Some(ca);
+        Ok(broker)
+    }
+
+    fn credentials_and_acl(dir: &tempfile::TempDir, users: &[(&str, &str)]) -> Result<String> {
         let passwd = dir.path().join("passwd");
         for (i, (user, password)) in users.iter().enumerate() {
             let mut command = Command::new("mosquitto_passwd");
@@ -47,12 +73,11 @@ impl Mosquitto {
             }
         }
         let acl = crate::repo_root().join("deploy/mosquitto/acl");
-        let settings = format!(
+        Ok(format!(
             "per_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
             passwd.display(),
             acl.display()
-        );
-        Self::start_with(&settings, dir)
+        ))
     }
 
     fn start_with(settings: &str, dir: tempfile::TempDir) -> Result<Self> {
@@ -79,12 +104,29 @@ impl Mosquitto {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Self { port, child, _dir: dir })
+        Ok(Self { port, ca: None, child, _dir: dir })
     }
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
+}
+
+/// A CA, and a broker certificate for 127.0.0.1 and localhost signed by it.
+fn write_certificates(ca_path: &Path, certificate_path: &Path, key_path: &Path) -> Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "parking test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    let broker_key = KeyPair::generate()?;
+    let mut broker_params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    broker_params.distinguished_name.push(DnType::CommonName, "parking test broker");
+    let broker = broker_params.signed_by(&broker_key, &ca)?;
+    std::fs::write(ca_path, ca.pem())?;
+    std::fs::write(certificate_path, broker.pem())?;
+    std::fs::write(key_path, broker_key.serialize_pem())?;
+    Ok(())
 }
 
 impl Drop for Mosquitto {

@@ -9,18 +9,21 @@
 
 pub mod message;
 pub mod sink;
+pub mod tls;
 pub mod topics;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use serde::Serialize;
 
 use self::message::to_event;
 use self::sink::{Delivery, Sink};
+use self::tls::MqttTls;
 use self::topics::TopicMapping;
 
 /// Larger payloads are not sensor messages: dead-lettered unread.
@@ -38,6 +41,11 @@ pub struct BridgeConfig {
     pub port: u16,
     pub client_id: String,
     pub credentials: Option<(String, String)>,
+    /// TLS to the broker (`mqtts://`); plain TCP when absent.
+    pub tls: Option<MqttTls>,
+    /// Replicas sharing this group split the messages between them (MQTT
+    /// shared subscriptions, `$share/{group}/…`): each message reaches one.
+    pub share_group: Option<String>,
     pub mappings: Vec<TopicMapping>,
     pub dead_letter_topic: String,
     /// Messages delivered at once (each device's stay in order).
@@ -45,20 +53,26 @@ pub struct BridgeConfig {
 }
 
 impl BridgeConfig {
-    /// From an `mqtt://[user:password@]host[:port]` URL, with the default mappings.
+    /// From an `mqtt://` or `mqtts://[user:password@]host[:port]` URL, with
+    /// the default mappings (`mqtts://` checks the broker against the
+    /// system's roots until `tls` names a CA).
     pub fn from_url(url: &str) -> Result<Self> {
         let parsed = url::Url::parse(url).with_context(|| format!("--mqtt {url:?} is not a URL"))?;
-        if parsed.scheme() != "mqtt" {
-            bail!("--mqtt {url:?}: expected mqtt://host:port (TLS comes with the broker set-up)");
-        }
+        let (tls, default_port) = match parsed.scheme() {
+            "mqtt" => (None, 1883),
+            "mqtts" => (Some(MqttTls::default()), 8883),
+            _ => bail!("--mqtt {url:?}: expected mqtt://host:port, or mqtts://host:port for TLS"),
+        };
         let host = parsed.host_str().context("--mqtt needs a host")?.to_owned();
         let credentials = (!parsed.username().is_empty())
             .then(|| (parsed.username().to_owned(), parsed.password().unwrap_or_default().to_owned()));
         Ok(Self {
             host,
-            port: parsed.port().unwrap_or(1883),
+            port: parsed.port().unwrap_or(default_port),
             client_id: "parkd-bridge".to_owned(),
             credentials,
+            tls,
+            share_group: None,
             mappings: topics::default_mappings(),
             dead_letter_topic: "parking/dead-letter".to_owned(),
             workers: 8,
@@ -76,6 +90,26 @@ pub struct BridgeStats {
     /// Set once the broker has confirmed every subscription: messages
     /// published before that, on a first connection, reach no one.
     pub subscribed: std::sync::atomic::AtomicBool,
+    /// When each message still in the bridge arrived, by arrival number:
+    /// the oldest is the lag, as time.
+    in_flight: Mutex<BTreeMap<u64, Instant>>,
+}
+
+impl BridgeStats {
+    /// How long the oldest message not yet delivered or dead-lettered has
+    /// waited in the bridge (0 when none waits).
+    pub fn lag(&self) -> Duration {
+        let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.values().next().map(|arrived| arrived.elapsed()).unwrap_or_default()
+    }
+
+    fn arrived(&self, number: u64) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(number, Instant::now());
+    }
+
+    fn done(&self, number: u64) {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&number);
+    }
 }
 
 /// What goes to the dead-letter topic: the message and why it was refused.
@@ -133,6 +167,19 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
     if let Some((user, password)) = &config.credentials {
         options.set_credentials(user, password);
     }
+    if let Some(tls) = &config.tls {
+        match tls.client_config() {
+            Ok(client_config) => {
+                options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
+                    client_config,
+                ))));
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "MQTT bridge TLS set-up failed; not connecting");
+                return;
+            }
+        }
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     tracing::info!(
         broker = %format!("{}:{}", config.host, config.port),
@@ -151,11 +198,12 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
         // Unbounded, so the event loop never waits on a worker while that
         // worker waits on the event loop to send its acknowledgement; the
         // broker's in-flight window (unacknowledged QoS 1 messages) bounds it.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Publish>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Publish)>();
         let (client, config, stats, sink) = (client.clone(), config.clone(), stats.clone(), sink.clone());
         workers.push(tokio::spawn(async move {
-            while let Some(publish) = rx.recv().await {
+            while let Some((number, publish)) = rx.recv().await {
                 handle(&client, &config, &sink, &stats, &publish).await;
+                stats.done(number);
                 if let Err(e) = client.ack(&publish).await {
                     tracing::warn!(error = %e, "acknowledging a message failed; the broker will redeliver it");
                 }
@@ -174,8 +222,9 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
                 } else {
                     pending_subacks = config.mappings.len();
                     for mapping in &config.mappings {
-                        if let Err(e) = client.subscribe(mapping.filter(), QoS::AtLeastOnce).await {
-                            tracing::error!(error = %e, filter = %mapping.filter(), "subscribing failed");
+                        let filter = subscription_filter(config.share_group.as_deref(), &mapping.filter());
+                        if let Err(e) = client.subscribe(&filter, QoS::AtLeastOnce).await {
+                            tracing::error!(error = %e, %filter, "subscribing failed");
                         }
                     }
                 }
@@ -188,9 +237,10 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                stats.received.fetch_add(1, Ordering::Relaxed);
+                let number = stats.received.fetch_add(1, Ordering::Relaxed);
+                stats.arrived(number);
                 let lane = &lanes[lane_of(&publish.topic, lanes.len())];
-                if lane.send(publish).is_err() {
+                if lane.send((number, publish)).is_err() {
                     break;
                 }
             }
@@ -203,6 +253,14 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
     }
     for worker in workers {
         worker.abort();
+    }
+}
+
+/// The filter to subscribe to: shared among the group's replicas, if any.
+fn subscription_filter(share_group: Option<&str>, filter: &str) -> String {
+    match share_group {
+        Some(group) => format!("$share/{group}/{filter}"),
+        None => filter.to_owned(),
     }
 }
 
@@ -281,6 +339,36 @@ async fn dead_letter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_group_prefixes_every_filter() {
+        assert_eq!(subscription_filter(None, "parking/uplink/+"), "parking/uplink/+");
+        assert_eq!(subscription_filter(Some("parkd"), "parking/uplink/+"), "$share/parkd/parking/uplink/+");
+    }
+
+    #[test]
+    fn urls_pick_tls_and_its_port() {
+        let plain = BridgeConfig::from_url("mqtt://broker").unwrap();
+        assert_eq!((plain.port, plain.tls.is_some()), (1883, false));
+        let tls = BridgeConfig::from_url("mqtts://bridge:secret@broker").unwrap();
+        assert_eq!((tls.port, tls.tls.is_some()), (8883, true));
+        assert_eq!(tls.credentials, Some(("bridge".into(), "secret".into())));
+        assert!(BridgeConfig::from_url("ws://broker").is_err());
+    }
+
+    #[test]
+    fn lag_is_the_age_of_the_oldest_waiting_message() {
+        let stats = BridgeStats::default();
+        assert_eq!(stats.lag(), Duration::ZERO);
+        stats.arrived(0);
+        std::thread::sleep(Duration::from_millis(20));
+        stats.arrived(1);
+        assert!(stats.lag() >= Duration::from_millis(20));
+        stats.done(0);
+        assert!(stats.lag() < Duration::from_millis(20), "the oldest is now message 1");
+        stats.done(1);
+        assert_eq!(stats.lag(), Duration::ZERO);
+    }
 
     #[test]
     fn a_topic_always_takes_the_same_lane() {
