@@ -46,7 +46,7 @@ enum Command {
     },
     /// Runs only the MQTT bridge, delivering CloudEvents to a sink (as on a cluster).
     Bridge {
-        /// The MQTT broker (mqtt://[user:pass@]host:port, or mqtts:// for TLS).
+        /// The MQTT broker (mqtt://[user:pass@]host:port, mqtts:// for TLS; ?version=5 for MQTT 5).
         #[arg(long, env = "PARKD_MQTT")]
         mqtt: String,
         /// With mqtts://: the CA bundle (PEM) that signed the broker's certificate
@@ -165,7 +165,7 @@ struct UpArgs {
     /// Serves only this component (repeatable); all by default.
     #[arg(long = "component")]
     components: Vec<String>,
-    /// Bridges sensor topics of this MQTT broker (mqtt://[user:pass@]host:port)
+    /// Bridges sensor topics of this MQTT broker (mqtt://[user:pass@]host:port[?version=5])
     /// instead of running one in-process.
     #[arg(long, env = "PARKD_MQTT", conflicts_with_all = ["mqtt_listen", "no_mqtt"])]
     mqtt: Option<String>,

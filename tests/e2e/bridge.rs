@@ -259,6 +259,16 @@ async fn a_simulated_stream_ends_in_the_state_last_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
+    killed_mid_stream("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt5_bridge_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
+    // MQTT 5 keeps the session only with a session expiry interval.
+    killed_mid_stream("?version=5").await;
+}
+
+async fn killed_mid_stream(url_options: &str) {
     use parkd::bridge::sink::Sink;
     use parkd::bridge::{Bridge, BridgeConfig};
 
@@ -281,7 +291,7 @@ async fn a_bridge_killed_mid_stream_and_restarted_loses_and_doubles_nothing() {
     let start_bridge = || {
         let config = BridgeConfig {
             client_id: "bridge-under-test".into(),
-            ..BridgeConfig::from_url(&broker.url()).unwrap()
+            ..BridgeConfig::from_url(&format!("{}{url_options}", broker.url())).unwrap()
         };
         Bridge::start(config, Sink::http(&parkd.url("/api/v1/events")).unwrap())
     };
@@ -708,4 +718,78 @@ async fn bridge_replicas_in_a_share_group_split_the_stream() {
     let metrics = client.get(format!("{health}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(&format!("parkd_bridge_messages_delivered_total {by_a}\n")), "{metrics}");
     assert!(metrics.contains("parkd_bridge_lag_seconds 0.000\n"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_binary_mode_events_are_applied_once_by_their_id() {
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(format!("{}?version=5", broker.url())),
+        manifest: Some(manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap()),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
+    let (_watcher, mut dead_letters) = mqtt_client(&broker, "watcher-5", &["parking/dead-letter"]).await;
+
+    let mut options = rumqttc::v5::MqttOptions::new("gateway-5", "127.0.0.1", broker.port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (gateway, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 16);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let send = |attributes: Vec<(&str, &str)>, payload: String| {
+        let gateway = gateway.clone();
+        let properties = PublishProperties {
+            user_properties: attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            content_type: Some("application/json".into()),
+            ..Default::default()
+        };
+        async move {
+            gateway
+                .publish_with_properties(
+                    "parking/uplink/N-C0",
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                    false,
+                    payload,
+                    properties,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let event = vec![
+        ("specversion", "1.0"),
+        ("id", "gw-5-0001"),
+        ("source", "/gateways/5"),
+        ("type", "io.parking.sensor.uplink.v1"),
+    ];
+    // Two messages with one event id: the second is a redelivery by its id,
+    // whatever it carries (were the bridge to make its own id, this later
+    // "free" reading would apply).
+    send(event.clone(), reading("N-C0", true, 1, "2026-11-25T10:00:00Z").to_string()).await;
+    send(event.clone(), reading("N-C0", false, 2, "2026-11-25T10:00:30Z").to_string()).await;
+    eventually("the reading applied", || async { four_wheelers(&parkd).await["occupied"] == 1 }).await;
+    let stats = &parkd.running.bridge.as_ref().unwrap().stats;
+    eventually("both copies handled", || async {
+        stats.delivered.load(std::sync::atomic::Ordering::Relaxed) == 2
+    })
+    .await;
+    let recorded: Vec<Value> =
+        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(recorded.len(), 1, "one change for one event id: {recorded:?}");
+    assert_eq!(recorded[0]["subject"], "north/C0");
+
+    // Without a type it is no CloudEvent: dead-lettered with the reason.
+    let mut untyped = event.clone();
+    untyped.retain(|(k, _)| *k != "type");
+    untyped[1].1 = "gw-5-0002";
+    send(untyped, reading("N-C0", false, 2, "2026-11-25T10:01:00Z").to_string()).await;
+    let (_, letter) =
+        tokio::time::timeout(Duration::from_secs(10), dead_letters.recv()).await.unwrap().unwrap();
+    let letter: Value = serde_json::from_slice(&letter).unwrap();
+    assert!(letter["reason"].as_str().unwrap().contains("\"type\""), "{letter}");
+    assert_eq!(four_wheelers(&parkd).await["occupied"], 1);
 }

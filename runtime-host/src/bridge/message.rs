@@ -6,6 +6,11 @@
 //! untouched (the bridge never decodes vendor bytes), with `subject` = the
 //! device from the topic, `format` = the topic mapping's format, and an `id`
 //! derived from topic and payload, so a redelivered message dedups downstream.
+//!
+//! Under MQTT 5 a message whose user properties include `specversion` is a
+//! binary-mode CloudEvent: each user property is an attribute (by its own
+//! name), the Content Type property is `datacontenttype`, and the payload is
+//! the data. The publisher's `id` then decides dedup.
 
 use bytes::Bytes;
 use http::Request;
@@ -81,6 +86,76 @@ pub fn to_event(topic: &str, payload: Bytes, matched: &Matched) -> BridgedEvent 
     BridgedEvent { id, device: matched.device.clone(), request }
 }
 
+/// What MQTT 5 adds to a message, for the binding (empty under 3.1.1).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Mqtt5Properties<'a> {
+    pub user_properties: &'a [(String, String)],
+    pub content_type: Option<&'a str>,
+}
+
+/// Attributes a binary-mode event must carry (the binding adds `subject` and
+/// `format` from the topic when the publisher left them out).
+const REQUIRED_ATTRIBUTES: [&str; 3] = ["id", "source", "type"];
+
+/// Any message as an event: binary mode from MQTT 5 user properties when they
+/// carry `specversion`, otherwise as `to_event`. Errors say why the message
+/// cannot be a CloudEvent (it is then dead-lettered).
+pub fn from_message(
+    topic: &str,
+    payload: Bytes,
+    properties: Mqtt5Properties<'_>,
+    matched: &Matched,
+) -> Result<BridgedEvent, String> {
+    if !properties.user_properties.iter().any(|(name, _)| name == "specversion") {
+        return Ok(to_event(topic, payload, matched));
+    }
+    let mut attributes = std::collections::BTreeMap::new();
+    for (name, value) in properties.user_properties {
+        // CloudEvents attribute names: lower-case ASCII letters and digits.
+        let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid {
+            return Err(format!(
+                "MQTT 5 user property {name:?} is not a CloudEvents attribute name (lower-case letters and digits)"
+            ));
+        }
+        if name == "datacontenttype" {
+            return Err(
+                "datacontenttype travels as the MQTT 5 Content Type property, not a user property".into()
+            );
+        }
+        if attributes.insert(name.as_str(), value.as_str()).is_some() {
+            return Err(format!("MQTT 5 user property {name:?} appears twice"));
+        }
+    }
+    if attributes.get("specversion") != Some(&"1.0") {
+        return Err(format!(
+            "specversion {:?} is not supported: expected \"1.0\"",
+            attributes["specversion"]
+        ));
+    }
+    if let Some(missing) =
+        REQUIRED_ATTRIBUTES.iter().find(|a| attributes.get(*a).is_none_or(|v| v.is_empty()))
+    {
+        return Err(format!("binary-mode CloudEvent without {missing:?} (an MQTT 5 user property)"));
+    }
+    attributes.entry("subject").or_insert(&matched.device);
+    attributes.entry("format").or_insert(&matched.format);
+    let content_type = match properties.content_type {
+        Some(content_type) => content_type,
+        None if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_ok() => "application/json",
+        None => "application/octet-stream",
+    };
+    let mut request = Request::post("/");
+    for (name, value) in &attributes {
+        request = request.header(format!("ce-{name}"), header_safe(value));
+    }
+    let request = request
+        .header("content-type", header_safe(content_type))
+        .body(payload)
+        .map_err(|e| format!("the event's attributes do not fit an HTTP request: {e}"))?;
+    Ok(BridgedEvent { id: attributes["id"].to_owned(), device: matched.device.clone(), request })
+}
+
 /// Topic segments are UTF-8 and may hold bytes a header may not: percent-encode those.
 fn header_safe(value: &str) -> String {
     value
@@ -130,6 +205,69 @@ mod tests {
         );
         let e = to_event("parking/uplink/DEV-1", payload, &matched());
         assert_eq!(e.request.headers()["content-type"], "application/cloudevents+json");
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn mqtt5_user_properties_make_a_binary_mode_event() {
+        let user = props(&[
+            ("specversion", "1.0"),
+            ("id", "gw-7-42"),
+            ("source", "/gateways/7"),
+            ("type", UPLINK_TYPE),
+            ("time", "2026-11-25T10:00:00Z"),
+        ]);
+        let properties = Mqtt5Properties { user_properties: &user, content_type: Some("application/json") };
+        let payload = Bytes::from_static(br#"{"occupied":true}"#);
+        let e = from_message("parking/uplink/DEV-1", payload.clone(), properties, &matched()).unwrap();
+        let event =
+            cloudevents::binding::http::to_event(e.request.headers(), e.request.body().to_vec()).unwrap();
+        use cloudevents::AttributesReader;
+        assert_eq!(e.id, "gw-7-42", "the publisher's id decides dedup");
+        assert_eq!(event.id(), "gw-7-42");
+        assert_eq!(event.source().as_str(), "/gateways/7");
+        assert_eq!(event.subject(), Some("DEV-1"), "subject from the topic when absent");
+        assert_eq!(event.extension("format").map(|f| f.to_string()).as_deref(), Some("parking-json"));
+        assert_eq!(event.datacontenttype(), Some("application/json"));
+        assert_eq!(e.request.body(), &payload);
+    }
+
+    #[test]
+    fn malformed_mqtt5_events_are_refused_with_the_reason() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (&[("specversion", "1.0"), ("source", "/s"), ("type", "t")], "without \"id\""),
+            (&[("specversion", "0.3"), ("id", "1"), ("source", "/s"), ("type", "t")], "not supported"),
+            (
+                &[("specversion", "1.0"), ("id", "1"), ("source", "/s"), ("type", "t"), ("Battery", "3")],
+                "\"Battery\"",
+            ),
+            (&[("specversion", "1.0"), ("id", "1"), ("id", "2"), ("source", "/s"), ("type", "t")], "twice"),
+            (
+                &[
+                    ("specversion", "1.0"),
+                    ("id", "1"),
+                    ("source", "/s"),
+                    ("type", "t"),
+                    ("datacontenttype", "x"),
+                ],
+                "Content Type",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let user = props(pairs);
+            let properties = Mqtt5Properties { user_properties: &user, content_type: None };
+            let reason = from_message("t", Bytes::new(), properties, &matched()).unwrap_err();
+            assert!(reason.contains(expected), "{pairs:?}: {reason}");
+        }
+        // Without specversion, properties are not an event: the plain path.
+        let user = props(&[("battery", "3")]);
+        let properties = Mqtt5Properties { user_properties: &user, content_type: None };
+        let e = from_message("parking/uplink/DEV-1", Bytes::from_static(b"\x01"), properties, &matched())
+            .unwrap();
+        assert_eq!(e.request.headers()["ce-type"], UPLINK_TYPE);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! of the same worker lane, so one device's readings stay in order; events the sink refuses as
 //! malformed go to a dead-letter topic with the reason, then are acknowledged.
 
+pub mod connection;
 pub mod message;
 pub mod sink;
 pub mod tls;
@@ -18,20 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use serde::Serialize;
 
-use self::message::to_event;
+use self::connection::{Client, Incoming, Message, Protocol};
 use self::sink::{Delivery, Sink};
 use self::tls::MqttTls;
 use self::topics::TopicMapping;
 
 /// Larger payloads are not sensor messages: dead-lettered unread.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
-/// The largest packet the bridge reads. Past it rumqttc drops the connection
-/// and the broker redelivers forever, so it is generous; brokers should cap
-/// messages themselves (Mosquitto's `message_size_limit`).
-const MAX_PACKET_BYTES: usize = 16 << 20;
 /// How much of a refused payload the dead letter keeps for inspection.
 const DEAD_LETTER_PAYLOAD_BYTES: usize = 4096;
 
@@ -41,6 +37,8 @@ pub struct BridgeConfig {
     pub port: u16,
     pub client_id: String,
     pub credentials: Option<(String, String)>,
+    /// MQTT 3.1.1 (the default) or 5 (user properties: binary-mode CloudEvents).
+    pub protocol: Protocol,
     /// TLS to the broker (`mqtts://`); plain TCP when absent.
     pub tls: Option<MqttTls>,
     /// Replicas sharing this group split the messages between them (MQTT
@@ -53,7 +51,7 @@ pub struct BridgeConfig {
 }
 
 impl BridgeConfig {
-    /// From an `mqtt://` or `mqtts://[user:password@]host[:port]` URL, with
+    /// From an `mqtt://` or `mqtts://[user:password@]host[:port][?version=5]` URL, with
     /// the default mappings (`mqtts://` checks the broker against the
     /// system's roots until `tls` names a CA).
     pub fn from_url(url: &str) -> Result<Self> {
@@ -63,6 +61,15 @@ impl BridgeConfig {
             "mqtts" => (Some(MqttTls::default()), 8883),
             _ => bail!("--mqtt {url:?}: expected mqtt://host:port, or mqtts://host:port for TLS"),
         };
+        let mut protocol = Protocol::default();
+        for (key, value) in parsed.query_pairs() {
+            match &*key {
+                "version" => {
+                    protocol = value.parse().map_err(|e: String| anyhow::anyhow!("--mqtt {url:?}: {e}"))?
+                }
+                other => bail!("--mqtt {url:?}: unknown option {other:?} (known: version=3.1.1|5)"),
+            }
+        }
         let host = parsed.host_str().context("--mqtt needs a host")?.to_owned();
         let credentials = (!parsed.username().is_empty())
             .then(|| (parsed.username().to_owned(), parsed.password().unwrap_or_default().to_owned()));
@@ -71,6 +78,7 @@ impl BridgeConfig {
             port: parsed.port().unwrap_or(default_port),
             client_id: "parkd-bridge".to_owned(),
             credentials,
+            protocol,
             tls,
             share_group: None,
             mappings: topics::default_mappings(),
@@ -158,29 +166,13 @@ impl Bridge {
 
 async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
     let config = BridgeConfig { workers: config.workers.max(1), ..config };
-    let mut options = MqttOptions::new(&config.client_id, &config.host, config.port);
-    options
-        .set_keep_alive(Duration::from_secs(15))
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
-    if let Some((user, password)) = &config.credentials {
-        options.set_credentials(user, password);
-    }
-    if let Some(tls) = &config.tls {
-        match tls.client_config() {
-            Ok(client_config) => {
-                options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(
-                    client_config,
-                ))));
-            }
-            Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "MQTT bridge TLS set-up failed; not connecting");
-                return;
-            }
+    let (client, mut eventloop) = match connection::connect(&config) {
+        Ok(connected) => connected,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "MQTT bridge set-up failed; not connecting");
+            return;
         }
-    }
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    };
     tracing::info!(
         broker = %format!("{}:{}", config.host, config.port),
         sink = %sink.describe(),
@@ -198,13 +190,13 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
         // Unbounded, so the event loop never waits on a worker while that
         // worker waits on the event loop to send its acknowledgement; the
         // broker's in-flight window (unacknowledged QoS 1 messages) bounds it.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Publish)>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Box<Message>)>();
         let (client, config, stats, sink) = (client.clone(), config.clone(), stats.clone(), sink.clone());
         workers.push(tokio::spawn(async move {
-            while let Some((number, publish)) = rx.recv().await {
-                handle(&client, &config, &sink, &stats, &publish).await;
+            while let Some((number, message)) = rx.recv().await {
+                handle(&client, &config, &sink, &stats, &message).await;
                 stats.done(number);
-                if let Err(e) = client.ack(&publish).await {
+                if let Err(e) = client.ack(&message).await {
                     tracing::warn!(error = %e, "acknowledging a message failed; the broker will redeliver it");
                 }
             }
@@ -214,39 +206,42 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
 
     let mut pending_subacks = 0usize;
     loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                tracing::info!(session_present = ack.session_present, "MQTT bridge connected");
-                if ack.session_present {
+        match eventloop.next().await {
+            Incoming::Connected { session_present } => {
+                tracing::info!(session_present, protocol = ?config.protocol, "MQTT bridge connected");
+                if session_present {
                     stats.subscribed.store(true, Ordering::Relaxed);
                 } else {
                     pending_subacks = config.mappings.len();
                     for mapping in &config.mappings {
                         let filter = subscription_filter(config.share_group.as_deref(), &mapping.filter());
-                        if let Err(e) = client.subscribe(&filter, QoS::AtLeastOnce).await {
+                        if let Err(e) = client.subscribe(&filter).await {
                             tracing::error!(error = %e, %filter, "subscribing failed");
                         }
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
+            Incoming::Subscribed(result) => {
+                if let Err(reason) = result {
+                    tracing::error!(%reason, "a subscription was refused: check the bridge's ACL entries");
+                }
                 pending_subacks = pending_subacks.saturating_sub(1);
                 if pending_subacks == 0 {
                     stats.subscribed.store(true, Ordering::Relaxed);
                     tracing::info!("MQTT bridge subscribed");
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
+            Incoming::Message(message) => {
                 let number = stats.received.fetch_add(1, Ordering::Relaxed);
                 stats.arrived(number);
-                let lane = &lanes[lane_of(&publish.topic, lanes.len())];
-                if lane.send((number, publish)).is_err() {
+                let lane = &lanes[lane_of(&message.topic, lanes.len())];
+                if lane.send((number, message)).is_err() {
                     break;
                 }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "MQTT connection lost; reconnecting in 1 s");
+            Incoming::Other => {}
+            Incoming::Lost(error) => {
+                tracing::warn!(%error, "MQTT connection lost; reconnecting in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -272,24 +267,25 @@ fn lane_of(topic: &str, lanes: usize) -> usize {
     (hasher.finish() % lanes.max(1) as u64) as usize
 }
 
-async fn handle(
-    client: &AsyncClient,
-    config: &BridgeConfig,
-    sink: &Sink,
-    stats: &BridgeStats,
-    publish: &Publish,
-) {
-    let topic = publish.topic.as_str();
-    if publish.payload.len() > MAX_PAYLOAD_BYTES {
+async fn handle(client: &Client, config: &BridgeConfig, sink: &Sink, stats: &BridgeStats, message: &Message) {
+    let topic = message.topic.as_str();
+    if message.payload.len() > MAX_PAYLOAD_BYTES {
         let reason =
-            format!("payload of {} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit", publish.payload.len());
-        return dead_letter(client, config, stats, publish, &reason, None, None).await;
+            format!("payload of {} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit", message.payload.len());
+        return dead_letter(client, config, stats, message, &reason, None, None).await;
     }
     let Some(matched) = topics::resolve(&config.mappings, topic) else {
         let reason = "no topic mapping matches this topic";
-        return dead_letter(client, config, stats, publish, reason, None, None).await;
+        return dead_letter(client, config, stats, message, reason, None, None).await;
     };
-    let event = to_event(topic, publish.payload.clone(), &matched);
+    let properties = message::Mqtt5Properties {
+        user_properties: &message.user_properties,
+        content_type: message.content_type.as_deref(),
+    };
+    let event = match message::from_message(topic, message.payload.clone(), properties, &matched) {
+        Ok(event) => event,
+        Err(reason) => return dead_letter(client, config, stats, message, &reason, None, None).await,
+    };
     let mut backoff = Duration::from_millis(100);
     loop {
         match sink.deliver(&event).await {
@@ -298,7 +294,7 @@ async fn handle(
                 return;
             }
             Delivery::Rejected { status, reason } => {
-                return dead_letter(client, config, stats, publish, &reason, Some(status), Some(&event.id))
+                return dead_letter(client, config, stats, message, &reason, Some(status), Some(&event.id))
                     .await;
             }
             Delivery::Retry { reason } => {
@@ -312,26 +308,26 @@ async fn handle(
 }
 
 async fn dead_letter(
-    client: &AsyncClient,
+    client: &Client,
     config: &BridgeConfig,
     stats: &BridgeStats,
-    publish: &Publish,
+    message: &Message,
     reason: &str,
     status: Option<u16>,
     event_id: Option<&str>,
 ) {
     stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(topic = %publish.topic, %reason, "dead-lettering a message");
+    tracing::warn!(topic = %message.topic, %reason, "dead-lettering a message");
     let letter = DeadLetter {
-        topic: &publish.topic,
+        topic: &message.topic,
         reason,
         status,
         event_id,
-        payload_bytes: publish.payload.len(),
-        payload_hex: hex::encode(&publish.payload[..publish.payload.len().min(DEAD_LETTER_PAYLOAD_BYTES)]),
+        payload_bytes: message.payload.len(),
+        payload_hex: hex::encode(&message.payload[..message.payload.len().min(DEAD_LETTER_PAYLOAD_BYTES)]),
     };
     let body = serde_json::to_vec(&letter).unwrap_or_default();
-    if let Err(e) = client.publish(&config.dead_letter_topic, QoS::AtLeastOnce, false, body).await {
+    if let Err(e) = client.publish(&config.dead_letter_topic, body).await {
         tracing::error!(error = %e, "publishing to the dead-letter topic failed");
     }
 }
@@ -354,6 +350,10 @@ mod tests {
         assert_eq!((tls.port, tls.tls.is_some()), (8883, true));
         assert_eq!(tls.credentials, Some(("bridge".into(), "secret".into())));
         assert!(BridgeConfig::from_url("ws://broker").is_err());
+        assert_eq!(BridgeConfig::from_url("mqtt://broker?version=5").unwrap().protocol, Protocol::V5);
+        assert_eq!(BridgeConfig::from_url("mqtt://broker").unwrap().protocol, Protocol::V311);
+        assert!(BridgeConfig::from_url("mqtt://broker?version=6").is_err());
+        assert!(BridgeConfig::from_url("mqtt://broker?qos=2").is_err());
     }
 
     #[test]
