@@ -72,3 +72,45 @@ fn the_cluster_mosquitto_configuration_is_deploy_mosquittos() {
         "knative/base/mosquitto/mosquitto.conf must start with deploy/mosquitto/mosquitto.conf"
     );
 }
+
+/// The container build and the forge workflow cannot run here (no container
+/// engine): check what can be checked, that what they name exists.
+#[test]
+fn the_container_build_and_the_workflow_name_what_exists() {
+    let root = knative_check::repo_root();
+    let containerfile = std::fs::read_to_string(root.join("Containerfile")).unwrap();
+    assert!(
+        containerfile.matches("\nFROM ").count() + usize::from(containerfile.starts_with("FROM ")) >= 2,
+        "multi-stage"
+    );
+    assert!(containerfile.contains("\nUSER 65532:65532"), "runs as a fixed non-root user");
+    for script in ["scripts/build-components.sh", "rust-toolchain.toml", "spin.toml"] {
+        assert!(containerfile.contains(script) && root.join(script).exists(), "{script}");
+    }
+    // Every .wasm that spin.toml names is one the build copies (its pattern).
+    let spin = std::fs::read_to_string(root.join("spin.toml")).unwrap();
+    let sources: Vec<&str> =
+        spin.lines().filter_map(|l| l.strip_prefix("source = \"")?.strip_suffix(".wasm\"")).collect();
+    assert!(
+        sources.len() >= 3 && sources.iter().all(|s| s.starts_with("target/wasm32-wasip2/release/")),
+        "{sources:?}"
+    );
+
+    let workflow: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(root.join(".forgejo/workflows/release.yaml")).unwrap(),
+    )
+    .unwrap();
+    let jobs = workflow["jobs"].as_mapping().expect("jobs");
+    let runs: String = jobs
+        .values()
+        .flat_map(|job| job["steps"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|step| step.get("run").and_then(|r| r.as_str()).map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for needed in ["bash .ci/run", "docker build -f Containerfile", "docker push", "spin registry push"] {
+        assert!(runs.contains(needed), "the workflow should run `{needed}`");
+    }
+    for word in runs.split_whitespace().filter(|w| w.starts_with("scripts/") || w.starts_with(".ci/")) {
+        assert!(root.join(word).exists(), "the workflow runs {word}, which does not exist");
+    }
+}
