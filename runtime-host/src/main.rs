@@ -61,6 +61,9 @@ enum Command {
         /// Messages delivered at once; each device's messages stay in order.
         #[arg(long, default_value_t = 8)]
         workers: usize,
+        /// Serves /healthz and /metrics here (a cluster's probes and Prometheus).
+        #[arg(long, env = "PARKD_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Publishes simulated bay sensor readings over MQTT at a target rate.
     Simulate {
@@ -200,7 +203,7 @@ async fn main() -> Result<()> {
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
-        Command::Bridge { mqtt, sink, topics, client_id, workers } => {
+        Command::Bridge { mqtt, sink, topics, client_id, workers, metrics_listen } => {
             let mut config = parkd::bridge::BridgeConfig::from_url(&mqtt)?;
             config.client_id = client_id;
             config.workers = workers;
@@ -211,6 +214,11 @@ async fn main() -> Result<()> {
                     .collect::<Result<_>>()?;
             }
             let bridge = parkd::bridge::Bridge::start(config, parkd::bridge::sink::Sink::http(&sink)?);
+            if let Some(listen) = metrics_listen {
+                let listener = parkd::server::Server::bind(listen).await?;
+                let metrics = parkd::server::Metrics { bridge: Some(bridge.stats.clone()) };
+                tokio::spawn(parkd::server::serve_health_and_metrics(listener, metrics));
+            }
             tokio::signal::ctrl_c().await?;
             tracing::info!("stopping");
             drop(bridge);

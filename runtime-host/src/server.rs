@@ -182,3 +182,35 @@ impl Server {
         }
     }
 }
+
+/// Serves only `/healthz` and `/metrics`: `parkd bridge` runs no components,
+/// yet a cluster probes it and Prometheus scrapes it.
+pub async fn serve_health_and_metrics(listener: TcpListener, metrics: Metrics) {
+    let metrics = Arc::new(metrics);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let response = match req.uri().path() {
+                        "/healthz" => Response::new(Full::new(Bytes::from_static(b"ok\n"))),
+                        "/metrics" => Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4")
+                            .body(Full::new(Bytes::from(metrics.render(0))))
+                            .expect("valid response"),
+                        _ => Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::from_static(b"only /healthz and /metrics here\n")))
+                            .expect("valid response"),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

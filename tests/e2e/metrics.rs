@@ -202,3 +202,26 @@ async fn a_scrape_counts_what_happened_and_has_every_metric_rules_and_dashboard_
         missing.join("\n")
     );
 }
+
+/// `parkd bridge --metrics-listen` (the bridge alone, as on a cluster) answers
+/// its probes and exposes the bridge's metrics.
+#[tokio::test]
+async fn the_bridge_alone_serves_health_and_its_metrics() {
+    let listener = parkd::server::Server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stats = std::sync::Arc::new(parkd::bridge::BridgeStats::default());
+    stats.received.store(5, std::sync::atomic::Ordering::Relaxed);
+    stats.delivered.store(3, std::sync::atomic::Ordering::Relaxed);
+    let metrics = parkd::server::Metrics { bridge: Some(stats) };
+    let server = tokio::spawn(parkd::server::serve_health_and_metrics(listener, metrics));
+    let client = reqwest::Client::new();
+    let health = client.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let text = client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    let scraped = Scraped::parse(&text);
+    assert_eq!(scraped.value("parkd_bridge_messages_received_total", &[]), Some(5.0), "{text}");
+    assert_eq!(scraped.value("parkd_bridge_lag_messages", &[]), Some(2.0), "{text}");
+    let other = client.get(format!("http://{addr}/api/v1/lots")).send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    server.abort();
+}
