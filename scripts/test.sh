@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --test-servers
 bash scripts/build-components.sh
+# The cluster manifests, strictly, with the pinned tools bootstrap installed;
+# knative/check's Rust tests render them with the same kubectl.
+bash scripts/validate-manifests.sh
+export PARKING_KUBECTL="${PARKING_TOOLS_DIR:-$HOME/.cache/parking/tools}/venv/bin/kubectl"
 
 export PARKD_CACHE_DIR="${PARKD_CACHE_DIR:-${CARGO_TARGET_DIR:-$PWD/target}/parkd-components}"
 log=$(mktemp /tmp/parking-test.XXXXXX)

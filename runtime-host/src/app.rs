@@ -45,6 +45,8 @@ pub struct App {
     pub engine: Engine,
     pub components: BTreeMap<String, Arc<LoadedComponent>>,
     pub capabilities: Capabilities,
+    /// Every invocation is counted and timed here (`/metrics`).
+    pub metrics: crate::metrics::HostMetrics,
 }
 
 /// What to load and with which settings.
@@ -125,7 +127,12 @@ impl App {
             }
         }
         let variables = VariablesCapability::new(component_variables);
-        Ok(Self { engine, components, capabilities: Capabilities { sqlite, postgres, variables } })
+        Ok(Self {
+            engine,
+            components,
+            capabilities: Capabilities { sqlite, postgres, variables },
+            metrics: Default::default(),
+        })
     }
 
     /// A fresh store for one request to `component`.
@@ -186,8 +193,32 @@ pub enum InvokeError {
 
 impl App {
     /// Runs one request through `component` in a fresh instance and collects
-    /// the whole answer.
+    /// the whole answer; counts and times it.
     pub async fn invoke(
+        &self,
+        component: &Arc<LoadedComponent>,
+        request: http::Request<http_body_util::Full<bytes::Bytes>>,
+    ) -> Result<http::Response<bytes::Bytes>, InvokeError> {
+        let started = std::time::Instant::now();
+        let result = self.invoke_uncounted(component, request).await;
+        let (code, response) = match &result {
+            Ok(response) => (response.status().as_u16(), Some(response)),
+            Err(InvokeError::Busy | InvokeError::Timeout(..)) => (503, None),
+            Err(InvokeError::Failed(..)) => (500, None),
+        };
+        let uplinks = crate::metrics::subscribes_to_uplinks(&component.subscribes);
+        self.metrics.record(&component.id, uplinks, started.elapsed(), code, response);
+        result
+    }
+
+    /// The database pools as they are now, for `/metrics`.
+    pub fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
+        let mut stats = self.capabilities.sqlite.pool_stats();
+        stats.extend(self.capabilities.postgres.pool_stats());
+        stats
+    }
+
+    async fn invoke_uncounted(
         &self,
         component: &Arc<LoadedComponent>,
         request: http::Request<http_body_util::Full<bytes::Bytes>>,

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod engine;
 pub mod instance;
 pub mod manifest;
+pub mod metrics;
 pub mod mqtt_broker;
 pub mod routes;
 pub mod server;

@@ -75,9 +75,10 @@ enum Command {
         /// subscription, `$share/GROUP/…`), each with its own --client-id.
         #[arg(long, env = "PARKD_BRIDGE_SHARE_GROUP")]
         share_group: Option<String>,
-        /// Where /healthz and /metrics are served.
-        #[arg(long, default_value = "0.0.0.0:9090", env = "PARKD_BRIDGE_LISTEN")]
-        listen: SocketAddr,
+        /// Where /healthz, /readyz (subscribed) and /metrics are served (a
+        /// cluster's probes and Prometheus).
+        #[arg(long, default_value = "0.0.0.0:9090", env = "PARKD_METRICS_LISTEN")]
+        metrics_listen: SocketAddr,
         /// Messages delivered at once; each device's messages stay in order.
         #[arg(long, default_value_t = 8)]
         workers: usize,
@@ -229,7 +230,7 @@ async fn main() -> Result<()> {
             topics,
             client_id,
             share_group,
-            listen,
+            metrics_listen,
             workers,
         } => {
             let mut config = parkd::bridge::BridgeConfig::from_url(&mqtt)?;
@@ -250,8 +251,8 @@ async fn main() -> Result<()> {
                     .collect::<Result<_>>()?;
             }
             let bridge = parkd::bridge::Bridge::start(config, parkd::bridge::sink::Sink::from_url(&sink)?);
-            let listener = parkd::server::Server::bind(listen).await?;
-            tracing::info!(%listen, "bridge health and metrics on http://{listen}/metrics");
+            let listener = parkd::server::Server::bind(metrics_listen).await?;
+            tracing::info!(%metrics_listen, "bridge health and metrics on http://{metrics_listen}/metrics");
             let health = tokio::spawn(parkd::server::serve_bridge_health(listener, bridge.stats.clone()));
             tokio::signal::ctrl_c().await?;
             health.abort();

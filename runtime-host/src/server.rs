@@ -198,7 +198,8 @@ impl Server {
             return Response::new(Bytes::from_static(b"ok\n"));
         }
         if path == "/metrics" {
-            let body = self.metrics.render(self.app.components.len());
+            let mut body = self.metrics.render(self.app.components.len());
+            body.push_str(&self.app.metrics.render(&self.app.pool_stats()));
             return Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Bytes::from(body))

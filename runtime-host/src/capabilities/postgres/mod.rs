@@ -43,6 +43,31 @@ impl PostgresCapability {
         Arc::new(Self { config, pools: Mutex::new(HashMap::new()) })
     }
 
+    /// Each pool's connections, for `/metrics`, named without credentials.
+    pub fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
+        let pools = self.pools.lock().expect("pool map lock");
+        pools
+            .iter()
+            .map(|(url, pool)| {
+                let database = match url::Url::parse(url) {
+                    Ok(u) => format!(
+                        "postgres://{}:{}{}",
+                        u.host_str().unwrap_or_default(),
+                        u.port().unwrap_or(5432),
+                        u.path()
+                    ),
+                    Err(_) => "postgres".to_owned(),
+                };
+                crate::metrics::PoolStats {
+                    database,
+                    connections: pool.size(),
+                    idle: pool.num_idle(),
+                    max: pool.options().get_max_connections(),
+                }
+            })
+            .collect()
+    }
+
     /// The pool for `url`, created (without connecting) on first use.
     fn pool(&self, url: &str) -> Result<PgPool, sqlx::Error> {
         let mut pools = self.pools.lock().expect("pool map lock");

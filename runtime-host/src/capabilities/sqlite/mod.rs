@@ -52,6 +52,19 @@ impl SqliteCapability {
         Ok(Arc::new(Self { pools }))
     }
 
+    /// Each pool's connections, for `/metrics`.
+    pub fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
+        self.pools
+            .iter()
+            .map(|(label, (pool, _))| crate::metrics::PoolStats {
+                database: format!("sqlite:{label}"),
+                connections: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            })
+            .collect()
+    }
+
     /// The state for one instance of a component that may open `labels`.
     pub fn instance(self: &Arc<Self>, labels: &[String]) -> SqliteInstance {
         SqliteInstance { shared: self.clone(), labels: labels.to_vec(), connections: ResourceTable::new() }
