@@ -10,6 +10,7 @@ pub mod class;
 pub mod codecs;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod lot;
 pub mod reading;
 pub mod status;
@@ -25,6 +26,10 @@ pub use codecs::{
 };
 pub use error::{DecodeError, DomainError};
 pub use events::{AvailabilityChanged, SlotChanged};
+pub use history::{
+    BayAtStart, Bucket, GroupKey, Rollup, StatusChange, heartbeat_interval, heartbeat_window, hour_floor, roll_up,
+    statuses_at,
+};
 pub use lot::{
     BaySpec, LotSpec, MAX_BAYS_PER_LOT, MAX_LOT_SPEC_BYTES, normalise_device_id, parse_lot_spec,
     validate_device_id, validate_id,
