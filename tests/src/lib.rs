@@ -52,6 +52,8 @@ pub struct Parkd {
     pub base: String,
     pub running: Running,
     pub client: reqwest::Client,
+    /// The database parkd runs on: `sqlite` or a postgres:// URL.
+    pub database: String,
     _data_dir: tempfile::TempDir,
 }
 
@@ -136,7 +138,7 @@ impl Parkd {
         let running = parkd::up::start(UpOptions {
             manifest: options.manifest.unwrap_or_else(|| repo_root().join("spin.toml")),
             listen: "127.0.0.1:0".parse()?,
-            database,
+            database: database.clone(),
             data_dir: data_dir.path().to_path_buf(),
             cache_dir,
             demo: false,
@@ -153,8 +155,14 @@ impl Parkd {
             base: format!("http://{}", running.addr),
             running,
             client: reqwest::Client::new(),
+            database,
             _data_dir: data_dir,
         })
+    }
+
+    /// The SQLite file parkd uses when it runs on SQLite.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self._data_dir.path().join("parking.db")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -96,7 +96,8 @@ impl Rollup {
 
     /// Mean dwell of the stays that ended in the span, if any did.
     pub fn mean_dwell(&self) -> Option<Duration> {
-        (self.dwell_count > 0).then(|| Duration::milliseconds(self.dwell_total_ms / i64::from(self.dwell_count)))
+        (self.dwell_count > 0)
+            .then(|| Duration::milliseconds(self.dwell_total_ms / i64::from(self.dwell_count)))
     }
 
     /// The roll-up of two windows of the same group side by side (or of the
@@ -314,7 +315,14 @@ mod tests {
     }
 
     fn change(id: &str, at: i64, previous: BayStatus, status: BayStatus, since: Option<i64>) -> StatusChange {
-        StatusChange { group: group(), bay: id.into(), at: t(at), previous, status, occupied_since: since.map(t) }
+        StatusChange {
+            group: group(),
+            bay: id.into(),
+            at: t(at),
+            previous,
+            status,
+            occupied_since: since.map(t),
+        }
     }
 
     use BayStatus::{Closed, Free, Occupied, Unknown};

@@ -27,8 +27,8 @@ pub use codecs::{
 pub use error::{DecodeError, DomainError};
 pub use events::{AvailabilityChanged, SlotChanged};
 pub use history::{
-    BayAtStart, Bucket, GroupKey, Rollup, StatusChange, heartbeat_interval, heartbeat_window, hour_floor, roll_up,
-    statuses_at,
+    BayAtStart, Bucket, GroupKey, Rollup, StatusChange, heartbeat_interval, heartbeat_window, hour_floor,
+    roll_up, statuses_at,
 };
 pub use lot::{
     BaySpec, LotSpec, MAX_BAYS_PER_LOT, MAX_LOT_SPEC_BYTES, normalise_device_id, parse_lot_spec,

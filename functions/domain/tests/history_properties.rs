@@ -12,7 +12,7 @@ fn start() -> DateTime<Utc> {
 }
 
 fn group(i: u8) -> GroupKey {
-    let class = if i % 2 == 0 { VehicleClass::four_wheeler() } else { VehicleClass::two_wheeler() };
+    let class = if i.is_multiple_of(2) { VehicleClass::four_wheeler() } else { VehicleClass::two_wheeler() };
     GroupKey { lot: "north".into(), zone: (i < 2).then(|| "L1".to_owned()), class }
 }
 

@@ -108,6 +108,11 @@ pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> 
     })
 }
 
+/// Whether a lot exists.
+pub fn lot_exists(db: &Database, lot: &str) -> Result<bool, DbError> {
+    Ok(!db.query(db.sql.lot_name, &[lot.into()])?.is_empty())
+}
+
 /// Deletes a lot and its bays (history stays). Answers whether it existed.
 pub fn delete_lot(db: &Database, lot: &str) -> Result<bool, DbError> {
     db.transaction(|db| {
@@ -449,7 +454,7 @@ fn touch(
 }
 
 /// Counts for one (lot, zone, class) and when any of its bays last changed.
-fn group_counts(
+pub(crate) fn group_counts(
     db: &Database,
     lot: &str,
     zone: Option<&str>,
