@@ -15,6 +15,7 @@ pub mod instance;
 pub mod manifest;
 pub mod mqtt_broker;
 pub mod routes;
+pub mod scheduler;
 pub mod server;
 pub mod simulate;
 pub mod up;

@@ -571,3 +571,36 @@ async fn a_million_raw_readings_are_deleted_in_bounded_batches_while_ingest_cont
     let slowest = batches.iter().map(|b| b["millis"].as_f64().unwrap()).fold(0.0, f64::max);
     println!("{} sweep runs, {} delete batches, slowest batch {slowest:.1} ms", reports.len(), batches.len());
 }
+
+/// parkd's scheduler sends the ticks itself on its cron schedule (every
+/// second here): a silent sensor's bay becomes unknown with no test tick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parkd_sends_sweep_ticks_on_its_cron_schedule() {
+    let mut options = ParkdOptions::new(Backend::Sqlite);
+    options.variables = vec![("offline_after_seconds".into(), "1".into())];
+    options.sweep_schedule = Some("* * * * * *".into());
+    let parkd = Parkd::start_with(options).await.unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
+    let r = parkd.send_reading("t-1", &reading("N-C0", true, 1, &ts(Utc::now()))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    for _ in 0..100 {
+        let (_, a) = parkd.availability("north").await;
+        if a["classes"]["four_wheeler"]["unknown"] == 1 {
+            let alerts: Value =
+                parkd.client.get(parkd.url("/api/v1/alerts")).send().await.unwrap().json().await.unwrap();
+            assert_eq!(alerts["alerts"][0]["kind"], "sensor_offline", "{alerts}");
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    panic!("no scheduled sweep marked the silent bay unknown within 10 s");
+}
+
+#[test]
+fn a_bad_sweep_schedule_stops_parkd_before_it_starts() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut options = ParkdOptions::new(Backend::Sqlite);
+    options.sweep_schedule = Some("every five minutes".into());
+    let err = runtime.block_on(Parkd::start_with(options)).err().expect("refused");
+    assert!(format!("{err:#}").contains("every five minutes"), "{err:#}");
+}

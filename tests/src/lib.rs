@@ -70,6 +70,8 @@ pub struct ParkdOptions {
     pub components: Vec<String>,
     /// With one component: route every path to it (`parkd serve`).
     pub serve_all_paths: bool,
+    /// Cron schedule of sweep ticks; none by default (tests send their own).
+    pub sweep_schedule: Option<String>,
 }
 
 impl ParkdOptions {
@@ -82,6 +84,7 @@ impl ParkdOptions {
             mqtt: parkd::up::MqttMode::Off,
             components: Vec::new(),
             serve_all_paths: false,
+            sweep_schedule: None,
         }
     }
 }
@@ -146,6 +149,7 @@ impl Parkd {
             components: options.components,
             serve_all_paths: options.serve_all_paths,
             mqtt: options.mqtt,
+            sweep_schedule: options.sweep_schedule,
         })
         .await?;
         if let Some(bridge) = &running.bridge {
