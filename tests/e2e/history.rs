@@ -5,10 +5,10 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use parking_tests::db::{Db, RawChange};
 use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, manifest_with_recorder, reading};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::Row;
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -32,84 +32,6 @@ on_both_backends!(
 );
 
 // ------------------------------------------------------------ helpers
-
-/// Direct access to parkd's database, for what the API does not show (raw
-/// rows) and for bulk test data.
-enum Db {
-    Postgres(sqlx::PgPool),
-    Sqlite(sqlx::SqlitePool),
-}
-
-impl Db {
-    async fn open(parkd: &Parkd) -> Db {
-        if parkd.database.starts_with("postgres") {
-            Db::Postgres(sqlx::PgPool::connect(&parkd.database).await.unwrap())
-        } else {
-            let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(parkd.sqlite_path())
-                .busy_timeout(StdDuration::from_secs(30));
-            Db::Sqlite(sqlx::SqlitePool::connect_with(options).await.unwrap())
-        }
-    }
-
-    async fn execute(&self, sql: &str) {
-        match self {
-            Db::Postgres(p) => {
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(p).await.map(|_| ())
-            }
-            Db::Sqlite(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(p).await.map(|_| ()),
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        match self {
-            Db::Postgres(p) => {
-                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(p).await.unwrap().get(0)
-            }
-            Db::Sqlite(p) => {
-                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(p).await.unwrap().get(0)
-            }
-        }
-    }
-
-    /// Every status change: bay, zone, class, previous, status, changed_at_ms.
-    async fn status_changes(&self) -> Vec<RawChange> {
-        let sql = "SELECT bay_id, zone, class, previous, status, changed_at_ms FROM status_changes ORDER BY changed_at_ms, id";
-        macro_rules! read {
-            ($pool:expr) => {
-                sqlx::query(sql)
-                    .fetch_all($pool)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|r| RawChange {
-                        bay: r.get(0),
-                        zone: r.get(1),
-                        class: r.get(2),
-                        previous: r.get(3),
-                        status: r.get(4),
-                        at: r.get(5),
-                    })
-                    .collect()
-            };
-        }
-        match self {
-            Db::Postgres(p) => read!(p),
-            Db::Sqlite(p) => read!(p),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct RawChange {
-    bay: String,
-    zone: Option<String>,
-    class: String,
-    previous: String,
-    status: String,
-    at: i64,
-}
 
 /// Sends a cron tick through the broker, as parkd's scheduler and a
 /// PingSource do; answers the sweep's report and the events it derived.
@@ -290,7 +212,7 @@ async fn rollups_match_a_recount_from_raw_rows(backend: Backend) {
     assert_eq!(rolled_up_to, hour_floor(Utc::now()), "{report}");
     assert!(report["hoursRolledUp"].as_array().unwrap().len() >= 3, "{report}");
 
-    let db = Db::open(&parkd).await;
+    let db = Db::open(&parkd).await.unwrap();
     let changes = db.status_changes().await;
     assert!(changes.len() > 30, "{} changes", changes.len());
 
@@ -361,7 +283,7 @@ async fn sweeps_are_idempotent_even_when_concurrent(backend: Backend) {
     let parkd = start(backend, &[("rollup_settle_seconds", "0")], None).await;
     parkd.put_lot("north", &lot_spec("North", "N", 3, 2)).await;
     let base = send_history(&parkd, Utc::now()).await;
-    let db = Db::open(&parkd).await;
+    let db = Db::open(&parkd).await.unwrap();
 
     // Two sweeps at once, then one more, then a redelivered tick.
     let (a, b) = tokio::join!(sweep(&parkd, "tick-a"), sweep(&parkd, "tick-b"));
@@ -503,22 +425,10 @@ async fn a_million_raw_readings_are_deleted_in_bounded_batches_while_ingest_cont
     )
     .await;
     parkd.put_lot("north", &lot_spec("North", "N", 20, 0)).await;
-    let db = Db::open(&parkd).await;
+    let db = Db::open(&parkd).await.unwrap();
     // 40 days old: past the 30-day raw retention. Generated in the database, set-based.
     let old = (Utc::now() - Duration::days(40)).timestamp_millis();
-    let generate = match backend {
-        Backend::Postgres => format!(
-            "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, received_at_ms, outcome) \
-             SELECT 'old-' || i, 'N-C' || (i % 20), 'north', 'C' || (i % 20), i % 2 = 0, i, {old} + i, {old} + i, 'changed' \
-             FROM generate_series(1, {OLD_ROWS}) AS i"
-        ),
-        Backend::Sqlite => format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {OLD_ROWS}) \
-             INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, received_at_ms, outcome) \
-             SELECT 'old-' || i, 'N-C' || (i % 20), 'north', 'C' || (i % 20), i % 2 = 0, i, {old} + i, {old} + i, 'changed' FROM n"
-        ),
-    };
-    db.execute(&generate).await;
+    db.generate_readings("north", "C", 20, OLD_ROWS, old).await;
     assert_eq!(db.count("SELECT COUNT(*) FROM readings").await, OLD_ROWS);
 
     // A stream of readings, applied while the sweeps run.
@@ -563,7 +473,7 @@ async fn a_million_raw_readings_are_deleted_in_bounded_batches_while_ingest_cont
     }
     // Every live reading was applied and kept; only the old ones are gone.
     assert_eq!(applied, 400);
-    assert_eq!(db.count("SELECT COUNT(*) FROM readings WHERE event_key LIKE 'old-%'").await, 0);
+    assert_eq!(db.count("SELECT COUNT(*) FROM readings WHERE event_key LIKE 'gen-%'").await, 0);
     let live = db.count("SELECT COUNT(*) FROM readings").await;
     assert_eq!(live, 400, "the concurrent stream's readings are all stored");
     let (_, a) = parkd.availability("north").await;

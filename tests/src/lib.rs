@@ -10,6 +10,7 @@ use parkd::up::{Running, UpOptions};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+pub mod db;
 pub mod mosquitto;
 pub mod postgres;
 
