@@ -45,6 +45,8 @@ pub struct App {
     pub engine: Engine,
     pub components: BTreeMap<String, Arc<LoadedComponent>>,
     pub capabilities: Capabilities,
+    /// Derived events the broker routed, by type and alert kind (for /metrics).
+    pub derived_events: Arc<crate::broker::DerivedEventCounts>,
 }
 
 /// What to load and with which settings.
@@ -125,7 +127,12 @@ impl App {
             }
         }
         let variables = VariablesCapability::new(component_variables);
-        Ok(Self { engine, components, capabilities: Capabilities { sqlite, postgres, variables } })
+        Ok(Self {
+            engine,
+            components,
+            capabilities: Capabilities { sqlite, postgres, variables },
+            derived_events: Default::default(),
+        })
     }
 
     /// A fresh store for one request to `component`.

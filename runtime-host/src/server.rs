@@ -149,7 +149,7 @@ impl Server {
             return Response::new(Bytes::from_static(b"ok\n"));
         }
         if path == "/metrics" {
-            let body = self.metrics.render(self.app.components.len());
+            let body = self.metrics.render(self.app.components.len()) + &self.app.derived_events.render();
             return Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Bytes::from(body))

@@ -4,6 +4,7 @@
 //! randomness, so the same code runs natively in tests and inside the Wasm
 //! components, and behaves the same in both.
 
+pub mod alerts;
 pub mod availability;
 pub mod bay;
 pub mod class;
@@ -15,6 +16,10 @@ pub mod lot;
 pub mod reading;
 pub mod status;
 
+pub use alerts::{
+    AlertKind, BatteryAlert, BatteryThresholds, alert_fullness, battery_alert, fullness_alert,
+    fullness_from_alerts,
+};
 pub use availability::{
     BayCount, Counts, Fullness, LotAvailability, Thresholds, ZoneAvailability, next_fullness, summarise,
 };

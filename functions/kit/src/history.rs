@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use parking_domain::{
-    AvailabilityChanged, BayAtStart, BayStatus, Bucket, GroupKey, Rollup, SensorModel, SlotChanged,
-    StatusChange, VehicleClass, hour_floor, roll_up,
+    AlertKind, AvailabilityChanged, BayAtStart, BayStatus, Bucket, GroupKey, Rollup, SensorModel,
+    SlotChanged, StatusChange, VehicleClass, hour_floor, roll_up,
 };
 use serde::Serialize;
 
@@ -272,8 +272,6 @@ pub fn delete_batch(
 
 // ---------------------------------------------------------------- silence and alerts
 
-pub const ALERT_SENSOR_OFFLINE: &str = "sensor_offline";
-
 /// An alert as stored, listed and sent in `io.parking.sensor.alert.v1`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -309,6 +307,96 @@ fn alert(r: &Row) -> Result<Alert, DbError> {
         closed_at,
         state: if closed_at.is_some() { "closed" } else { "open" },
     })
+}
+
+/// What an alert is about, for opening one.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSubject<'a> {
+    pub lot: Option<&'a str>,
+    pub bay: Option<&'a str>,
+    pub zone: Option<&'a str>,
+    pub class: Option<&'a str>,
+    pub device: Option<&'a str>,
+}
+
+/// Opens an alert of `kind` for `subject` unless one is open; answers the
+/// new alert. `announced`: its event goes out with this request's answer
+/// (else the next sweep announces it).
+pub fn open_alert(
+    db: &Database,
+    kind: AlertKind,
+    subject: &str,
+    about: &AlertSubject<'_>,
+    detail: &str,
+    now: DateTime<Utc>,
+    announced: bool,
+) -> Result<Option<Alert>, DbError> {
+    let id = db
+        .query(
+            db.sql.open_alert,
+            &[
+                kind.as_str().into(),
+                subject.into(),
+                Value::opt_text(about.lot),
+                Value::opt_text(about.bay),
+                Value::opt_text(about.zone),
+                Value::opt_text(about.class),
+                Value::opt_text(about.device),
+                detail.into(),
+                to_ms(now).into(),
+                if announced { to_ms(now).into() } else { Value::Null },
+            ],
+        )?
+        .first()
+        .map(|r| r.int(0))
+        .transpose()?;
+    Ok(id.map(|id| Alert {
+        id,
+        kind: kind.as_str().to_owned(),
+        subject: subject.to_owned(),
+        lot: about.lot.map(str::to_owned),
+        bay: about.bay.map(str::to_owned),
+        zone: about.zone.map(str::to_owned),
+        class: about.class.map(str::to_owned),
+        device: about.device.map(str::to_owned),
+        detail: Some(detail.to_owned()),
+        opened_at: now,
+        closed_at: None,
+        state: "open",
+    }))
+}
+
+/// Closes the open alert of `kind` for `subject`, if there is one.
+pub fn close_alert(
+    db: &Database,
+    kind: AlertKind,
+    subject: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Alert>, DbError> {
+    db.query(db.sql.close_alert, &[kind.as_str().into(), subject.into(), to_ms(now).into()])?
+        .first()
+        .map(alert)
+        .transpose()
+}
+
+/// The kinds of the open alerts of `subject`.
+pub fn open_alert_kinds(db: &Database, subject: &str) -> Result<Vec<AlertKind>, DbError> {
+    db.query(db.sql.open_alert_kinds, &[subject.into()])?
+        .iter()
+        .map(|r| Ok(AlertKind::parse(&r.text(0)?)))
+        .filter_map(Result::transpose)
+        .collect()
+}
+
+/// Alerts opened by requests that could not answer with events (a refused
+/// reading from an unknown device), marked announced now.
+pub fn announce_alerts(db: &Database, now: DateTime<Utc>) -> Result<Vec<Alert>, DbError> {
+    db.query(db.sql.announce_alerts, &[to_ms(now).into()])?.iter().map(alert).collect()
+}
+
+/// Closes the unknown-device alerts of devices that are now a bay's sensor.
+pub fn close_provisioned_device_alerts(db: &Database, now: DateTime<Utc>) -> Result<Vec<Alert>, DbError> {
+    db.query(db.sql.close_provisioned_device_alerts, &[to_ms(now).into()])?.iter().map(alert).collect()
 }
 
 /// Every open alert, oldest first.
@@ -409,38 +497,14 @@ pub fn mark_silent(
             model.map(SensorModel::as_str).unwrap_or("unspecified")
         );
         let subject = format!("{lot}/{bay}");
-        let alert = db
-            .query(
-                db.sql.open_alert,
-                &[
-                    ALERT_SENSOR_OFFLINE.into(),
-                    subject.as_str().into(),
-                    lot.into(),
-                    bay.into(),
-                    Value::opt_text(zone.as_deref()),
-                    class.as_str().into(),
-                    Value::opt_text(device.as_deref()),
-                    detail.as_str().into(),
-                    to_ms(now).into(),
-                ],
-            )?
-            .first()
-            .map(|r| r.int(0))
-            .transpose()?
-            .map(|id| Alert {
-                id,
-                kind: ALERT_SENSOR_OFFLINE.into(),
-                subject,
-                lot: Some(lot.to_owned()),
-                bay: Some(bay.to_owned()),
-                zone: zone.clone(),
-                class: Some(class.as_str().to_owned()),
-                device: device.clone(),
-                detail: Some(detail),
-                opened_at: now,
-                closed_at: None,
-                state: "open",
-            });
+        let about = AlertSubject {
+            lot: Some(lot),
+            bay: Some(bay),
+            zone: zone.as_deref(),
+            class: Some(class.as_str()),
+            device: device.as_deref(),
+        };
+        let alert = open_alert(db, AlertKind::SensorOffline, &subject, &about, &detail, now, true)?;
         let (counts, changed_at) = crate::repo::group_counts(db, lot, zone.as_deref(), &class)?;
         Ok(Some(SilenceDerived {
             slot: SlotChanged {

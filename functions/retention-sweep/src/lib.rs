@@ -2,7 +2,9 @@
 //! PingSource on the cluster or parkd's scheduler locally) sets off.
 //!
 //! In order, each step bounded by the run's time budget:
-//! 1. closes the offline alerts of sensors heard from again;
+//! 1. closes the offline alerts of sensors heard from again and the
+//!    unknown-device alerts of devices since provisioned, and announces the
+//!    alerts raised by refused readings (unknown devices);
 //! 2. marks bays `unknown` whose sensor has been silent past its heartbeat
 //!    window, deriving `slot.changed`, `availability.changed` and
 //!    `sensor.alert` (once per outage: the alert stays open until the
@@ -162,7 +164,19 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let mut derived: Vec<serde_json::Value> = Vec::new();
 
     // 1. Sensors heard from again close their offline alerts.
-    let closed = history::close_recovered_offline_alerts(&db, now)?;
+    let mut closed = history::close_recovered_offline_alerts(&db, now)?;
+    // Devices provisioned since they were reported unknown.
+    closed.extend(history::close_provisioned_device_alerts(&db, now)?);
+    // Alerts raised by refused readings, which could not answer with events.
+    for alert in history::announce_alerts(&db, now)? {
+        derived.push(event(
+            &tick,
+            &format!("alert/{}/open", alert.id),
+            SENSOR_ALERT_V1,
+            &alert.subject,
+            &alert,
+        )?);
+    }
     for alert in &closed {
         derived.push(event(
             &tick,

@@ -49,7 +49,11 @@ CREATE TABLE alerts (
     device       TEXT,
     detail       TEXT,
     opened_at_ms BIGINT NOT NULL,
-    closed_at_ms BIGINT
+    closed_at_ms BIGINT,
+    -- When its opening went out as an event; NULL until then (an alert raised
+    -- by a refused request is announced by the next sweep).
+    announced_at_ms BIGINT
 );
 CREATE UNIQUE INDEX alerts_one_open ON alerts (kind, subject) WHERE closed_at_ms IS NULL;
 CREATE INDEX alerts_by_opened ON alerts (opened_at_ms);
+CREATE INDEX alerts_unannounced ON alerts (id) WHERE announced_at_ms IS NULL;

@@ -50,7 +50,7 @@ pub struct Statements {
     // --- readings ---
     /// (event_key, now_ms) -> event_key when the event is new, no row when seen before.
     pub claim_event: &'static str,
-    /// (sensor) -> lot, bay, zone, class, status, observed_at_ms, seq, model; locks the row.
+    /// (sensor) -> lot, bay, zone, class, status, observed_at_ms, seq, model, battery; locks the row.
     pub bay_by_sensor: &'static str,
     /// (event_key, device, lot, bay, occupied, seq, observed_at_ms, received_at_ms, battery, outcome, temperature)
     pub insert_reading: &'static str,
@@ -110,12 +110,22 @@ pub struct Statements {
     pub silent_bay_candidates: &'static str,
     /// (lot, bay) -> status, last_seen_at_ms, model, zone, class, sensor; locks the row.
     pub bay_liveness: &'static str,
-    /// (kind, subject, lot, bay, zone, class, device, detail, now_ms) -> id when a new alert
-    /// opened; no row when one is open already.
+    /// (kind, subject, lot, bay, zone, class, device, detail, now_ms, announced_at_ms) -> id when
+    /// a new alert opened; no row when one is open already.
     pub open_alert: &'static str,
     /// (now_ms) -> id, kind, subject, lot, bay, zone, class, device, detail, opened_at_ms,
     /// closed_at_ms: closes the offline alerts of bays heard from since (or gone).
     pub close_recovered_offline_alerts: &'static str,
     /// () -> id, kind, subject, lot, bay, zone, class, device, detail, opened_at_ms, closed_at_ms
     pub open_alerts: &'static str,
+    /// (kind, subject, now_ms) -> the alert's columns as `open_alerts`, when one was open.
+    pub close_alert: &'static str,
+    /// (subject) -> kind of every open alert of the subject.
+    pub open_alert_kinds: &'static str,
+    /// (lot, class) -> status, count
+    pub lot_class_counts: &'static str,
+    /// (now_ms) -> the alert columns of alerts not announced yet, now marked announced.
+    pub announce_alerts: &'static str,
+    /// (now_ms) -> the alert columns of unknown-device alerts closed because the device is now a bay's sensor.
+    pub close_provisioned_device_alerts: &'static str,
 }

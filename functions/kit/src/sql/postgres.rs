@@ -38,7 +38,7 @@ pub static STATEMENTS: Statements = Statements {
     claim_event: "INSERT INTO processed_events (event_key, processed_at_ms) VALUES ($1, $2) \
                   ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
     // The row lock orders concurrent readings of one bay.
-    bay_by_sensor: "SELECT lot_id, bay_id, zone, class, status, observed_at_ms, seq, model FROM bays \
+    bay_by_sensor: "SELECT lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery FROM bays \
                     WHERE sensor = $1 FOR UPDATE",
     insert_reading: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
                      received_at_ms, battery, outcome, temperature) \
@@ -107,8 +107,8 @@ pub static STATEMENTS: Statements = Statements {
                             WHERE sensor IS NOT NULL AND status IN ('free', 'occupied') \
                             AND last_seen_at_ms < $1 ORDER BY last_seen_at_ms LIMIT $2",
     bay_liveness: "SELECT status, last_seen_at_ms, model, zone, class, sensor FROM bays WHERE lot_id = $1 AND bay_id = $2 FOR UPDATE",
-    open_alert: "INSERT INTO alerts (kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+    open_alert: "INSERT INTO alerts (kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, \
+                 announced_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT (kind, subject) WHERE closed_at_ms IS NULL DO NOTHING RETURNING id",
     close_recovered_offline_alerts: "UPDATE alerts SET closed_at_ms = $1 WHERE kind = 'sensor_offline' \
                                      AND closed_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM bays b \
@@ -118,4 +118,13 @@ pub static STATEMENTS: Statements = Statements {
                                      opened_at_ms, closed_at_ms",
     open_alerts: "SELECT id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms \
                   FROM alerts WHERE closed_at_ms IS NULL ORDER BY opened_at_ms, id",
+    close_alert: "UPDATE alerts SET closed_at_ms = $3 WHERE kind = $1 AND subject = $2 AND closed_at_ms IS NULL \
+                  RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
+    open_alert_kinds: "SELECT kind FROM alerts WHERE subject = $1 AND closed_at_ms IS NULL",
+    lot_class_counts: "SELECT status, COUNT(*) FROM bays WHERE lot_id = $1 AND class = $2 GROUP BY status",
+    announce_alerts: "UPDATE alerts SET announced_at_ms = $1 WHERE announced_at_ms IS NULL \
+                      RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
+    close_provisioned_device_alerts: "UPDATE alerts SET closed_at_ms = $1 WHERE kind = 'unknown_device' \
+                                      AND closed_at_ms IS NULL AND subject IN (SELECT sensor FROM bays WHERE sensor IS NOT NULL) \
+                                      RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
 };
