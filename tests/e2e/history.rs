@@ -32,6 +32,7 @@ on_both_backends!(
     low_batteries_raise_one_alert_until_replaced,
     full_and_almost_full_alerts_follow_the_hysteresis,
     unknown_devices_are_alerted_by_the_next_sweep,
+    lots_and_bays_export_as_fiware_entities,
 );
 
 // ------------------------------------------------------------ helpers
@@ -666,4 +667,60 @@ async fn unknown_devices_are_alerted_by_the_next_sweep(backend: Backend) {
     assert_eq!(report["alertsClosed"], 1, "{report}");
     assert_eq!(events[0]["data"]["state"], "closed");
     assert!(open_alerts(&parkd).await.is_empty());
+}
+
+async fn lots_and_bays_export_as_fiware_entities(backend: Backend) {
+    let parkd = start(backend, &[], None).await;
+    parkd.put_lot("north", &lot_spec("North Garage", "N", 3, 2)).await;
+    parkd.send_reading("x-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await;
+    parkd.send_reading("x-2", &reading("N-C1", false, 1, "2026-11-25T10:00:00Z")).await;
+    parkd.send_reading("x-3", &reading("N-M0", false, 1, "2026-11-25T10:01:00Z")).await;
+
+    let r = parkd.client.get(parkd.url("/api/v1/lots/north/ngsi-ld/OffStreetParking")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/ld+json");
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["id"], "urn:ngsi-ld:OffStreetParking:north");
+    assert_eq!(e["type"], "OffStreetParking");
+    assert_eq!(e["name"]["value"], "North Garage");
+    assert_eq!(e["totalSpotNumber"]["value"], 5);
+    assert_eq!(e["availableSpotNumber"]["value"], 2);
+    assert_eq!(
+        e["fourWheelerSlots"]["value"],
+        json!({ "availableSpotNumber": 1, "totalSpotNumber": 3, "occupiedSpotNumber": 1 })
+    );
+    assert_eq!(
+        e["twoWheelerSlots"]["value"],
+        json!({ "availableSpotNumber": 1, "totalSpotNumber": 2, "occupiedSpotNumber": 0 })
+    );
+    let (_, a) = parkd.availability("north").await;
+    let modified: DateTime<Utc> = e["occupancyModified"]["value"].as_str().unwrap().parse().unwrap();
+    let updated: DateTime<Utc> = a["updatedAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(modified, updated, "occupancyModified is when a bay last changed");
+    assert!(e["@context"].as_array().unwrap().iter().any(|c| c.as_str().unwrap().contains("ngsi-ld")));
+
+    let spots: Vec<Value> = parkd
+        .client
+        .get(parkd.url("/api/v1/lots/north/ngsi-ld/ParkingSpot"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spots.len(), 5);
+    let c0 = spots.iter().find(|s| s["id"] == "urn:ngsi-ld:ParkingSpot:north:C0").unwrap();
+    assert_eq!(c0["type"], "ParkingSpot");
+    assert_eq!(c0["status"]["value"], "occupied");
+    assert_eq!(c0["status"]["observedAt"], "2026-11-25T10:00:00.000Z");
+    assert_eq!(
+        c0["refParkingSite"],
+        json!({ "type": "Relationship", "object": "urn:ngsi-ld:OffStreetParking:north" })
+    );
+    let unknown = spots.iter().filter(|s| s["status"]["value"] == "unknown").count();
+    assert_eq!(unknown, 2);
+
+    let r =
+        parkd.client.get(parkd.url("/api/v1/lots/nowhere/ngsi-ld/OffStreetParking")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

@@ -5,11 +5,13 @@
 //! - `GET /api/v1/lots/{lot}/history?from=&to=&bucket=hour|day&class=`:
 //!   roll-ups per (zone, class) and bucket, as JSON or (with
 //!   `Accept: text/csv` or `format=csv`) CSV;
+//! - `GET /api/v1/lots/{lot}/ngsi-ld/OffStreetParking` and `.../ParkingSpot`:
+//!   the lot and its bays as FIWARE Smart Data Models entities (NGSI-LD);
 //! - `GET /api/v1/alerts`: the open alerts.
 
 use chrono::{DateTime, Duration, Utc};
 use http::{Method, Request, Response, StatusCode};
-use parking_domain::{Bucket, VehicleClass};
+use parking_domain::{Bucket, VehicleClass, fiware};
 use parking_kit::Database;
 use parking_kit::history::{self, HistoryRow};
 use parking_kit::repo;
@@ -33,6 +35,8 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         ["api", "v1", "lots"] => Target::Lots,
         ["api", "v1", "lots", lot, "availability"] => Target::Availability(lot),
         ["api", "v1", "lots", lot, "history"] => Target::History(lot),
+        ["api", "v1", "lots", lot, "ngsi-ld", "OffStreetParking"] => Target::OffStreetParking(lot),
+        ["api", "v1", "lots", lot, "ngsi-ld", "ParkingSpot"] => Target::ParkingSpots(lot),
         ["api", "v1", "alerts"] => Target::Alerts,
         _ => return Err(ApiError::not_found(format!("no such resource: {path}"))),
     };
@@ -62,6 +66,26 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
                 history::lot_history(&db, lot, query.from, query.to, query.bucket, query.class.as_ref())?;
             if query.csv { csv(&rows) } else { Ok(respond::json(StatusCode::OK, &query.answer(lot, rows))) }
         }
+        Target::OffStreetParking(lot) => {
+            let db = Database::open_configured()?;
+            let (Some(name), Some(availability)) =
+                (repo::lot_name(&db, lot)?, repo::lot_availability(&db, lot)?)
+            else {
+                return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
+            };
+            Ok(json_ld(&fiware::off_street_parking(&name, &availability)))
+        }
+        Target::ParkingSpots(lot) => {
+            let db = Database::open_configured()?;
+            let Some((_, bays)) = repo::lot_bays(&db, lot)? else {
+                return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
+            };
+            let spots: Vec<serde_json::Value> = bays
+                .iter()
+                .map(|b| fiware::parking_spot(lot, &b.id, &b.class, b.status, b.status_changed_at))
+                .collect();
+            Ok(json_ld(&serde_json::Value::Array(spots)))
+        }
         Target::Alerts => {
             let db = Database::open_configured()?;
             let alerts = history::open_alerts(&db)?;
@@ -74,6 +98,8 @@ enum Target<'a> {
     Lots,
     Availability(&'a str),
     History(&'a str),
+    OffStreetParking(&'a str),
+    ParkingSpots(&'a str),
     Alerts,
 }
 
@@ -171,6 +197,16 @@ impl HistoryQuery {
             "rows": rows,
         })
     }
+}
+
+/// An NGSI-LD document (JSON-LD with its @context inline).
+fn json_ld(body: &serde_json::Value) -> Response<Vec<u8>> {
+    let mut response = respond::json(StatusCode::OK, body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(parking_domain::fiware::MEDIA_TYPE),
+    );
+    response
 }
 
 /// The rows as CSV with a header line, for spreadsheets and reports.

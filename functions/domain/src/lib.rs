@@ -11,6 +11,7 @@ pub mod class;
 pub mod codecs;
 pub mod error;
 pub mod events;
+pub mod fiware;
 pub mod history;
 pub mod lot;
 pub mod reading;

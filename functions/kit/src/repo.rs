@@ -113,6 +113,11 @@ pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> 
     })
 }
 
+/// A lot's name, or `None` for an unknown lot.
+pub fn lot_name(db: &Database, lot: &str) -> Result<Option<String>, DbError> {
+    db.query(db.sql.lot_name, &[lot.into()])?.first().map(|r| r.text(0)).transpose()
+}
+
 /// Whether a lot exists.
 pub fn lot_exists(db: &Database, lot: &str) -> Result<bool, DbError> {
     Ok(!db.query(db.sql.lot_name, &[lot.into()])?.is_empty())
