@@ -47,6 +47,8 @@ pub struct App {
     pub capabilities: Capabilities,
     /// Every invocation is counted and timed here (`/metrics`).
     pub metrics: crate::metrics::HostMetrics,
+    /// Derived events the broker routed, by type and alert kind (for /metrics).
+    pub derived_events: Arc<crate::broker::DerivedEventCounts>,
 }
 
 /// What to load and with which settings.
@@ -132,6 +134,7 @@ impl App {
             components,
             capabilities: Capabilities { sqlite, postgres, variables },
             metrics: Default::default(),
+            derived_events: Default::default(),
         })
     }
 

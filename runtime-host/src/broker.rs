@@ -95,6 +95,7 @@ impl Broker {
     /// Delivers a derived event to its subscribers (structured mode).
     fn route_derived(&self, event: Event, depth: usize) -> futures::future::BoxFuture<'_, ()> {
         Box::pin(async move {
+            self.app.derived_events.record(&event);
             if depth > MAX_DEPTH {
                 tracing::warn!(
                     ty = event.ty(),
@@ -129,6 +130,61 @@ impl Broker {
                 }
             }
         })
+    }
+}
+
+/// Derived events seen by the broker, counted for Prometheus: per type, and
+/// for alerts per kind and state (opened or closed), with the alerts this
+/// process saw open as a gauge.
+#[derive(Default)]
+pub struct DerivedEventCounts {
+    by_type: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    alerts: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+}
+
+impl DerivedEventCounts {
+    pub fn record(&self, event: &Event) {
+        let ty = event.ty().to_owned();
+        if ty == parking_domain::events::SENSOR_ALERT_V1
+            && let Some(cloudevents::Data::Json(data)) = event.data()
+        {
+            let field = |k: &str| data[k].as_str().unwrap_or("unknown").to_owned();
+            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            *alerts.entry((field("kind"), field("state"))).or_default() += 1;
+        }
+        *self.by_type.lock().unwrap_or_else(|p| p.into_inner()).entry(ty).or_default() += 1;
+    }
+
+    /// The counters in Prometheus text format.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::from(
+            "# HELP parkd_derived_events_total derived CloudEvents the broker routed, by type\n\
+             # TYPE parkd_derived_events_total counter\n",
+        );
+        for (ty, n) in self.by_type.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "parkd_derived_events_total{{type=\"{ty}\"}} {n}");
+        }
+        let alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str(
+            "# HELP parkd_alerts_total alerts opened and closed, by kind\n# TYPE parkd_alerts_total counter\n",
+        );
+        for ((kind, state), n) in alerts.iter() {
+            let _ = writeln!(out, "parkd_alerts_total{{kind=\"{kind}\",state=\"{state}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP parkd_alerts_open alerts this parkd saw open and not yet closed, by kind\n\
+             # TYPE parkd_alerts_open gauge\n",
+        );
+        for kind in parking_domain::AlertKind::ALL.map(|k| k.as_str()) {
+            let get = |state: &str| alerts.get(&(kind.to_owned(), state.to_owned())).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "parkd_alerts_open{{kind=\"{kind}\"}} {}",
+                get("open").saturating_sub(get("closed"))
+            );
+        }
+        out
     }
 }
 

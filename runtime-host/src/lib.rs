@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod mqtt_broker;
 pub mod routes;
+pub mod scheduler;
 pub mod server;
 pub mod simulate;
 pub mod up;

@@ -149,6 +149,7 @@ impl AppArgs {
             components: Vec::new(),
             serve_all_paths: false,
             mqtt: up::MqttMode::Off,
+            sweep_schedule: None,
         }
     }
 }
@@ -176,6 +177,13 @@ struct UpArgs {
     /// Runs no MQTT at all (events over HTTP only).
     #[arg(long)]
     no_mqtt: bool,
+    /// Cron schedule (five fields, UTC) of the retention sweep's ticks, as a
+    /// PingSource's `schedule`.
+    #[arg(long, default_value = parkd::scheduler::DEFAULT_SWEEP_CRON, env = "PARKD_SWEEP_CRON")]
+    sweep_cron: String,
+    /// Sends no sweep ticks (roll-ups, retention and offline detection wait).
+    #[arg(long)]
+    no_sweep: bool,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -198,6 +206,7 @@ async fn main() -> Result<()> {
                     (None, true) => up::MqttMode::Off,
                     (None, false) => up::MqttMode::Embedded(args.mqtt_listen),
                 },
+                sweep_schedule: (!args.no_sweep).then_some(args.sweep_cron),
                 ..args.app.up_options(args.listen)
             })
             .await?;

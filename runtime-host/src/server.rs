@@ -200,6 +200,7 @@ impl Server {
         if path == "/metrics" {
             let mut body = self.metrics.render(self.app.components.len());
             body.push_str(&self.app.metrics.render(&self.app.pool_stats()));
+            body.push_str(&self.app.derived_events.render());
             return Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Bytes::from(body))

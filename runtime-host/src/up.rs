@@ -36,6 +36,9 @@ pub struct UpOptions {
     pub serve_all_paths: bool,
     /// Where sensor messages come from.
     pub mqtt: MqttMode,
+    /// Cron schedule of the `dev.knative.sources.ping` ticks sent through the
+    /// broker (the retention sweep); none: no ticks (tests send their own).
+    pub sweep_schedule: Option<String>,
 }
 
 impl UpOptions {
@@ -66,6 +69,7 @@ pub struct Running {
     pub app: Arc<App>,
     pub bridge: Option<Bridge>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -82,11 +86,16 @@ impl Drop for Running {
         if let Some(task) = &self.task {
             task.abort();
         }
+        if let Some(scheduler) = &self.scheduler {
+            scheduler.abort();
+        }
     }
 }
 
 pub async fn start(options: UpOptions) -> Result<Running> {
     let (manifest, manifest_dir) = Manifest::load(&options.manifest)?;
+    // A bad schedule fails before anything starts.
+    let schedule = options.sweep_schedule.as_deref().map(crate::scheduler::Schedule::parse).transpose()?;
     let database = Database::parse(&options.database, &options.data_dir)?;
     database.migrate().await?;
     tracing::info!(database = %database.describe(), "database ready (migrations applied)");
@@ -172,7 +181,13 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         tracing::info!("CloudEvents ingress on http://{addr}{route}");
     }
     let task = tokio::spawn(server.serve(listener));
-    let running = Running { addr, app, bridge, task: Some(task) };
+    let scheduler = match (schedule, &events_route) {
+        (Some(schedule), Some(_)) => {
+            Some(crate::scheduler::spawn(schedule, Arc::new(Broker::new(app.clone()))))
+        }
+        _ => None,
+    };
+    let running = Running { addr, app, bridge, task: Some(task), scheduler };
     if options.demo {
         provision_demo(&running, &variables).await?;
     }

@@ -10,6 +10,7 @@ use parkd::up::{Running, UpOptions};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+pub mod db;
 pub mod kafka;
 pub mod mosquitto;
 pub mod postgres;
@@ -53,6 +54,8 @@ pub struct Parkd {
     pub base: String,
     pub running: Running,
     pub client: reqwest::Client,
+    /// The database parkd runs on: `sqlite` or a postgres:// URL.
+    pub database: String,
     _data_dir: tempfile::TempDir,
 }
 
@@ -69,6 +72,8 @@ pub struct ParkdOptions {
     pub components: Vec<String>,
     /// With one component: route every path to it (`parkd serve`).
     pub serve_all_paths: bool,
+    /// Cron schedule of sweep ticks; none by default (tests send their own).
+    pub sweep_schedule: Option<String>,
 }
 
 impl ParkdOptions {
@@ -81,6 +86,7 @@ impl ParkdOptions {
             mqtt: parkd::up::MqttMode::Off,
             components: Vec::new(),
             serve_all_paths: false,
+            sweep_schedule: None,
         }
     }
 }
@@ -137,7 +143,7 @@ impl Parkd {
         let running = parkd::up::start(UpOptions {
             manifest: options.manifest.unwrap_or_else(|| repo_root().join("spin.toml")),
             listen: "127.0.0.1:0".parse()?,
-            database,
+            database: database.clone(),
             data_dir: data_dir.path().to_path_buf(),
             cache_dir,
             demo: false,
@@ -145,6 +151,7 @@ impl Parkd {
             components: options.components,
             serve_all_paths: options.serve_all_paths,
             mqtt: options.mqtt,
+            sweep_schedule: options.sweep_schedule,
         })
         .await?;
         if let Some(bridge) = &running.bridge {
@@ -154,8 +161,14 @@ impl Parkd {
             base: format!("http://{}", running.addr),
             running,
             client: reqwest::Client::new(),
+            database,
             _data_dir: data_dir,
         })
+    }
+
+    /// The SQLite file parkd uses when it runs on SQLite.
+    pub fn sqlite_path(&self) -> PathBuf {
+        self._data_dir.path().join("parking.db")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,13 +1,27 @@
-//! `availability-query`: the read API for terminals and apps.
+//! `availability-query`: the read API for terminals, apps and reports.
 //!
 //! - `GET /api/v1/lots`: every lot with its counts per vehicle class;
-//! - `GET /api/v1/lots/{lot}/availability`: counts per class and per zone.
+//! - `GET /api/v1/lots/{lot}/availability`: counts per class and per zone;
+//! - `GET /api/v1/lots/{lot}/history?from=&to=&bucket=hour|day&class=`:
+//!   roll-ups per (zone, class) and bucket, as JSON or (with
+//!   `Accept: text/csv` or `format=csv`) CSV;
+//! - `GET /api/v1/lots/{lot}/ngsi-ld/OffStreetParking` and `.../ParkingSpot`:
+//!   the lot and its bays as FIWARE Smart Data Models entities (NGSI-LD);
+//! - `GET /api/v1/alerts`: the open alerts.
 
+use chrono::{DateTime, Duration, Utc};
 use http::{Method, Request, Response, StatusCode};
+use parking_domain::{Bucket, VehicleClass, fiware};
 use parking_kit::Database;
+use parking_kit::history::{self, HistoryRow};
 use parking_kit::repo;
 use parking_kit::respond::{self, ApiError};
 use spin_sdk::http_component;
+
+/// The longest range one history request may cover, per bucket: enough for
+/// a quarter in hours and three years in days, small enough to answer fast.
+const MAX_HOURLY_RANGE_DAYS: i64 = 93;
+const MAX_DAILY_RANGE_DAYS: i64 = 3 * 366;
 
 #[http_component]
 fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
@@ -20,25 +34,221 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let target = match segments.as_slice() {
         ["api", "v1", "lots"] => Target::Lots,
         ["api", "v1", "lots", lot, "availability"] => Target::Availability(lot),
+        ["api", "v1", "lots", lot, "history"] => Target::History(lot),
+        ["api", "v1", "lots", lot, "ngsi-ld", "OffStreetParking"] => Target::OffStreetParking(lot),
+        ["api", "v1", "lots", lot, "ngsi-ld", "ParkingSpot"] => Target::ParkingSpots(lot),
+        ["api", "v1", "alerts"] => Target::Alerts,
         _ => return Err(ApiError::not_found(format!("no such resource: {path}"))),
     };
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::method_not_allowed(req.method(), path, "GET"));
     }
-    let db = Database::open_configured()?;
     match target {
         Target::Lots => {
+            let db = Database::open_configured()?;
             let lots = repo::list_lots(&db)?;
             Ok(respond::json(StatusCode::OK, &serde_json::json!({ "lots": lots })))
         }
-        Target::Availability(lot) => match repo::lot_availability(&db, lot)? {
-            Some(availability) => Ok(respond::json(StatusCode::OK, &availability)),
-            None => Err(ApiError::not_found(format!("unknown lot {lot:?}"))),
-        },
+        Target::Availability(lot) => {
+            let db = Database::open_configured()?;
+            match repo::lot_availability(&db, lot)? {
+                Some(availability) => Ok(respond::json(StatusCode::OK, &availability)),
+                None => Err(ApiError::not_found(format!("unknown lot {lot:?}"))),
+            }
+        }
+        Target::History(lot) => {
+            let query = HistoryQuery::parse(req, Utc::now())?;
+            let db = Database::open_configured()?;
+            if !repo::lot_exists(&db, lot)? {
+                return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
+            }
+            let rows =
+                history::lot_history(&db, lot, query.from, query.to, query.bucket, query.class.as_ref())?;
+            if query.csv { csv(&rows) } else { Ok(respond::json(StatusCode::OK, &query.answer(lot, rows))) }
+        }
+        Target::OffStreetParking(lot) => {
+            let db = Database::open_configured()?;
+            let (Some(name), Some(availability)) =
+                (repo::lot_name(&db, lot)?, repo::lot_availability(&db, lot)?)
+            else {
+                return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
+            };
+            Ok(json_ld(&fiware::off_street_parking(&name, &availability)))
+        }
+        Target::ParkingSpots(lot) => {
+            let db = Database::open_configured()?;
+            let Some((_, bays)) = repo::lot_bays(&db, lot)? else {
+                return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
+            };
+            let spots: Vec<serde_json::Value> = bays
+                .iter()
+                .map(|b| fiware::parking_spot(lot, &b.id, &b.class, b.status, b.status_changed_at))
+                .collect();
+            Ok(json_ld(&serde_json::Value::Array(spots)))
+        }
+        Target::Alerts => {
+            let db = Database::open_configured()?;
+            let alerts = history::open_alerts(&db)?;
+            Ok(respond::json(StatusCode::OK, &serde_json::json!({ "alerts": alerts })))
+        }
     }
 }
 
 enum Target<'a> {
     Lots,
     Availability(&'a str),
+    History(&'a str),
+    OffStreetParking(&'a str),
+    ParkingSpots(&'a str),
+    Alerts,
+}
+
+/// A validated history request.
+#[derive(Debug)]
+struct HistoryQuery {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: Bucket,
+    class: Option<VehicleClass>,
+    csv: bool,
+}
+
+impl HistoryQuery {
+    /// Reads `from`, `to` (RFC 3339; default: the 24 hours before now),
+    /// `bucket` (`hour` by default), `class` and `format`.
+    fn parse(req: &Request<Vec<u8>>, now: DateTime<Utc>) -> Result<Self, ApiError> {
+        let mut from = None;
+        let mut to = None;
+        let mut bucket = Bucket::Hour;
+        let mut class = None;
+        let mut csv = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.split(',').any(|m| m.trim().starts_with("text/csv")));
+        let time = |name: &str, value: &str| {
+            DateTime::parse_from_rfc3339(value).map(|t| t.with_timezone(&Utc)).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "`{name}` is {value:?}: expected an RFC 3339 time such as 2026-11-25T00:00:00Z ({e})"
+                ))
+            })
+        };
+        for (key, value) in form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
+            match key.as_ref() {
+                "from" => from = Some(time("from", &value)?),
+                "to" => to = Some(time("to", &value)?),
+                "bucket" => {
+                    bucket = Bucket::parse(&value).ok_or_else(|| {
+                        ApiError::bad_request(format!("`bucket` is {value:?}: expected `hour` or `day`"))
+                    })?
+                }
+                "class" => {
+                    class = Some(
+                        VehicleClass::parse(&value)
+                            .map_err(|e| ApiError::bad_request(format!("`class`: {e}")))?,
+                    )
+                }
+                "format" => match value.as_ref() {
+                    "csv" => csv = true,
+                    "json" => csv = false,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "`format` is {other:?}: expected `json` or `csv`"
+                        )));
+                    }
+                },
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown query parameter {other:?}: use from, to, bucket, class, format"
+                    )));
+                }
+            }
+        }
+        let to = to.unwrap_or(now);
+        let from = from.unwrap_or(to - Duration::hours(24));
+        if from >= to {
+            return Err(ApiError::bad_request(format!(
+                "`from` ({}) must be before `to` ({})",
+                from.to_rfc3339(),
+                to.to_rfc3339()
+            )));
+        }
+        let max_days = match bucket {
+            Bucket::Hour => MAX_HOURLY_RANGE_DAYS,
+            Bucket::Day => MAX_DAILY_RANGE_DAYS,
+        };
+        if to - from > Duration::days(max_days) {
+            return Err(ApiError::bad_request(format!(
+                "the range covers {} days; with bucket={} ask for at most {max_days} days per request",
+                (to - from).num_days(),
+                if bucket == Bucket::Hour { "hour (or use bucket=day)" } else { "day" }
+            )));
+        }
+        Ok(Self { from, to, bucket, class, csv })
+    }
+
+    fn answer(&self, lot: &str, rows: Vec<HistoryRow>) -> serde_json::Value {
+        serde_json::json!({
+            "lot": lot,
+            "from": self.from,
+            "to": self.to,
+            "bucket": self.bucket,
+            "class": self.class,
+            "rows": rows,
+        })
+    }
+}
+
+/// An NGSI-LD document (JSON-LD with its @context inline).
+fn json_ld(body: &serde_json::Value) -> Response<Vec<u8>> {
+    let mut response = respond::json(StatusCode::OK, body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(parking_domain::fiware::MEDIA_TYPE),
+    );
+    response
+}
+
+/// The rows as CSV with a header line, for spreadsheets and reports.
+fn csv(rows: &[HistoryRow]) -> Result<Response<Vec<u8>>, ApiError> {
+    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record([
+            "start",
+            "zone",
+            "class",
+            "bays",
+            "mean_occupied",
+            "mean_occupancy",
+            "peak_occupied",
+            "min_free",
+            "arrivals",
+            "departures",
+            "mean_dwell_seconds",
+        ])
+        .map_err(|e| internal(e.to_string()))?;
+    for r in rows {
+        writer
+            .write_record([
+                r.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                r.zone.clone().unwrap_or_default(),
+                r.class.to_string(),
+                r.bays.to_string(),
+                format!("{:.3}", r.mean_occupied),
+                format!("{:.4}", r.mean_occupancy),
+                r.peak_occupied.to_string(),
+                r.min_free.to_string(),
+                r.arrivals.to_string(),
+                r.departures.to_string(),
+                r.mean_dwell_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+            ])
+            .map_err(|e| internal(e.to_string()))?;
+    }
+    let body = writer.into_inner().map_err(|e| internal(e.to_string()))?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/csv; charset=utf-8")
+        .body(body)
+        .expect("static response parts are valid"))
 }

@@ -4,16 +4,23 @@
 //! randomness, so the same code runs natively in tests and inside the Wasm
 //! components, and behaves the same in both.
 
+pub mod alerts;
 pub mod availability;
 pub mod bay;
 pub mod class;
 pub mod codecs;
 pub mod error;
 pub mod events;
+pub mod fiware;
+pub mod history;
 pub mod lot;
 pub mod reading;
 pub mod status;
 
+pub use alerts::{
+    AlertKind, BatteryAlert, BatteryThresholds, alert_fullness, battery_alert, fullness_alert,
+    fullness_from_alerts,
+};
 pub use availability::{
     BayCount, Counts, Fullness, LotAvailability, Thresholds, ZoneAvailability, next_fullness, summarise,
 };
@@ -25,6 +32,10 @@ pub use codecs::{
 };
 pub use error::{DecodeError, DomainError};
 pub use events::{AvailabilityChanged, SlotChanged};
+pub use history::{
+    BayAtStart, Bucket, GroupKey, Rollup, StatusChange, heartbeat_interval, heartbeat_window, hour_floor,
+    roll_up, statuses_at,
+};
 pub use lot::{
     BaySpec, LotSpec, MAX_BAYS_PER_LOT, MAX_LOT_SPEC_BYTES, normalise_device_id, parse_lot_spec,
     validate_device_id, validate_id,

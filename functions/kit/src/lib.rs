@@ -3,10 +3,12 @@
 //! - [`db`]: one connection type over Spin's SQLite and PostgreSQL interfaces,
 //!   chosen by the `database_url` variable;
 //! - [`sql`]: every statement a component issues, one module per dialect;
+//! - [`history`]: roll-ups, the history query, retention deletes, silent sensors, alerts;
 //! - [`repo`]: lots, bays and readings as the components use them;
 //! - [`respond`]: JSON answers and the status code each failure maps to.
 
 pub mod db;
+pub mod history;
 pub mod repo;
 pub mod respond;
 pub mod sql;

@@ -3,6 +3,10 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use parking_domain::{
+    AlertKind, BatteryAlert, BatteryThresholds, Thresholds, alert_fullness, battery_alert, fullness_alert,
+    fullness_from_alerts,
+};
+use parking_domain::{
     AvailabilityChanged, BayCount, BayStatus, Counts, DecodeError, Envelope, FrameKind, LotAvailability,
     LotSpec, Observation, Outcome, SensorFrame, SensorModel, SlotChanged, VehicleClass, apply_reading,
     summarise,
@@ -10,6 +14,7 @@ use parking_domain::{
 use serde::Serialize;
 
 use crate::db::{Database, DbError, Row, Value};
+use crate::history::{self, AlertSubject};
 
 /// Milliseconds since the epoch: how every time is stored.
 pub fn to_ms(t: DateTime<Utc>) -> i64 {
@@ -106,6 +111,16 @@ pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> 
             removed,
         })
     })
+}
+
+/// A lot's name, or `None` for an unknown lot.
+pub fn lot_name(db: &Database, lot: &str) -> Result<Option<String>, DbError> {
+    db.query(db.sql.lot_name, &[lot.into()])?.first().map(|r| r.text(0)).transpose()
+}
+
+/// Whether a lot exists.
+pub fn lot_exists(db: &Database, lot: &str) -> Result<bool, DbError> {
+    Ok(!db.query(db.sql.lot_name, &[lot.into()])?.is_empty())
 }
 
 /// Deletes a lot and its bays (history stays). Answers whether it existed.
@@ -261,6 +276,13 @@ pub enum Applied {
     Changed(Box<Derived>),
 }
 
+/// What applying one uplink did, and the alerts it opened or closed.
+#[derive(Debug)]
+pub struct Uplinked {
+    pub applied: Applied,
+    pub alerts: Vec<crate::history::Alert>,
+}
+
 /// The events a status change derives.
 #[derive(Debug)]
 pub struct Derived {
@@ -275,157 +297,249 @@ pub fn apply_uplink(
     event_key: &str,
     envelope: &Envelope,
     received_at: DateTime<Utc>,
-) -> Result<Applied, DbError> {
+) -> Result<Uplinked, DbError> {
     // Stored times have millisecond precision: compare like with like.
     let observed_at = from_ms(to_ms(envelope.received_at))?;
     let device = parking_domain::normalise_device_id(&envelope.device);
-    db.transaction(|db| {
-        if db.query(db.sql.claim_event, &[event_key.into(), to_ms(received_at).into()])?.is_empty() {
-            return Ok(Applied::DuplicateEvent);
-        }
-        let Some(bay) = db.query(db.sql.bay_by_sensor, &[device.as_str().into()])?.into_iter().next() else {
-            // Rolled back with the claim: a device provisioned later may resend.
-            return Err(ApplyError::Refused(Applied::UnknownDevice));
-        };
-        let (lot, bay_id, zone) = (bay.text(0)?, bay.text(1)?, bay.opt_text(2)?);
-        let class = class(&bay, 3)?;
-        let current = Observation {
-            status: status(&bay, 4)?,
-            observed_at: opt_from_ms(bay.opt_int(5)?)?,
-            seq: bay.opt_int(6)?.and_then(|s| u32::try_from(s).ok()),
-        };
-        let model = match bay.opt_text(7)? {
-            Some(m) => {
-                Some(SensorModel::parse(&m).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?)
+    let mut alerts = Vec::new();
+    let applied = db
+        .transaction(|db| {
+            if db.query(db.sql.claim_event, &[event_key.into(), to_ms(received_at).into()])?.is_empty() {
+                return Ok(Applied::DuplicateEvent);
             }
-            None => None,
-        };
-        let frame = envelope.frame(model).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?;
-        let key: [Value; 2] = [lot.as_str().into(), bay_id.as_str().into()];
-        let Some(occupied) = frame.status() else {
-            let kind = match &frame.kind {
-                FrameKind::Heartbeat { .. } => "heartbeat",
-                FrameKind::Startup { .. } => "startup",
-                FrameKind::Diagnostic { .. } => "diagnostic",
-                FrameKind::Status { .. } => "status",
+            let Some(bay) = db.query(db.sql.bay_by_sensor, &[device.as_str().into()])?.into_iter().next()
+            else {
+                // Rolled back with the claim: a device provisioned later may resend.
+                return Err(ApplyError::Refused(Applied::UnknownDevice));
             };
-            let detail = match &frame.kind {
-                FrameKind::Diagnostic { what } => Some(what.clone()),
-                FrameKind::Startup { firmware, reset_cause, .. } => Some(format!(
-                    "firmware {}, reset cause {}",
-                    firmware.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into()),
-                    reset_cause.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into())
-                )),
-                _ => None,
+            let (lot, bay_id, zone) = (bay.text(0)?, bay.text(1)?, bay.opt_text(2)?);
+            let class = class(&bay, 3)?;
+            let current = Observation {
+                status: status(&bay, 4)?,
+                observed_at: opt_from_ms(bay.opt_int(5)?)?,
+                seq: bay.opt_int(6)?.and_then(|s| u32::try_from(s).ok()),
+            };
+            let model = match bay.opt_text(7)? {
+                Some(m) => {
+                    Some(SensorModel::parse(&m).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?)
+                }
+                None => None,
+            };
+            let frame = envelope.frame(model).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?;
+            let key: [Value; 2] = [lot.as_str().into(), bay_id.as_str().into()];
+            if let Some(volts) = frame.battery {
+                let about = AlertSubject {
+                    lot: Some(&lot),
+                    bay: Some(&bay_id),
+                    zone: zone.as_deref(),
+                    class: Some(class.as_str()),
+                    device: Some(&device),
+                };
+                let subject = format!("{lot}/{bay_id}");
+                let thresholds = BatteryThresholds::default();
+                match battery_alert(bay.opt_real(8)?, volts, &thresholds) {
+                    BatteryAlert::Open => {
+                        let detail = format!(
+                            "battery at {volts:.2} V, below {:.2} V: replace it soon",
+                            thresholds.low_below
+                        );
+                        alerts.extend(history::open_alert(
+                            db,
+                            AlertKind::BatteryLow,
+                            &subject,
+                            &about,
+                            &detail,
+                            received_at,
+                            true,
+                        )?);
+                    }
+                    BatteryAlert::Close => {
+                        alerts.extend(history::close_alert(db, AlertKind::BatteryLow, &subject, received_at)?)
+                    }
+                    BatteryAlert::Keep => {}
+                }
+            }
+            let Some(occupied) = frame.status() else {
+                let kind = match &frame.kind {
+                    FrameKind::Heartbeat { .. } => "heartbeat",
+                    FrameKind::Startup { .. } => "startup",
+                    FrameKind::Diagnostic { .. } => "diagnostic",
+                    FrameKind::Status { .. } => "status",
+                };
+                let detail = match &frame.kind {
+                    FrameKind::Diagnostic { what } => Some(what.clone()),
+                    FrameKind::Startup { firmware, reset_cause, .. } => Some(format!(
+                        "firmware {}, reset cause {}",
+                        firmware.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into()),
+                        reset_cause.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into())
+                    )),
+                    _ => None,
+                };
+                db.execute(
+                    db.sql.insert_sensor_frame,
+                    &[
+                        event_key.into(),
+                        device.as_str().into(),
+                        key[0].clone(),
+                        key[1].clone(),
+                        kind.into(),
+                        frame.reported_occupancy().map_or(Value::Null, Value::Bool),
+                        Value::opt_int(envelope.frame_counter.map(i64::from)),
+                        to_ms(observed_at).into(),
+                        to_ms(received_at).into(),
+                        Value::opt_real(frame.battery),
+                        Value::opt_real(frame.temperature),
+                        Value::opt_text(detail.as_deref()),
+                    ],
+                )?;
+                touch(db, &key, received_at, &frame)?;
+                return Ok(Applied::Alive(kind));
+            };
+            let outcome = apply_reading(&current, occupied, observed_at, envelope.frame_counter);
+            let outcome_name = match &outcome {
+                Outcome::Changed(_) => "changed",
+                Outcome::Refreshed(_) => "refreshed",
+                Outcome::Duplicate => "duplicate",
+                Outcome::Stale => "stale",
             };
             db.execute(
-                db.sql.insert_sensor_frame,
+                db.sql.insert_reading,
                 &[
                     event_key.into(),
                     device.as_str().into(),
                     key[0].clone(),
                     key[1].clone(),
-                    kind.into(),
-                    frame.reported_occupancy().map_or(Value::Null, Value::Bool),
+                    Value::Bool(occupied),
                     Value::opt_int(envelope.frame_counter.map(i64::from)),
                     to_ms(observed_at).into(),
                     to_ms(received_at).into(),
                     Value::opt_real(frame.battery),
+                    outcome_name.into(),
                     Value::opt_real(frame.temperature),
-                    Value::opt_text(detail.as_deref()),
                 ],
             )?;
-            touch(db, &key, received_at, &frame)?;
-            return Ok(Applied::Alive(kind));
-        };
-        let outcome = apply_reading(&current, occupied, observed_at, envelope.frame_counter);
-        let outcome_name = match &outcome {
-            Outcome::Changed(_) => "changed",
-            Outcome::Refreshed(_) => "refreshed",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Stale => "stale",
-        };
-        db.execute(
-            db.sql.insert_reading,
-            &[
-                event_key.into(),
-                device.as_str().into(),
-                key[0].clone(),
-                key[1].clone(),
-                Value::Bool(occupied),
-                Value::opt_int(envelope.frame_counter.map(i64::from)),
-                to_ms(observed_at).into(),
-                to_ms(received_at).into(),
-                Value::opt_real(frame.battery),
-                outcome_name.into(),
-                Value::opt_real(frame.temperature),
-            ],
-        )?;
-        let next = match outcome {
-            Outcome::Changed(next) | Outcome::Refreshed(next) => next,
-            other @ (Outcome::Duplicate | Outcome::Stale) => {
-                touch(db, &key, received_at, &frame)?;
-                return Ok(Applied::Recorded(other));
+            let next = match outcome {
+                Outcome::Changed(next) | Outcome::Refreshed(next) => next,
+                other @ (Outcome::Duplicate | Outcome::Stale) => {
+                    touch(db, &key, received_at, &frame)?;
+                    return Ok(Applied::Recorded(other));
+                }
+            };
+            db.execute(
+                db.sql.set_bay_observation,
+                &[
+                    key[0].clone(),
+                    key[1].clone(),
+                    Value::opt_int(next.observed_at.map(to_ms)),
+                    Value::opt_int(next.seq.map(i64::from)),
+                    to_ms(received_at).into(),
+                    Value::opt_real(frame.battery),
+                    Value::opt_real(frame.temperature),
+                ],
+            )?;
+            if next.status == current.status {
+                return Ok(Applied::Recorded(Outcome::Refreshed(next)));
             }
-        };
-        db.execute(
-            db.sql.set_bay_observation,
-            &[
-                key[0].clone(),
-                key[1].clone(),
-                Value::opt_int(next.observed_at.map(to_ms)),
-                Value::opt_int(next.seq.map(i64::from)),
-                to_ms(received_at).into(),
-                Value::opt_real(frame.battery),
-                Value::opt_real(frame.temperature),
-            ],
+            db.execute(
+                db.sql.set_bay_status,
+                &[key[0].clone(), key[1].clone(), next.status.as_str().into(), to_ms(observed_at).into()],
+            )?;
+            db.execute(
+                db.sql.insert_status_change,
+                &[
+                    lot.as_str().into(),
+                    bay_id.as_str().into(),
+                    Value::opt_text(zone.as_deref()),
+                    class.as_str().into(),
+                    current.status.as_str().into(),
+                    next.status.as_str().into(),
+                    to_ms(observed_at).into(),
+                    to_ms(received_at).into(),
+                    event_key.into(),
+                ],
+            )?;
+            let (counts, changed_at) = group_counts(db, &lot, zone.as_deref(), &class)?;
+            alerts.extend(update_fullness_alerts(db, &lot, &class, received_at)?);
+            Ok(Applied::Changed(Box::new(Derived {
+                slot: SlotChanged {
+                    lot: lot.clone(),
+                    bay: bay_id,
+                    zone: zone.clone(),
+                    class: class.clone(),
+                    device: Some(device.clone()),
+                    previous: current.status,
+                    status: next.status,
+                    observed_at,
+                },
+                availability: AvailabilityChanged {
+                    lot,
+                    zone,
+                    class,
+                    counts,
+                    changed_at: changed_at.unwrap_or(observed_at),
+                },
+            })))
+        })
+        .or_else(|e: ApplyError| match e {
+            ApplyError::Refused(applied) => Ok(applied),
+            ApplyError::Db(e) => Err(e),
+        })?;
+    if let Applied::UnknownDevice = applied {
+        // Kept although the reading is refused; the next sweep announces it.
+        history::open_alert(
+            db,
+            AlertKind::UnknownDevice,
+            &device,
+            &AlertSubject { device: Some(&device), ..Default::default() },
+            "a device reports, but no bay has it as its sensor: provision it or remove it",
+            received_at,
+            false,
         )?;
-        if next.status == current.status {
-            return Ok(Applied::Recorded(Outcome::Refreshed(next)));
+    }
+    if !matches!(applied, Applied::Changed(_) | Applied::Recorded(_) | Applied::Alive(_)) {
+        alerts.clear();
+    }
+    Ok(Uplinked { applied, alerts })
+}
+
+/// Opens and closes the lot-full and lot-almost-full alerts of a (lot,
+/// class) as its counts move, with the sign's hysteresis: the open alert is
+/// the state the sign showed before.
+fn update_fullness_alerts(
+    db: &Database,
+    lot: &str,
+    class: &VehicleClass,
+    now: DateTime<Utc>,
+) -> Result<Vec<history::Alert>, DbError> {
+    let mut counts = Counts::default();
+    for row in db.query(db.sql.lot_class_counts, &[lot.into(), class.as_str().into()])? {
+        let n = u32::try_from(row.int(1)?).map_err(|e| DbError::Decode(e.to_string()))?;
+        let status = status(&row, 0)?;
+        for _ in 0..n {
+            counts.add(status);
         }
-        db.execute(
-            db.sql.set_bay_status,
-            &[key[0].clone(), key[1].clone(), next.status.as_str().into(), to_ms(observed_at).into()],
-        )?;
-        db.execute(
-            db.sql.insert_status_change,
-            &[
-                lot.as_str().into(),
-                bay_id.as_str().into(),
-                Value::opt_text(zone.as_deref()),
-                class.as_str().into(),
-                current.status.as_str().into(),
-                next.status.as_str().into(),
-                to_ms(observed_at).into(),
-                to_ms(received_at).into(),
-                event_key.into(),
-            ],
-        )?;
-        let (counts, changed_at) = group_counts(db, &lot, zone.as_deref(), &class)?;
-        Ok(Applied::Changed(Box::new(Derived {
-            slot: SlotChanged {
-                lot: lot.clone(),
-                bay: bay_id,
-                zone: zone.clone(),
-                class: class.clone(),
-                device: Some(device.clone()),
-                previous: current.status,
-                status: next.status,
-                observed_at,
-            },
-            availability: AvailabilityChanged {
-                lot,
-                zone,
-                class,
-                counts,
-                changed_at: changed_at.unwrap_or(observed_at),
-            },
-        })))
-    })
-    .or_else(|e: ApplyError| match e {
-        ApplyError::Refused(applied) => Ok(applied),
-        ApplyError::Db(e) => Err(e),
-    })
+    }
+    let subject = format!("{lot}/{class}");
+    let previous = fullness_from_alerts(&history::open_alert_kinds(db, &subject)?);
+    let next = alert_fullness(previous, &counts, &Thresholds::default());
+    if next == previous {
+        return Ok(Vec::new());
+    }
+    let mut changed = Vec::new();
+    if let Some(kind) = fullness_alert(previous) {
+        changed.extend(history::close_alert(db, kind, &subject, now)?);
+    }
+    if let Some(kind) = fullness_alert(next) {
+        let detail = format!(
+            "{} of {} usable {class} bays taken ({} free)",
+            counts.occupied,
+            counts.usable(),
+            counts.free
+        );
+        let about = AlertSubject { lot: Some(lot), class: Some(class.as_str()), ..Default::default() };
+        changed.extend(history::open_alert(db, kind, &subject, &about, &detail, now, true)?);
+    }
+    Ok(changed)
 }
 
 /// Any frame proves the sensor alive, and may carry battery and temperature.
@@ -449,7 +563,7 @@ fn touch(
 }
 
 /// Counts for one (lot, zone, class) and when any of its bays last changed.
-fn group_counts(
+pub(crate) fn group_counts(
     db: &Database,
     lot: &str,
     zone: Option<&str>,

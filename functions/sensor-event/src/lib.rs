@@ -6,12 +6,14 @@
 //! bytes with the codec of the bay's sensor model), applies it to the
 //! sensor's bay exactly once, and answers with the derived
 //! `io.parking.slot.changed.v1` and `io.parking.availability.changed.v1`
-//! events as a CloudEvents batch when the bay changed status.
+//! events as a CloudEvents batch when the bay changed status, plus
+//! `io.parking.sensor.alert.v1` when a battery ran low (or was replaced) or a
+//! lot class became full or almost full (or stopped being so).
 
 use chrono::Utc;
 use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
 use http::{Request, Response, StatusCode};
-use parking_domain::events::{AVAILABILITY_CHANGED_V1, SLOT_CHANGED_V1, UPLINK_V1};
+use parking_domain::events::{AVAILABILITY_CHANGED_V1, SENSOR_ALERT_V1, SLOT_CHANGED_V1, UPLINK_V1};
 use parking_domain::{Envelope, PayloadFormat, parse_envelope};
 use parking_kit::Database;
 use parking_kit::repo::{self, Applied};
@@ -42,19 +44,28 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let event_key = format!("{}\u{1f}{}", event.source(), event.id());
 
     let db = Database::open_configured()?;
-    match repo::apply_uplink(&db, &event_key, &envelope, Utc::now())? {
+    let uplinked = repo::apply_uplink(&db, &event_key, &envelope, Utc::now())?;
+    let alerts = uplinked
+        .alerts
+        .iter()
+        .map(|a| derived(&event, &format!("alert/{}/{}", a.id, a.state), SENSOR_ALERT_V1, &a.subject, a))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Alerts turn a 202 into a 200 carrying them as derived events.
+    let answer =
+        |outcome: &str| if alerts.is_empty() { Ok(accepted(outcome)) } else { batch(outcome, &alerts) };
+    match uplinked.applied {
         Applied::UnknownDevice => Err(ApiError::bad_request(format!(
             "unknown device {:?}: no bay has it as its sensor; provision it with PUT /api/v1/lots/{{lot}}",
             envelope.device
         ))),
         Applied::Undecodable(e) => Err(ApiError::bad_request(format!("device {:?}: {e}", envelope.device))),
-        Applied::Alive(kind) => Ok(accepted(kind)),
-        Applied::DuplicateEvent => Ok(accepted("duplicate-event")),
-        Applied::Recorded(outcome) => Ok(accepted(match outcome {
+        Applied::Alive(kind) => answer(kind),
+        Applied::DuplicateEvent => answer("duplicate-event"),
+        Applied::Recorded(outcome) => answer(match outcome {
             parking_domain::Outcome::Duplicate => "duplicate-frame",
             parking_domain::Outcome::Stale => "stale",
             _ => "refreshed",
-        })),
+        }),
         Applied::Changed(derived_events) => {
             let parking_kit::repo::Derived { slot, availability } = *derived_events;
             let slot_subject = format!("{}/{}", slot.lot, slot.bay);
@@ -64,7 +75,7 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
                 availability.zone.as_deref().unwrap_or("-"),
                 availability.class
             );
-            let events = [
+            let mut events = vec![
                 derived(&event, "slot", SLOT_CHANGED_V1, &slot_subject, &slot)?,
                 derived(
                     &event,
@@ -74,16 +85,22 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
                     &availability,
                 )?,
             ];
-            let body = serde_json::to_vec(&events)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            Ok(Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", BATCH)
-                .header("parking-outcome", "changed")
-                .body(body)
-                .expect("static response parts are valid"))
+            events.extend(alerts.iter().cloned());
+            batch("changed", &events)
         }
     }
+}
+
+/// Derived events as a CloudEvents batch (200), with what the reading did.
+fn batch(outcome: &str, events: &[serde_json::Value]) -> Result<Response<Vec<u8>>, ApiError> {
+    let body = serde_json::to_vec(events)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", BATCH)
+        .header("parking-outcome", outcome)
+        .body(body)
+        .expect("static response parts are valid"))
 }
 
 fn accepted(outcome: &str) -> Response<Vec<u8>> {

@@ -50,7 +50,7 @@ pub struct Statements {
     // --- readings ---
     /// (event_key, now_ms) -> event_key when the event is new, no row when seen before.
     pub claim_event: &'static str,
-    /// (sensor) -> lot, bay, zone, class, status, observed_at_ms, seq, model; locks the row.
+    /// (sensor) -> lot, bay, zone, class, status, observed_at_ms, seq, model, battery; locks the row.
     pub bay_by_sensor: &'static str,
     /// (event_key, device, lot, bay, occupied, seq, observed_at_ms, received_at_ms, battery, outcome, temperature)
     pub insert_reading: &'static str,
@@ -69,4 +69,63 @@ pub struct Statements {
     pub insert_status_change: &'static str,
     /// (lot, zone, class) -> status, count, max(status_changed_at_ms)
     pub group_counts: &'static str,
+
+    // --- history (roll-ups) ---
+    /// (name, now_ms, initial_ms): creates the roll-up progress row if missing.
+    pub init_rollup_progress: &'static str,
+    /// (name) -> rolled_up_to_ms; locks the row, so two sweeps never roll up at once.
+    pub rollup_progress: &'static str,
+    /// (name, rolled_up_to_ms, now_ms)
+    pub set_rollup_progress: &'static str,
+    /// () -> MIN(changed_at_ms) of the status changes kept.
+    pub first_status_change: &'static str,
+    /// (start_ms) -> lot, bay, zone, class, status at start_ms (the `previous`
+    /// of its first change since, else its current status).
+    pub bays_at: &'static str,
+    /// (start_ms, end_ms) -> lot, bay, zone, class, previous, status, changed_at_ms,
+    /// occupied_since_ms (departures only), in time order.
+    pub changes_between: &'static str,
+    /// (lot, hour_start_ms, zone or '', class, span_ms, bays, occupied_bay_ms, peak_occupied,
+    /// min_free, arrivals, departures, dwell_total_ms, dwell_count, now_ms): replaces the hour.
+    pub upsert_rollup: &'static str,
+    /// (lot, from_ms, to_ms, class or NULL) -> zone ('' for none), class, hour_start_ms, span_ms,
+    /// bays, occupied_bay_ms, peak_occupied, min_free, arrivals, departures, dwell_total_ms, dwell_count
+    pub lot_rollups: &'static str,
+
+    // --- retention: each deletes at most `limit` rows and returns one row per row deleted ---
+    /// (before_ms, limit): readings received before.
+    pub delete_readings_before: &'static str,
+    /// (before_ms, limit): sensor frames received before.
+    pub delete_sensor_frames_before: &'static str,
+    /// (before_ms, limit): status changes that happened before.
+    pub delete_status_changes_before: &'static str,
+    /// (before_ms, limit): dedup log entries processed before.
+    pub delete_processed_events_before: &'static str,
+    /// (before_ms, limit): hourly roll-ups of hours starting before.
+    pub delete_rollups_before: &'static str,
+
+    // --- silent sensors and alerts ---
+    /// (seen_before_ms, limit) -> lot, bay, zone, class, sensor, model, last_seen_at_ms of
+    /// bays showing free or occupied whose sensor was last heard before seen_before_ms.
+    pub silent_bay_candidates: &'static str,
+    /// (lot, bay) -> status, last_seen_at_ms, model, zone, class, sensor; locks the row.
+    pub bay_liveness: &'static str,
+    /// (kind, subject, lot, bay, zone, class, device, detail, now_ms, announced_at_ms) -> id when
+    /// a new alert opened; no row when one is open already.
+    pub open_alert: &'static str,
+    /// (now_ms) -> id, kind, subject, lot, bay, zone, class, device, detail, opened_at_ms,
+    /// closed_at_ms: closes the offline alerts of bays heard from since (or gone).
+    pub close_recovered_offline_alerts: &'static str,
+    /// () -> id, kind, subject, lot, bay, zone, class, device, detail, opened_at_ms, closed_at_ms
+    pub open_alerts: &'static str,
+    /// (kind, subject, now_ms) -> the alert's columns as `open_alerts`, when one was open.
+    pub close_alert: &'static str,
+    /// (subject) -> kind of every open alert of the subject.
+    pub open_alert_kinds: &'static str,
+    /// (lot, class) -> status, count
+    pub lot_class_counts: &'static str,
+    /// (now_ms) -> the alert columns of alerts not announced yet, now marked announced.
+    pub announce_alerts: &'static str,
+    /// (now_ms) -> the alert columns of unknown-device alerts closed because the device is now a bay's sensor.
+    pub close_provisioned_device_alerts: &'static str,
 }

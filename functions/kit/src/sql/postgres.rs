@@ -38,7 +38,7 @@ pub static STATEMENTS: Statements = Statements {
     claim_event: "INSERT INTO processed_events (event_key, processed_at_ms) VALUES ($1, $2) \
                   ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
     // The row lock orders concurrent readings of one bay.
-    bay_by_sensor: "SELECT lot_id, bay_id, zone, class, status, observed_at_ms, seq, model FROM bays \
+    bay_by_sensor: "SELECT lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery FROM bays \
                     WHERE sensor = $1 FOR UPDATE",
     insert_reading: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
                      received_at_ms, battery, outcome, temperature) \
@@ -58,4 +58,73 @@ pub static STATEMENTS: Statements = Statements {
                            changed_at_ms, recorded_at_ms, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     group_counts: "SELECT status, COUNT(*), MAX(status_changed_at_ms) FROM bays \
                    WHERE lot_id = $1 AND zone IS NOT DISTINCT FROM $2 AND class = $3 GROUP BY status",
+
+    init_rollup_progress: "INSERT INTO rollup_progress (name, rolled_up_to_ms, updated_at_ms) VALUES ($1, $3, $2) \
+                           ON CONFLICT (name) DO NOTHING",
+    rollup_progress: "SELECT rolled_up_to_ms FROM rollup_progress WHERE name = $1 FOR UPDATE",
+    set_rollup_progress: "UPDATE rollup_progress SET rolled_up_to_ms = $2, updated_at_ms = $3 WHERE name = $1",
+    first_status_change: "SELECT MIN(changed_at_ms) FROM status_changes",
+    bays_at: "SELECT b.lot_id, b.bay_id, b.zone, b.class, \
+              COALESCE((SELECT s.previous FROM status_changes s WHERE s.lot_id = b.lot_id AND s.bay_id = b.bay_id \
+                        AND s.changed_at_ms >= $1 ORDER BY s.changed_at_ms, s.id LIMIT 1), b.status) \
+              FROM bays b",
+    changes_between: "SELECT s.lot_id, s.bay_id, s.zone, s.class, s.previous, s.status, s.changed_at_ms, \
+                      CASE WHEN s.previous = 'occupied' AND s.status = 'free' THEN \
+                        (SELECT MAX(p.changed_at_ms) FROM status_changes p WHERE p.lot_id = s.lot_id \
+                         AND p.bay_id = s.bay_id AND p.status = 'occupied' AND p.changed_at_ms <= s.changed_at_ms \
+                         AND p.id <> s.id) END \
+                      FROM status_changes s WHERE s.changed_at_ms >= $1 AND s.changed_at_ms < $2 \
+                      ORDER BY s.changed_at_ms, s.id",
+    upsert_rollup: "INSERT INTO occupancy_hourly (lot_id, hour_start_ms, zone, class, span_ms, bays, occupied_bay_ms, \
+                    peak_occupied, min_free, arrivals, departures, dwell_total_ms, dwell_count, computed_at_ms) \
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                    ON CONFLICT (lot_id, hour_start_ms, zone, class) DO UPDATE SET span_ms = excluded.span_ms, \
+                    bays = excluded.bays, occupied_bay_ms = excluded.occupied_bay_ms, \
+                    peak_occupied = excluded.peak_occupied, min_free = excluded.min_free, \
+                    arrivals = excluded.arrivals, departures = excluded.departures, \
+                    dwell_total_ms = excluded.dwell_total_ms, dwell_count = excluded.dwell_count, \
+                    computed_at_ms = excluded.computed_at_ms",
+    lot_rollups: "SELECT zone, class, hour_start_ms, span_ms, bays, occupied_bay_ms, peak_occupied, min_free, \
+                  arrivals, departures, dwell_total_ms, dwell_count FROM occupancy_hourly \
+                  WHERE lot_id = $1 AND hour_start_ms >= $2 AND hour_start_ms < $3 AND ($4::text IS NULL OR class = $4) \
+                  ORDER BY hour_start_ms, zone, class",
+
+    delete_readings_before: "DELETE FROM readings WHERE id IN \
+                             (SELECT id FROM readings WHERE received_at_ms < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1",
+    delete_sensor_frames_before: "DELETE FROM sensor_frames WHERE id IN \
+                                  (SELECT id FROM sensor_frames WHERE received_at_ms < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1",
+    delete_status_changes_before: "DELETE FROM status_changes WHERE id IN \
+                                   (SELECT id FROM status_changes WHERE changed_at_ms < $1 ORDER BY changed_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                                   RETURNING 1",
+    delete_processed_events_before: "DELETE FROM processed_events WHERE event_key IN \
+                                     (SELECT event_key FROM processed_events WHERE processed_at_ms < $1 \
+                                      ORDER BY processed_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1",
+    delete_rollups_before: "DELETE FROM occupancy_hourly WHERE (lot_id, hour_start_ms, zone, class) IN \
+                            (SELECT lot_id, hour_start_ms, zone, class FROM occupancy_hourly \
+                             WHERE hour_start_ms < $1 ORDER BY hour_start_ms LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING 1",
+
+    silent_bay_candidates: "SELECT lot_id, bay_id, zone, class, sensor, model, last_seen_at_ms FROM bays \
+                            WHERE sensor IS NOT NULL AND status IN ('free', 'occupied') \
+                            AND last_seen_at_ms < $1 ORDER BY last_seen_at_ms LIMIT $2",
+    bay_liveness: "SELECT status, last_seen_at_ms, model, zone, class, sensor FROM bays WHERE lot_id = $1 AND bay_id = $2 FOR UPDATE",
+    open_alert: "INSERT INTO alerts (kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, \
+                 announced_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (kind, subject) WHERE closed_at_ms IS NULL DO NOTHING RETURNING id",
+    close_recovered_offline_alerts: "UPDATE alerts SET closed_at_ms = $1 WHERE kind = 'sensor_offline' \
+                                     AND closed_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM bays b \
+                                     WHERE b.lot_id = alerts.lot_id AND b.bay_id = alerts.bay_id \
+                                     AND COALESCE(b.last_seen_at_ms, 0) <= alerts.opened_at_ms) \
+                                     RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, \
+                                     opened_at_ms, closed_at_ms",
+    open_alerts: "SELECT id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms \
+                  FROM alerts WHERE closed_at_ms IS NULL ORDER BY opened_at_ms, id",
+    close_alert: "UPDATE alerts SET closed_at_ms = $3 WHERE kind = $1 AND subject = $2 AND closed_at_ms IS NULL \
+                  RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
+    open_alert_kinds: "SELECT kind FROM alerts WHERE subject = $1 AND closed_at_ms IS NULL",
+    lot_class_counts: "SELECT status, COUNT(*) FROM bays WHERE lot_id = $1 AND class = $2 GROUP BY status",
+    announce_alerts: "UPDATE alerts SET announced_at_ms = $1 WHERE announced_at_ms IS NULL \
+                      RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
+    close_provisioned_device_alerts: "UPDATE alerts SET closed_at_ms = $1 WHERE kind = 'unknown_device' \
+                                      AND closed_at_ms IS NULL AND subject IN (SELECT sensor FROM bays WHERE sensor IS NOT NULL) \
+                                      RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
 };

@@ -1,0 +1,530 @@
+//! History, retention and alerts as the components use them: hourly
+//! roll-ups from status changes, the history query, bounded deletes, silent
+//! sensors and the alerts they raise.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use parking_domain::{
+    AlertKind, AvailabilityChanged, BayAtStart, BayStatus, Bucket, GroupKey, Rollup, SensorModel,
+    SlotChanged, StatusChange, VehicleClass, hour_floor, roll_up,
+};
+use serde::Serialize;
+
+use crate::db::{Database, DbError, Row, Value};
+use crate::repo::{from_ms, to_ms};
+
+/// The one roll-up progress row.
+const HOURLY: &str = "occupancy_hourly";
+
+fn status(row: &Row, i: usize) -> Result<BayStatus, DbError> {
+    BayStatus::parse(&row.text(i)?).map_err(|e| DbError::Decode(e.to_string()))
+}
+
+fn class(row: &Row, i: usize) -> Result<VehicleClass, DbError> {
+    VehicleClass::parse(&row.text(i)?).map_err(|e| DbError::Decode(e.to_string()))
+}
+
+fn group(row: &Row, lot: usize) -> Result<GroupKey, DbError> {
+    Ok(GroupKey { lot: row.text(lot)?, zone: row.opt_text(lot + 2)?, class: class(row, lot + 3)? })
+}
+
+fn count(row: &Row, i: usize) -> Result<u32, DbError> {
+    u32::try_from(row.int(i)?).map_err(|e| DbError::Decode(format!("column {i}: {e}")))
+}
+
+// ---------------------------------------------------------------- roll-ups
+
+/// One hour rolled up, and how long its transaction took.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HourRolled {
+    pub hour: DateTime<Utc>,
+    pub groups: usize,
+    pub millis: f64,
+}
+
+/// Rolls up, one hour per transaction, every closed hour that ended at least
+/// `settle` before `now` and is not rolled up yet, until `deadline`.
+///
+/// Idempotent and safe to run concurrently: each hour's transaction locks
+/// the progress row, re-reads how far the roll-up got, replaces the hour's
+/// rows (upsert) and advances the progress; a second sweep waits for the
+/// lock and then finds the hour done. Answers the hours rolled up and how
+/// far the roll-up has got.
+pub fn roll_up_closed_hours(
+    db: &Database,
+    now: DateTime<Utc>,
+    settle: Duration,
+    deadline: impl Fn() -> bool,
+) -> Result<(Vec<HourRolled>, DateTime<Utc>), DbError> {
+    let last_closed = hour_floor(now - settle);
+    // Where to start when nothing was ever rolled up: the hour of the oldest change kept.
+    let first =
+        db.query(db.sql.first_status_change, &[])?.first().map(|r| r.opt_int(0)).transpose()?.flatten();
+    let initial = first.map(|ms| from_ms(ms).map(hour_floor)).transpose()?.unwrap_or(last_closed);
+    db.execute(db.sql.init_rollup_progress, &[HOURLY.into(), to_ms(now).into(), to_ms(initial).into()])?;
+    let mut rolled = Vec::new();
+    loop {
+        if deadline() {
+            break;
+        }
+        let started = std::time::Instant::now();
+        let step = db.transaction(|db| -> Result<Option<(DateTime<Utc>, usize)>, DbError> {
+            let progress = db
+                .query(db.sql.rollup_progress, &[HOURLY.into()])?
+                .first()
+                .map(|r| r.int(0))
+                .transpose()?
+                .ok_or_else(|| DbError::Query("the roll-up progress row is missing".into()))?;
+            let hour = from_ms(progress)?;
+            if hour >= last_closed {
+                return Ok(None);
+            }
+            let end = hour + Duration::hours(1);
+            let groups = roll_up_window(db, hour, end, now)?;
+            db.execute(db.sql.set_rollup_progress, &[HOURLY.into(), to_ms(end).into(), to_ms(now).into()])?;
+            Ok(Some((hour, groups)))
+        })?;
+        match step {
+            Some((hour, groups)) => {
+                rolled.push(HourRolled { hour, groups, millis: started.elapsed().as_secs_f64() * 1e3 })
+            }
+            None => break,
+        }
+    }
+    let progress = db
+        .query(db.sql.rollup_progress, &[HOURLY.into()])?
+        .first()
+        .map(|r| r.int(0))
+        .transpose()?
+        .map(from_ms)
+        .transpose()?
+        .unwrap_or(initial);
+    Ok((rolled, progress))
+}
+
+/// Replaces the roll-up rows of `[start, end)`; answers how many groups it wrote.
+fn roll_up_window(
+    db: &Database,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    let window = [to_ms(start).into(), to_ms(end).into()];
+    let bays: Vec<BayAtStart> = db
+        .query(db.sql.bays_at, &window)?
+        .iter()
+        .map(|r| Ok(BayAtStart { group: group(r, 0)?, bay: r.text(1)?, status: status(r, 4)? }))
+        .collect::<Result<_, DbError>>()?;
+    let changes: Vec<StatusChange> = db
+        .query(db.sql.changes_between, &window)?
+        .iter()
+        .map(|r| {
+            Ok(StatusChange {
+                group: group(r, 0)?,
+                bay: r.text(1)?,
+                previous: status(r, 4)?,
+                status: status(r, 5)?,
+                at: from_ms(r.int(6)?)?,
+                occupied_since: r.opt_int(7)?.map(from_ms).transpose()?,
+            })
+        })
+        .collect::<Result<_, DbError>>()?;
+    let rollups = roll_up(start, end, &bays, &changes);
+    for (key, r) in &rollups {
+        db.execute(
+            db.sql.upsert_rollup,
+            &[
+                key.lot.as_str().into(),
+                to_ms(start).into(),
+                key.zone.as_deref().unwrap_or_default().into(),
+                key.class.as_str().into(),
+                r.span_ms.into(),
+                i64::from(r.bays).into(),
+                r.occupied_bay_ms.into(),
+                i64::from(r.peak_occupied).into(),
+                i64::from(r.min_free).into(),
+                i64::from(r.arrivals).into(),
+                i64::from(r.departures).into(),
+                r.dwell_total_ms.into(),
+                i64::from(r.dwell_count).into(),
+                to_ms(now).into(),
+            ],
+        )?;
+    }
+    Ok(rollups.len())
+}
+
+/// One bucket of one (zone, class) in the history API.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryRow {
+    pub start: DateTime<Utc>,
+    pub zone: Option<String>,
+    pub class: VehicleClass,
+    pub bays: u32,
+    pub mean_occupied: f64,
+    pub mean_occupancy: f64,
+    pub peak_occupied: u32,
+    pub min_free: u32,
+    pub arrivals: u32,
+    pub departures: u32,
+    pub mean_dwell_seconds: Option<f64>,
+}
+
+/// A lot's roll-ups of `[from, to)` in hour or day buckets (UTC), optionally of one class.
+pub fn lot_history(
+    db: &Database,
+    lot: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: Bucket,
+    class_filter: Option<&VehicleClass>,
+) -> Result<Vec<HistoryRow>, DbError> {
+    let rows = db.query(
+        db.sql.lot_rollups,
+        &[
+            lot.into(),
+            to_ms(bucket.floor(from)).into(),
+            to_ms(to).into(),
+            Value::opt_text(class_filter.map(VehicleClass::as_str)),
+        ],
+    )?;
+    let mut buckets: BTreeMap<(DateTime<Utc>, String, VehicleClass), Rollup> = BTreeMap::new();
+    for r in &rows {
+        let rollup = Rollup {
+            span_ms: r.int(3)?,
+            bays: count(r, 4)?,
+            occupied_bay_ms: r.int(5)?,
+            peak_occupied: count(r, 6)?,
+            min_free: count(r, 7)?,
+            arrivals: count(r, 8)?,
+            departures: count(r, 9)?,
+            dwell_total_ms: r.int(10)?,
+            dwell_count: count(r, 11)?,
+        };
+        let start = bucket.floor(from_ms(r.int(2)?)?);
+        let entry = buckets.entry((start, r.text(0)?, class(r, 1)?)).or_default();
+        *entry = entry.merge(&rollup);
+    }
+    Ok(buckets
+        .into_iter()
+        .map(|((start, zone, class), r)| HistoryRow {
+            start,
+            zone: (!zone.is_empty()).then_some(zone),
+            class,
+            bays: r.bays,
+            mean_occupied: r.mean_occupied(),
+            mean_occupancy: r.mean_occupancy(),
+            peak_occupied: r.peak_occupied,
+            min_free: r.min_free,
+            arrivals: r.arrivals,
+            departures: r.departures,
+            mean_dwell_seconds: r.mean_dwell().map(|d| d.num_milliseconds() as f64 / 1e3),
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------- retention
+
+/// The tables retention deletes from, oldest rows first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTable {
+    Readings,
+    SensorFrames,
+    StatusChanges,
+    ProcessedEvents,
+    OccupancyHourly,
+}
+
+impl RawTable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RawTable::Readings => "readings",
+            RawTable::SensorFrames => "sensor_frames",
+            RawTable::StatusChanges => "status_changes",
+            RawTable::ProcessedEvents => "processed_events",
+            RawTable::OccupancyHourly => "occupancy_hourly",
+        }
+    }
+}
+
+/// Deletes up to `limit` rows of `table` older than `before` in one
+/// statement (its own short transaction, so ingest waits at most one
+/// batch); answers how many it deleted.
+pub fn delete_batch(
+    db: &Database,
+    table: RawTable,
+    before: DateTime<Utc>,
+    limit: u32,
+) -> Result<usize, DbError> {
+    let statement = match table {
+        RawTable::Readings => db.sql.delete_readings_before,
+        RawTable::SensorFrames => db.sql.delete_sensor_frames_before,
+        RawTable::StatusChanges => db.sql.delete_status_changes_before,
+        RawTable::ProcessedEvents => db.sql.delete_processed_events_before,
+        RawTable::OccupancyHourly => db.sql.delete_rollups_before,
+    };
+    Ok(db.query(statement, &[to_ms(before).into(), i64::from(limit).into()])?.len())
+}
+
+// ---------------------------------------------------------------- silence and alerts
+
+/// An alert as stored, listed and sent in `io.parking.sensor.alert.v1`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub id: i64,
+    pub kind: String,
+    pub subject: String,
+    pub lot: Option<String>,
+    pub bay: Option<String>,
+    pub zone: Option<String>,
+    pub class: Option<String>,
+    pub device: Option<String>,
+    pub detail: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// `open` or `closed`.
+    pub state: &'static str,
+}
+
+fn alert(r: &Row) -> Result<Alert, DbError> {
+    let closed_at = r.opt_int(10)?.map(from_ms).transpose()?;
+    Ok(Alert {
+        id: r.int(0)?,
+        kind: r.text(1)?,
+        subject: r.text(2)?,
+        lot: r.opt_text(3)?,
+        bay: r.opt_text(4)?,
+        zone: r.opt_text(5)?,
+        class: r.opt_text(6)?,
+        device: r.opt_text(7)?,
+        detail: r.opt_text(8)?,
+        opened_at: from_ms(r.int(9)?)?,
+        closed_at,
+        state: if closed_at.is_some() { "closed" } else { "open" },
+    })
+}
+
+/// What an alert is about, for opening one.
+#[derive(Debug, Clone, Default)]
+pub struct AlertSubject<'a> {
+    pub lot: Option<&'a str>,
+    pub bay: Option<&'a str>,
+    pub zone: Option<&'a str>,
+    pub class: Option<&'a str>,
+    pub device: Option<&'a str>,
+}
+
+/// Opens an alert of `kind` for `subject` unless one is open; answers the
+/// new alert. `announced`: its event goes out with this request's answer
+/// (else the next sweep announces it).
+pub fn open_alert(
+    db: &Database,
+    kind: AlertKind,
+    subject: &str,
+    about: &AlertSubject<'_>,
+    detail: &str,
+    now: DateTime<Utc>,
+    announced: bool,
+) -> Result<Option<Alert>, DbError> {
+    let id = db
+        .query(
+            db.sql.open_alert,
+            &[
+                kind.as_str().into(),
+                subject.into(),
+                Value::opt_text(about.lot),
+                Value::opt_text(about.bay),
+                Value::opt_text(about.zone),
+                Value::opt_text(about.class),
+                Value::opt_text(about.device),
+                detail.into(),
+                to_ms(now).into(),
+                if announced { to_ms(now).into() } else { Value::Null },
+            ],
+        )?
+        .first()
+        .map(|r| r.int(0))
+        .transpose()?;
+    Ok(id.map(|id| Alert {
+        id,
+        kind: kind.as_str().to_owned(),
+        subject: subject.to_owned(),
+        lot: about.lot.map(str::to_owned),
+        bay: about.bay.map(str::to_owned),
+        zone: about.zone.map(str::to_owned),
+        class: about.class.map(str::to_owned),
+        device: about.device.map(str::to_owned),
+        detail: Some(detail.to_owned()),
+        opened_at: now,
+        closed_at: None,
+        state: "open",
+    }))
+}
+
+/// Closes the open alert of `kind` for `subject`, if there is one.
+pub fn close_alert(
+    db: &Database,
+    kind: AlertKind,
+    subject: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Alert>, DbError> {
+    db.query(db.sql.close_alert, &[kind.as_str().into(), subject.into(), to_ms(now).into()])?
+        .first()
+        .map(alert)
+        .transpose()
+}
+
+/// The kinds of the open alerts of `subject`.
+pub fn open_alert_kinds(db: &Database, subject: &str) -> Result<Vec<AlertKind>, DbError> {
+    db.query(db.sql.open_alert_kinds, &[subject.into()])?
+        .iter()
+        .map(|r| Ok(AlertKind::parse(&r.text(0)?)))
+        .filter_map(Result::transpose)
+        .collect()
+}
+
+/// Alerts opened by requests that could not answer with events (a refused
+/// reading from an unknown device), marked announced now.
+pub fn announce_alerts(db: &Database, now: DateTime<Utc>) -> Result<Vec<Alert>, DbError> {
+    db.query(db.sql.announce_alerts, &[to_ms(now).into()])?.iter().map(alert).collect()
+}
+
+/// Closes the unknown-device alerts of devices that are now a bay's sensor.
+pub fn close_provisioned_device_alerts(db: &Database, now: DateTime<Utc>) -> Result<Vec<Alert>, DbError> {
+    db.query(db.sql.close_provisioned_device_alerts, &[to_ms(now).into()])?.iter().map(alert).collect()
+}
+
+/// Every open alert, oldest first.
+pub fn open_alerts(db: &Database) -> Result<Vec<Alert>, DbError> {
+    db.query(db.sql.open_alerts, &[])?.iter().map(alert).collect()
+}
+
+/// Closes the offline alerts of sensors heard from since they opened.
+pub fn close_recovered_offline_alerts(db: &Database, now: DateTime<Utc>) -> Result<Vec<Alert>, DbError> {
+    db.query(db.sql.close_recovered_offline_alerts, &[to_ms(now).into()])?.iter().map(alert).collect()
+}
+
+/// A bay whose sensor may have gone silent.
+#[derive(Debug, Clone)]
+pub struct SilentCandidate {
+    pub lot: String,
+    pub bay: String,
+    pub model: Option<SensorModel>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Bays showing free or occupied whose sensor was last heard before `seen_before`.
+pub fn silent_candidates(
+    db: &Database,
+    seen_before: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<SilentCandidate>, DbError> {
+    db.query(db.sql.silent_bay_candidates, &[to_ms(seen_before).into(), i64::from(limit).into()])?
+        .iter()
+        .map(|r| {
+            Ok(SilentCandidate {
+                lot: r.text(0)?,
+                bay: r.text(1)?,
+                // An unknown model name gets the default window rather than none.
+                model: r.opt_text(5)?.and_then(|m| SensorModel::parse(&m).ok()),
+                last_seen: from_ms(r.int(6)?)?,
+            })
+        })
+        .collect()
+}
+
+/// What marking a silent bay `unknown` derives.
+#[derive(Debug)]
+pub struct SilenceDerived {
+    pub slot: SlotChanged,
+    pub availability: AvailabilityChanged,
+    /// The new offline alert; `None` when one was open already.
+    pub alert: Option<Alert>,
+}
+
+/// Marks the bay `unknown` if its sensor is still silent past its window
+/// (re-checked under the row lock, so a reading that just arrived wins),
+/// records the status change and opens its offline alert, in one
+/// transaction. `None` when the bay is no longer silent (or gone).
+pub fn mark_silent(
+    db: &Database,
+    lot: &str,
+    bay: &str,
+    now: DateTime<Utc>,
+    window: impl Fn(Option<SensorModel>) -> Duration,
+) -> Result<Option<SilenceDerived>, DbError> {
+    db.transaction(|db| {
+        let key: [Value; 2] = [lot.into(), bay.into()];
+        let Some(row) = db.query(db.sql.bay_liveness, &key)?.into_iter().next() else { return Ok(None) };
+        let previous = status(&row, 0)?;
+        let last_seen = row.opt_int(1)?.map(from_ms).transpose()?;
+        let model = row.opt_text(2)?.and_then(|m| SensorModel::parse(&m).ok());
+        let silent = parking_domain::is_silent(last_seen, now, window(model));
+        if !silent || !matches!(previous, BayStatus::Free | BayStatus::Occupied) {
+            return Ok(None);
+        }
+        let zone = row.opt_text(3)?;
+        let class = class(&row, 4)?;
+        let device = row.opt_text(5)?;
+        db.execute(
+            db.sql.set_bay_status,
+            &[key[0].clone(), key[1].clone(), "unknown".into(), to_ms(now).into()],
+        )?;
+        db.execute(
+            db.sql.insert_status_change,
+            &[
+                lot.into(),
+                bay.into(),
+                Value::opt_text(zone.as_deref()),
+                class.as_str().into(),
+                previous.as_str().into(),
+                "unknown".into(),
+                to_ms(now).into(),
+                to_ms(now).into(),
+                Value::Null,
+            ],
+        )?;
+        let silent_for = last_seen.map(|seen| (now - seen).num_minutes()).unwrap_or_default();
+        let detail = format!(
+            "no frame from sensor {} for {silent_for} minutes (window {} minutes for model {})",
+            device.as_deref().unwrap_or("?"),
+            window(model).num_minutes(),
+            model.map(SensorModel::as_str).unwrap_or("unspecified")
+        );
+        let subject = format!("{lot}/{bay}");
+        let about = AlertSubject {
+            lot: Some(lot),
+            bay: Some(bay),
+            zone: zone.as_deref(),
+            class: Some(class.as_str()),
+            device: device.as_deref(),
+        };
+        let alert = open_alert(db, AlertKind::SensorOffline, &subject, &about, &detail, now, true)?;
+        let (counts, changed_at) = crate::repo::group_counts(db, lot, zone.as_deref(), &class)?;
+        Ok(Some(SilenceDerived {
+            slot: SlotChanged {
+                lot: lot.to_owned(),
+                bay: bay.to_owned(),
+                zone: zone.clone(),
+                class: class.clone(),
+                device: None,
+                previous,
+                status: BayStatus::Unknown,
+                observed_at: now,
+            },
+            availability: AvailabilityChanged {
+                lot: lot.to_owned(),
+                zone,
+                class,
+                counts,
+                changed_at: changed_at.unwrap_or(now),
+            },
+            alert,
+        }))
+    })
+}
