@@ -60,6 +60,36 @@ pub enum MqttMode {
     External(String),
 }
 
+impl MqttMode {
+    /// For the components' variables: the broker's `mqtt://host:port`, its
+    /// `host:port` (for `allowed_outbound_hosts`) and the credentials in the URL.
+    #[allow(clippy::type_complexity)]
+    pub fn component_address(&self) -> Result<Option<(String, String, Option<(String, String)>)>> {
+        match self {
+            MqttMode::Off => Ok(None),
+            MqttMode::Embedded(listen) => {
+                // A broker listening on every interface is reached on loopback.
+                let ip = if listen.ip().is_unspecified() { "127.0.0.1".parse()? } else { listen.ip() };
+                let host = SocketAddr::new(ip, listen.port()).to_string();
+                Ok(Some((format!("mqtt://{host}"), host, None)))
+            }
+            MqttMode::External(url) => {
+                let parsed = url::Url::parse(url).with_context(|| format!("--mqtt {url:?} is not a URL"))?;
+                let host = match parsed.host() {
+                    Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+                    Some(h) => h.to_string(),
+                    None => bail!("--mqtt {url:?} names no host"),
+                };
+                let host = format!("{host}:{}", parsed.port().unwrap_or(1883));
+                let credentials = (!parsed.username().is_empty()).then(|| {
+                    (parsed.username().to_owned(), parsed.password().unwrap_or_default().to_owned())
+                });
+                Ok(Some((format!("mqtt://{host}"), host, credentials)))
+            }
+        }
+    }
+}
+
 /// A running system; dropping it stops the listener.
 pub struct Running {
     pub addr: SocketAddr,
@@ -99,6 +129,18 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     }
     if let (Some(host), true) = (database.host_port(), manifest.variables.contains_key("database_host")) {
         overrides.entry("database_host".into()).or_insert(host);
+    }
+    // Terminal frames go to the broker parkd bridges (embedded or external).
+    if let Some((address, host, credentials)) = options.mqtt.component_address()? {
+        for (name, value) in [("mqtt_address", address), ("mqtt_host", host)] {
+            if manifest.variables.contains_key(name) {
+                overrides.entry(name.into()).or_insert(value);
+            }
+        }
+        if let Some((user, password)) = credentials {
+            overrides.entry("mqtt_username".into()).or_insert(user);
+            overrides.entry("mqtt_password".into()).or_insert(password);
+        }
     }
     let resolved = manifest::resolve_variables(&manifest.variables, &overrides, |k| std::env::var(k).ok())?;
     let variables: BTreeMap<String, String> = resolved.into_iter().map(|(k, (v, _))| (k, v)).collect();

@@ -12,6 +12,7 @@ use sqlx::Connection;
 
 pub mod mosquitto;
 pub mod postgres;
+pub mod terminals;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ pub mod events;
 pub mod lot;
 pub mod reading;
 pub mod status;
+pub mod terminal;
 
 pub use availability::{
     BayCount, Counts, Fullness, LotAvailability, Thresholds, ZoneAvailability, next_fullness, summarise,
@@ -31,3 +32,7 @@ pub use lot::{
 };
 pub use reading::{FORMAT_PARKING_JSON, MAX_READING_BYTES, Reading, decode_parking_json};
 pub use status::BayStatus;
+pub use terminal::{
+    ClassFrame, FRAME_TOPIC_FILTER, Frame, TerminalScope, TerminalSpec, ZoneFrame, frame_topic,
+    parse_terminal_spec, render_frame, terminal_of_topic, token_digest,
+};

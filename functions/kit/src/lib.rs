@@ -4,12 +4,14 @@
 //!   chosen by the `database_url` variable;
 //! - [`sql`]: every statement a component issues, one module per dialect;
 //! - [`repo`]: lots, bays and readings as the components use them;
+//! - [`terminals`]: display terminals and the frames rendered for them;
 //! - [`respond`]: JSON answers and the status code each failure maps to.
 
 pub mod db;
 pub mod repo;
 pub mod respond;
 pub mod sql;
+pub mod terminals;
 
 pub use db::{Database, DbError, Value};
 pub use respond::ApiError;

@@ -69,4 +69,21 @@ pub struct Statements {
     pub insert_status_change: &'static str,
     /// (lot, zone, class) -> status, count, max(status_changed_at_ms)
     pub group_counts: &'static str,
+
+    // --- terminals ---
+    /// (terminal, lot, zones_json, classes_json, token_sha256, now_ms)
+    pub upsert_terminal: &'static str,
+    /// (terminal) -> lot, zones_json, classes_json, created_at_ms, updated_at_ms
+    pub terminal: &'static str,
+    /// (terminal)
+    pub delete_terminal: &'static str,
+    /// (terminal)
+    pub delete_terminal_frame: &'static str,
+    /// (lot) -> terminal, zones_json, classes_json
+    pub lot_terminals: &'static str,
+    /// (terminal) -> seq, content_digest, frame_json (all NULL before the first frame);
+    /// no row for an unknown terminal.
+    pub terminal_frame: &'static str,
+    /// (terminal, seq, content_digest, frame_json, now_ms)
+    pub upsert_terminal_frame: &'static str,
 }
