@@ -17,6 +17,7 @@ use crate::capabilities::postgres::{PostgresCapability, PostgresConfig};
 use crate::capabilities::sqlite::{SqliteCapability, SqliteConfig};
 use crate::database::Database;
 use crate::engine::PoolLimits;
+use crate::gateway::{Gateway, GatewayConfig};
 use crate::manifest::{self, Manifest};
 use crate::routes::Router;
 use crate::server::{Metrics, Server};
@@ -36,6 +37,9 @@ pub struct UpOptions {
     pub serve_all_paths: bool,
     /// Where sensor messages come from.
     pub mqtt: MqttMode,
+    /// How often the terminal gateway's idle streams carry a ping (it runs
+    /// whenever MQTT does, except when serving one component).
+    pub gateway_keep_alive: std::time::Duration,
 }
 
 impl UpOptions {
@@ -95,6 +99,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
     pub bridge: Option<Bridge>,
+    pub gateway: Option<Arc<Gateway>>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
@@ -192,6 +197,13 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         }
         MqttMode::External(url) => Some(url.clone()),
     };
+    let gateway = match (&mqtt_url, options.serving_one()) {
+        (Some(url), None) => {
+            let config = GatewayConfig { keep_alive: options.gateway_keep_alive, ..GatewayConfig::new(url) };
+            Some(Gateway::start(config, &database).await?)
+        }
+        _ => None,
+    };
     let bridge = match mqtt_url {
         Some(url) => {
             let config = BridgeConfig::from_url(&url)?;
@@ -206,7 +218,12 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         tracing::warn!(error = %e, "continuing without a subscribed MQTT bridge for now");
     }
     let metrics = Metrics { bridge: bridge.as_ref().map(|b| b.stats.clone()) };
-    let server = Server::new(app.clone(), router, events_route.clone(), metrics);
+    if let Some(gateway) = &gateway
+        && let Err(e) = gateway.ready(std::time::Duration::from_secs(10)).await
+    {
+        tracing::warn!(error = %e, "continuing; the terminal gateway keeps reconnecting");
+    }
+    let server = Server::with_gateway(app.clone(), router, events_route.clone(), metrics, gateway.clone());
     tracing::info!(
         "parkd listening on http://{addr} (API under /api/v1, health at /healthz, metrics at /metrics)"
     );
@@ -214,7 +231,10 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         tracing::info!("CloudEvents ingress on http://{addr}{route}");
     }
     let task = tokio::spawn(server.serve(listener));
-    let running = Running { addr, app, bridge, task: Some(task) };
+    if gateway.is_some() {
+        tracing::info!("terminal kiosk pages at http://{addr}/terminals/{{terminal}}?token=...");
+    }
+    let running = Running { addr, app, bridge, gateway, task: Some(task) };
     if options.demo {
         provision_demo(&running, &variables).await?;
     }

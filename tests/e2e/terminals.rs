@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use parkd::up::MqttMode;
 use parking_tests::mosquitto::Mosquitto;
-use parking_tests::terminals::{next_matching, subscribe, token_for};
+use parking_tests::terminals::{SseStream, next_matching, subscribe, token_for};
 use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, reading};
 use reqwest::StatusCode;
 use rumqttc::QoS;
@@ -27,15 +27,160 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    streams_refuse_missing_and_foreign_tokens,
     terminals_are_provisioned_and_refused_with_reasons,
     a_reading_over_mqtt_publishes_retained_frames_to_the_terminals_that_show_it,
     a_redelivered_change_publishes_the_same_frame_again,
 );
 
 async fn parkd_with_broker(backend: Backend, broker: &Mosquitto) -> Parkd {
-    Parkd::start_with(ParkdOptions { mqtt: MqttMode::External(broker.url()), ..ParkdOptions::new(backend) })
+    Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        // Short, so the keep-alive test is quick.
+        gateway_keep_alive: Duration::from_secs(1),
+        ..ParkdOptions::new(backend)
+    })
+    .await
+    .unwrap()
+}
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A lot of `cars` bays with terminal T1 showing it; answers parkd.
+async fn lot_with_terminal(backend: Backend, broker: &Mosquitto, cars: usize) -> Parkd {
+    let parkd = parkd_with_broker(backend, broker).await;
+    assert_eq!(parkd.put_lot("north", &lot_spec("North", "N", cars, 0)).await.status(), StatusCode::CREATED);
+    assert_eq!(parkd.put_terminal("T1", "north", None).await.status(), StatusCode::CREATED);
+    parkd
+}
+
+/// Turns car bay `i` free (one new frame each, as every call changes the counts).
+async fn free_bay(parkd: &Parkd, i: usize) {
+    let r = parkd
+        .send_reading(&format!("free-{i}"), &reading(&format!("N-C{i}"), false, 1, "2026-11-25T10:00:00Z"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+}
+
+fn stream_url(parkd: &Parkd, terminal: &str, token: &str) -> String {
+    parkd.url(&format!("/terminals/{terminal}/stream?token={token}"))
+}
+
+async fn streams_refuse_missing_and_foreign_tokens(backend: Backend) {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(backend, &broker, 2).await;
+    parkd.put_terminal("T2", "north", None).await;
+    let get = |path: &str, bearer: Option<String>| {
+        let mut request = parkd.client.get(parkd.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(get("/terminals/T1/stream", None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(get("/terminals/T1/stream?token=not-a-token-of-anyone", None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(get("/terminals/T2/stream", Some(token_for("T1"))).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&format!("/terminals/T2/stream?token={}", token_for("T1")), None).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(get("/terminals/T1/ws", Some(token_for("T2"))).await, StatusCode::FORBIDDEN);
+    // The right token, either way, opens the stream.
+    let ok = parkd
+        .client
+        .get(parkd.url("/terminals/T1/stream"))
+        .bearer_auth(token_for("T1"))
+        .send()
         .await
-        .unwrap()
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.headers()["content-type"], "text/event-stream");
+    SseStream::open(&parkd.client, &stream_url(&parkd, "T2", &token_for("T2")), None).await.unwrap();
+    // A deleted terminal's token stops working once the cache forgets it.
+    let r = parkd.client.delete(parkd.url("/api/v1/terminals/T2")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    tokio::time::sleep(parkd::gateway::tokens::CACHE_TTL + Duration::from_millis(200)).await;
+    assert_eq!(
+        get(&format!("/terminals/T2/stream?token={}", token_for("T2")), None).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_sends_the_current_frame_at_once_then_live_frames_and_resumes_after_last_event_id() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(Backend::Sqlite, &broker, 6).await;
+    free_bay(&parkd, 0).await;
+    let url = stream_url(&parkd, "T1", &token_for("T1"));
+
+    let mut first = SseStream::open(&parkd.client, &url, None).await.unwrap();
+    let current = first.next_frame(WAIT).await.unwrap();
+    assert_eq!(current.id.as_deref(), Some("1"), "the current frame, at once");
+    assert_eq!(current.json()["classes"][0]["free"], 1);
+    free_bay(&parkd, 1).await;
+    let live = first.next_frame(WAIT).await.unwrap();
+    assert_eq!(live.id.as_deref(), Some("2"));
+    assert_eq!(live.json()["classes"][0]["free"], 2);
+    // Idle streams carry a ping event every keep-alive (1 s here).
+    let ping = first.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(ping.event, "ping");
+    assert!(ping.data.parse::<i64>().is_ok(), "the gateway's clock: {ping:?}");
+    drop(first);
+
+    // Missed while away: frames 3 and 4.
+    free_bay(&parkd, 2).await;
+    free_bay(&parkd, 3).await;
+    let mut newest = SseStream::open(&parkd.client, &url, None).await.unwrap();
+    assert_eq!(newest.next_frame(WAIT).await.unwrap().id.as_deref(), Some("4"));
+
+    let mut resumed = SseStream::open(&parkd.client, &url, Some(2)).await.unwrap();
+    let missed: Vec<_> = [resumed.next_frame(WAIT).await.unwrap(), resumed.next_frame(WAIT).await.unwrap()]
+        .iter()
+        .map(|e| (e.id.clone().unwrap(), e.json()["classes"][0]["free"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(missed, [("3".to_owned(), 3), ("4".to_owned(), 4)], "exactly what it missed, in order");
+    free_bay(&parkd, 4).await;
+    assert_eq!(resumed.next_frame(WAIT).await.unwrap().id.as_deref(), Some("5"), "then live, nothing twice");
+
+    // Up to date already: nothing until the next frame.
+    let mut current_client = SseStream::open(&parkd.client, &url, Some(5)).await.unwrap();
+    assert!(current_client.next_frame(Duration::from_millis(1500)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_hundred_clients_each_receive_every_frame() {
+    const CLIENTS: usize = 100;
+    const FRAMES: usize = 5;
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(Backend::Sqlite, &broker, FRAMES).await;
+    let url = stream_url(&parkd, "T1", &token_for("T1"));
+    let mut streams = Vec::new();
+    for _ in 0..CLIENTS {
+        // Own connection pools: one TCP connection per client, as browsers would.
+        streams.push(SseStream::open(&reqwest::Client::new(), &url, None).await.unwrap());
+    }
+    let gateway = parkd.running.gateway.as_ref().unwrap();
+    assert_eq!(gateway.stats.clients.load(std::sync::atomic::Ordering::Relaxed), CLIENTS as u64);
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                while ids.len() < FRAMES {
+                    let frame = stream.next_frame(WAIT).await.unwrap();
+                    ids.push(frame.id.unwrap().parse::<u64>().unwrap());
+                }
+                ids
+            })
+        })
+        .collect();
+    for i in 0..FRAMES {
+        free_bay(&parkd, i).await;
+    }
+    let expected: Vec<u64> = (1..=FRAMES as u64).collect();
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), expected);
+    }
 }
 
 async fn terminals_are_provisioned_and_refused_with_reasons(backend: Backend) {

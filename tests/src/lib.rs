@@ -69,6 +69,8 @@ pub struct ParkdOptions {
     pub components: Vec<String>,
     /// With one component: route every path to it (`parkd serve`).
     pub serve_all_paths: bool,
+    /// The terminal gateway's keep-alive interval.
+    pub gateway_keep_alive: std::time::Duration,
 }
 
 impl ParkdOptions {
@@ -81,6 +83,7 @@ impl ParkdOptions {
             mqtt: parkd::up::MqttMode::Off,
             components: Vec::new(),
             serve_all_paths: false,
+            gateway_keep_alive: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -145,6 +148,7 @@ impl Parkd {
             components: options.components,
             serve_all_paths: options.serve_all_paths,
             mqtt: options.mqtt,
+            gateway_keep_alive: options.gateway_keep_alive,
         })
         .await?;
         if let Some(bridge) = &running.bridge {

@@ -95,3 +95,87 @@ pub async fn next_matching(
         }
     }
 }
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap_or(Value::Null)
+    }
+}
+
+/// A reader of a `text/event-stream` response.
+pub struct SseStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseStream {
+    /// Opens `url` as an event stream; the response must be 200.
+    pub async fn open(client: &reqwest::Client, url: &str, last_event_id: Option<u64>) -> Result<Self> {
+        let mut request = client.get(url).header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.with_context(|| format!("GET {url}"))?;
+        if response.status() != reqwest::StatusCode::OK {
+            bail!("GET {url}: {} {}", response.status(), response.text().await.unwrap_or_default());
+        }
+        Ok(Self { response, buffer: String::new() })
+    }
+
+    /// The next event (comments and bare `retry:` blocks skipped), within `within`.
+    pub async fn next(&mut self, within: Duration) -> Result<SseEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent { event: "message".into(), ..Default::default() };
+                let mut has_data = false;
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match field {
+                        "id" => event.id = Some(value.to_owned()),
+                        "event" => event.event = value.to_owned(),
+                        "data" => {
+                            if has_data {
+                                event.data.push('\n');
+                            }
+                            event.data.push_str(value);
+                            has_data = true;
+                        }
+                        _ => {}
+                    }
+                }
+                if has_data {
+                    return Ok(event);
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                Ok(Ok(None)) => bail!("the stream ended"),
+                Ok(Err(e)) => bail!("reading the stream: {e}"),
+                Err(_) => bail!("no event within {within:?}"),
+            }
+        }
+    }
+
+    /// The next `frame` event, skipping pings.
+    pub async fn next_frame(&mut self, within: Duration) -> Result<SseEvent> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = self.next(left).await?;
+            if event.event == "frame" {
+                return Ok(event);
+            }
+        }
+    }
+}
