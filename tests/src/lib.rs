@@ -115,6 +115,11 @@ subscribes = [{types}]
 }
 
 impl Parkd {
+    /// Where this parkd keeps its state (its SQLite database is `parking.db` there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     pub async fn start(backend: Backend) -> Result<Self> {
         Self::start_with(ParkdOptions::new(backend)).await
     }
