@@ -16,6 +16,7 @@ pub mod frames;
 #[cfg(test)]
 mod tests;
 pub mod tokens;
+mod ws;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -203,15 +204,6 @@ impl Gateway {
             .header("x-accel-buffering", "no")
             .body(BodyExt::boxed(body))
             .expect("valid response")
-    }
-
-    fn websocket<B>(
-        self: &Arc<Self>,
-        _req: hyper::Request<B>,
-        _terminal: &str,
-        _last_seen: Option<u64>,
-    ) -> Response<Body> {
-        error(StatusCode::NOT_IMPLEMENTED, "WebSocket comes next; use /stream")
     }
 }
 
