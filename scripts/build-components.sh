@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 
 # The last one is a test fixture (tests/fixtures): small, and the e2e tests need it.
-components=(sensor-event availability-query lot-admin retention-sweep event-recorder)
+components=(sensor-event availability-query lot-admin retention-sweep terminal-push event-recorder)
 args=()
 for c in "${components[@]}"; do args+=(-p "$c"); done
 echo "build: components (${components[*]})" >&2

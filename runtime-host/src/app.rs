@@ -14,6 +14,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::capabilities::allowed_hosts::AllowedHosts;
+use crate::capabilities::mqtt::MqttCapability;
 use crate::capabilities::outbound_http::OutboundHttp;
 use crate::capabilities::postgres::PostgresCapability;
 use crate::capabilities::sqlite::SqliteCapability;
@@ -31,6 +32,8 @@ pub struct LoadedComponent {
     pub allowed_hosts: AllowedHosts,
     pub sqlite_databases: Vec<String>,
     pub subscribes: Vec<String>,
+    /// MQTT topic filters this component publishes retained.
+    pub mqtt_retain: Arc<[String]>,
     pub environment: Vec<(String, String)>,
     pub max_memory_bytes: usize,
 }
@@ -39,6 +42,7 @@ pub struct Capabilities {
     pub sqlite: Arc<SqliteCapability>,
     pub postgres: Arc<PostgresCapability>,
     pub variables: Arc<VariablesCapability>,
+    pub mqtt: Arc<MqttCapability>,
 }
 
 pub struct App {
@@ -113,6 +117,7 @@ impl App {
                     allowed_hosts: AllowedHosts::parse(id, &hosts)?,
                     sqlite_databases: def.sqlite_databases.clone(),
                     subscribes: def.tool.parkd.subscribes.clone(),
+                    mqtt_retain: def.tool.parkd.mqtt_retain.iter().cloned().collect(),
                     environment: def.environment.clone().into_iter().collect(),
                     max_memory_bytes: options.pool.max_memory_bytes,
                 }),
@@ -132,7 +137,7 @@ impl App {
         Ok(Self {
             engine,
             components,
-            capabilities: Capabilities { sqlite, postgres, variables },
+            capabilities: Capabilities { sqlite, postgres, variables, mqtt: MqttCapability::new() },
             metrics: Default::default(),
             derived_events: Default::default(),
         })
@@ -148,6 +153,10 @@ impl App {
             sqlite: self.capabilities.sqlite.instance(&component.sqlite_databases),
             postgres: self.capabilities.postgres.instance(component.allowed_hosts.clone()),
             variables: self.capabilities.variables.instance(&component.id),
+            mqtt: self
+                .capabilities
+                .mqtt
+                .instance(component.allowed_hosts.clone(), component.mqtt_retain.clone()),
             limits: StoreLimitsBuilder::new().memory_size(component.max_memory_bytes).build(),
         };
         let mut store = Store::new(&self.engine, state);

@@ -7,11 +7,12 @@ use wasmtime::{Engine, ResourceLimiter, StoreLimits};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::capabilities::mqtt::MqttInstance;
 use crate::capabilities::outbound_http::OutboundHttp;
 use crate::capabilities::postgres::PostgresInstance;
 use crate::capabilities::sqlite::SqliteInstance;
 use crate::capabilities::variables::VariablesInstance;
-use crate::capabilities::{postgres, sqlite, variables};
+use crate::capabilities::{mqtt, postgres, sqlite, variables};
 
 /// The `T` of `Store<T>`: WASI, wasi:http, and each capability's instance state.
 pub struct InstanceState {
@@ -22,6 +23,7 @@ pub struct InstanceState {
     pub sqlite: SqliteInstance,
     pub postgres: PostgresInstance,
     pub variables: VariablesInstance,
+    pub mqtt: MqttInstance,
     pub limits: StoreLimits,
 }
 
@@ -52,6 +54,7 @@ pub fn linker(engine: &Engine) -> Result<Linker<InstanceState>> {
     sqlite::add_to_linker(&mut linker, |s| &mut s.sqlite)?;
     postgres::add_to_linker(&mut linker, |s| &mut s.postgres)?;
     variables::add_to_linker(&mut linker, |s| &mut s.variables)?;
+    mqtt::add_to_linker(&mut linker, |s| &mut s.mqtt)?;
     Ok(linker)
 }
 
@@ -61,4 +64,5 @@ pub const CAPABILITIES: &[&str] = &[
     "fermyon:spin/sqlite@2.0.0",
     "spin:postgres/postgres@3.0.0",
     "fermyon:spin/variables@2.0.0",
+    "fermyon:spin/mqtt@2.0.0",
 ];

@@ -11,6 +11,7 @@ pub mod capabilities;
 pub mod database;
 pub mod demo;
 pub mod engine;
+pub mod gateway;
 pub mod instance;
 pub mod manifest;
 pub mod metrics;

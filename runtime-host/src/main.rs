@@ -83,6 +83,24 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         workers: usize,
     },
+    /// Runs only the terminal gateway (SSE, WebSocket, kiosk pages), as its
+    /// replicas run on a cluster: each subscribes to the broker itself.
+    Gateway {
+        /// The MQTT broker terminal frames are published to.
+        #[arg(long, env = "PARKD_MQTT")]
+        mqtt: String,
+        /// Where terminal tokens are checked: `sqlite` (in --data-dir) or a postgres:// URL.
+        #[arg(long, default_value = "sqlite", env = "PARKING_DATABASE")]
+        database: String,
+        #[arg(long, default_value = ".parking", env = "PARKD_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Address of the HTTP listener.
+        #[arg(long, default_value = "127.0.0.1:3001", env = "PARKD_GATEWAY_LISTEN")]
+        listen: SocketAddr,
+        /// Seconds between keep-alive pings on idle streams.
+        #[arg(long, default_value_t = 15)]
+        keep_alive: u64,
+    },
     /// Publishes simulated bay sensor readings over MQTT at a target rate.
     Simulate {
         /// The MQTT broker (the one `parkd up` embeds by default).
@@ -150,6 +168,7 @@ impl AppArgs {
             serve_all_paths: false,
             mqtt: up::MqttMode::Off,
             sweep_schedule: None,
+            gateway_keep_alive: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -268,6 +287,22 @@ async fn main() -> Result<()> {
             tracing::info!("stopping");
             drop(bridge);
             Ok(())
+        }
+        Command::Gateway { mqtt, database, data_dir, listen, keep_alive } => {
+            let database = Database::parse(&database, &data_dir)?;
+            let config = parkd::gateway::GatewayConfig {
+                keep_alive: std::time::Duration::from_secs(keep_alive.max(1)),
+                ..parkd::gateway::GatewayConfig::new(&mqtt)
+            };
+            let gateway = parkd::gateway::Gateway::start(config, &database).await?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}: pass --listen ADDR"))?;
+            tracing::info!("terminal gateway on http://{listen}/terminals/{{terminal}}");
+            tokio::select! {
+                result = parkd::gateway::serve(gateway, listener) => result,
+                _ = tokio::signal::ctrl_c() => Ok(()),
+            }
         }
         Command::Simulate { mqtt, bays, rate, readings, provision, lot, seed } => {
             let url = url::Url::parse(&mqtt).with_context(|| format!("--mqtt {mqtt:?} is not a URL"))?;

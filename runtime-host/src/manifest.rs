@@ -126,6 +126,10 @@ pub struct ParkdComponent {
     /// CloudEvent types delivered to this component, like a Knative Trigger's filter.
     #[serde(default)]
     pub subscribes: Vec<String>,
+    /// MQTT topic filters whose messages parkd publishes retained. Spin's MQTT
+    /// interface has no retain flag, so this is the host's decision, per component.
+    #[serde(default)]
+    pub mqtt_retain: Vec<String>,
 }
 
 impl Manifest {

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::bridge::BridgeStats;
 use crate::broker::{self, Broker};
+use crate::gateway::{self, Gateway};
 use crate::routes::Router;
 
 /// Requests larger than this are refused before a component sees them.
@@ -27,6 +28,8 @@ pub struct Server {
     events_route: Option<String>,
     broker: Broker,
     metrics: Metrics,
+    /// The terminal gateway's routes (`/terminals/...`), when it runs here.
+    gateway: Option<Arc<Gateway>>,
 }
 
 /// What `/metrics` reports (Prometheus text format).
@@ -137,7 +140,18 @@ pub async fn serve_bridge_health(listener: TcpListener, stats: Arc<BridgeStats>)
 
 impl Server {
     pub fn new(app: Arc<App>, router: Router, events_route: Option<String>, metrics: Metrics) -> Arc<Self> {
-        Arc::new(Self { broker: Broker::new(app.clone()), app, router, events_route, metrics })
+        Self::with_gateway(app, router, events_route, metrics, None)
+    }
+
+    /// Also serves the terminal gateway's routes.
+    pub fn with_gateway(
+        app: Arc<App>,
+        router: Router,
+        events_route: Option<String>,
+        metrics: Metrics,
+        gateway: Option<Arc<Gateway>>,
+    ) -> Arc<Self> {
+        Arc::new(Self { broker: Broker::new(app.clone()), app, router, events_route, metrics, gateway })
     }
 
     pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
@@ -169,6 +183,8 @@ impl Server {
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service)
+                    // The terminal gateway's WebSocket upgrades.
+                    .with_upgrades()
                     .await
                 {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -177,7 +193,13 @@ impl Server {
         }
     }
 
-    async fn handle(&self, req: hyper::Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: hyper::Request<Incoming>) -> Response<gateway::Body> {
+        // Terminal streams are long-lived: they are not request-logged.
+        if let Some(gateway) = &self.gateway
+            && Gateway::owns(req.uri().path())
+        {
+            return gateway.handle(req).await;
+        }
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -189,7 +211,7 @@ impl Server {
             ms = started.elapsed().as_secs_f64() * 1e3,
             "request"
         );
-        response.map(Full::new)
+        response.map(gateway::full)
     }
 
     async fn route(&self, req: hyper::Request<Incoming>) -> Response<Bytes> {

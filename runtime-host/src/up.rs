@@ -17,6 +17,7 @@ use crate::capabilities::postgres::{PostgresCapability, PostgresConfig};
 use crate::capabilities::sqlite::{SqliteCapability, SqliteConfig};
 use crate::database::Database;
 use crate::engine::PoolLimits;
+use crate::gateway::{Gateway, GatewayConfig};
 use crate::manifest::{self, Manifest};
 use crate::routes::Router;
 use crate::server::{Metrics, Server};
@@ -39,6 +40,9 @@ pub struct UpOptions {
     /// Cron schedule of the `dev.knative.sources.ping` ticks sent through the
     /// broker (the retention sweep); none: no ticks (tests send their own).
     pub sweep_schedule: Option<String>,
+    /// How often the terminal gateway's idle streams carry a ping (it runs
+    /// whenever MQTT does, except when serving one component).
+    pub gateway_keep_alive: std::time::Duration,
 }
 
 impl UpOptions {
@@ -63,11 +67,42 @@ pub enum MqttMode {
     External(String),
 }
 
+impl MqttMode {
+    /// For the components' variables: the broker's `mqtt://host:port`, its
+    /// `host:port` (for `allowed_outbound_hosts`) and the credentials in the URL.
+    #[allow(clippy::type_complexity)]
+    pub fn component_address(&self) -> Result<Option<(String, String, Option<(String, String)>)>> {
+        match self {
+            MqttMode::Off => Ok(None),
+            MqttMode::Embedded(listen) => {
+                // A broker listening on every interface is reached on loopback.
+                let ip = if listen.ip().is_unspecified() { "127.0.0.1".parse()? } else { listen.ip() };
+                let host = SocketAddr::new(ip, listen.port()).to_string();
+                Ok(Some((format!("mqtt://{host}"), host, None)))
+            }
+            MqttMode::External(url) => {
+                let parsed = url::Url::parse(url).with_context(|| format!("--mqtt {url:?} is not a URL"))?;
+                let host = match parsed.host() {
+                    Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+                    Some(h) => h.to_string(),
+                    None => bail!("--mqtt {url:?} names no host"),
+                };
+                let host = format!("{host}:{}", parsed.port().unwrap_or(1883));
+                let credentials = (!parsed.username().is_empty()).then(|| {
+                    (parsed.username().to_owned(), parsed.password().unwrap_or_default().to_owned())
+                });
+                Ok(Some((format!("mqtt://{host}"), host, credentials)))
+            }
+        }
+    }
+}
+
 /// A running system; dropping it stops the listener.
 pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
     pub bridge: Option<Bridge>,
+    pub gateway: Option<Arc<Gateway>>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
 }
@@ -108,6 +143,18 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     }
     if let (Some(host), true) = (database.host_port(), manifest.variables.contains_key("database_host")) {
         overrides.entry("database_host".into()).or_insert(host);
+    }
+    // Terminal frames go to the broker parkd bridges (embedded or external).
+    if let Some((address, host, credentials)) = options.mqtt.component_address()? {
+        for (name, value) in [("mqtt_address", address), ("mqtt_host", host)] {
+            if manifest.variables.contains_key(name) {
+                overrides.entry(name.into()).or_insert(value);
+            }
+        }
+        if let Some((user, password)) = credentials {
+            overrides.entry("mqtt_username".into()).or_insert(user);
+            overrides.entry("mqtt_password".into()).or_insert(password);
+        }
     }
     let resolved = manifest::resolve_variables(&manifest.variables, &overrides, |k| std::env::var(k).ok())?;
     let variables: BTreeMap<String, String> = resolved.into_iter().map(|(k, (v, _))| (k, v)).collect();
@@ -159,6 +206,13 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         }
         MqttMode::External(url) => Some(url.clone()),
     };
+    let gateway = match (&mqtt_url, options.serving_one()) {
+        (Some(url), None) => {
+            let config = GatewayConfig { keep_alive: options.gateway_keep_alive, ..GatewayConfig::new(url) };
+            Some(Gateway::start(config, &database).await?)
+        }
+        _ => None,
+    };
     let bridge = match mqtt_url {
         Some(url) => {
             let config = BridgeConfig::from_url(&url)?;
@@ -173,7 +227,12 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         tracing::warn!(error = %e, "continuing without a subscribed MQTT bridge for now");
     }
     let metrics = Metrics { bridge: bridge.as_ref().map(|b| b.stats.clone()) };
-    let server = Server::new(app.clone(), router, events_route.clone(), metrics);
+    if let Some(gateway) = &gateway
+        && let Err(e) = gateway.ready(std::time::Duration::from_secs(10)).await
+    {
+        tracing::warn!(error = %e, "continuing; the terminal gateway keeps reconnecting");
+    }
+    let server = Server::with_gateway(app.clone(), router, events_route.clone(), metrics, gateway.clone());
     tracing::info!(
         "parkd listening on http://{addr} (API under /api/v1, health at /healthz, metrics at /metrics)"
     );
@@ -187,7 +246,10 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         }
         _ => None,
     };
-    let running = Running { addr, app, bridge, task: Some(task), scheduler };
+    if gateway.is_some() {
+        tracing::info!("terminal kiosk pages at http://{addr}/terminals/{{terminal}}?token=...");
+    }
+    let running = Running { addr, app, bridge, gateway, task: Some(task), scheduler };
     if options.demo {
         provision_demo(&running, &variables).await?;
     }

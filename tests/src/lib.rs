@@ -14,6 +14,7 @@ pub mod db;
 pub mod kafka;
 pub mod mosquitto;
 pub mod postgres;
+pub mod terminals;
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,8 @@ pub struct ParkdOptions {
     pub serve_all_paths: bool,
     /// Cron schedule of sweep ticks; none by default (tests send their own).
     pub sweep_schedule: Option<String>,
+    /// The terminal gateway's keep-alive interval.
+    pub gateway_keep_alive: std::time::Duration,
 }
 
 impl ParkdOptions {
@@ -87,6 +90,7 @@ impl ParkdOptions {
             components: Vec::new(),
             serve_all_paths: false,
             sweep_schedule: None,
+            gateway_keep_alive: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -118,6 +122,11 @@ subscribes = [{types}]
 }
 
 impl Parkd {
+    /// Where this parkd keeps its state (its SQLite database is `parking.db` there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     pub async fn start(backend: Backend) -> Result<Self> {
         Self::start_with(ParkdOptions::new(backend)).await
     }
@@ -152,6 +161,7 @@ impl Parkd {
             serve_all_paths: options.serve_all_paths,
             mqtt: options.mqtt,
             sweep_schedule: options.sweep_schedule,
+            gateway_keep_alive: options.gateway_keep_alive,
         })
         .await?;
         if let Some(bridge) = &running.bridge {

@@ -94,6 +94,9 @@ pub enum DomainError {
     #[error("{field}: {inner}")]
     AtField { field: String, inner: Box<DomainError> },
 
+    #[error("terminal field `{field}`: {problem}")]
+    InvalidTerminal { field: String, problem: String },
+
     #[error("thresholds: {detail}")]
     InvalidThresholds { detail: String },
 

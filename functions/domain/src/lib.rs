@@ -16,6 +16,7 @@ pub mod history;
 pub mod lot;
 pub mod reading;
 pub mod status;
+pub mod terminal;
 
 pub use alerts::{
     AlertKind, BatteryAlert, BatteryThresholds, alert_fullness, battery_alert, fullness_alert,
@@ -42,3 +43,7 @@ pub use lot::{
 };
 pub use reading::{FORMAT_PARKING_JSON, MAX_READING_BYTES, Reading, decode_parking_json};
 pub use status::BayStatus;
+pub use terminal::{
+    ClassFrame, FRAME_TOPIC_FILTER, Frame, TerminalScope, TerminalSpec, ZoneFrame, frame_topic,
+    parse_terminal_spec, render_frame, terminal_of_topic, token_digest,
+};

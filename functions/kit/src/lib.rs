@@ -5,6 +5,7 @@
 //! - [`sql`]: every statement a component issues, one module per dialect;
 //! - [`history`]: roll-ups, the history query, retention deletes, silent sensors, alerts;
 //! - [`repo`]: lots, bays and readings as the components use them;
+//! - [`terminals`]: display terminals and the frames rendered for them;
 //! - [`respond`]: JSON answers and the status code each failure maps to.
 
 pub mod db;
@@ -12,6 +13,7 @@ pub mod history;
 pub mod repo;
 pub mod respond;
 pub mod sql;
+pub mod terminals;
 
 pub use db::{Database, DbError, Value};
 pub use respond::ApiError;

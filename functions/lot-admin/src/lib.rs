@@ -2,17 +2,20 @@
 //!
 //! - `PUT /api/v1/lots/{lot}` creates or replaces a lot's bays;
 //! - `GET /api/v1/lots/{lot}` answers the lot with each bay's live state;
-//! - `DELETE /api/v1/lots/{lot}` removes it (its history stays).
+//! - `DELETE /api/v1/lots/{lot}` removes it (its history stays);
+//! - `PUT`, `GET`, `DELETE /api/v1/terminals/{terminal}` provision the display
+//!   terminals of a lot (their token is stored as a digest, never shown).
 //!
 //! Writes need `Authorization: Bearer <admin_token>` when the `admin_token`
 //! variable is set (`PARKING_ADMIN_TOKEN` under parkd).
 
 use chrono::Utc;
 use http::{Method, Request, Response, StatusCode};
-use parking_domain::{parse_lot_spec, validate_id};
+use parking_domain::{parse_lot_spec, parse_terminal_spec, validate_id};
 use parking_kit::Database;
 use parking_kit::repo;
 use parking_kit::respond::{self, ApiError};
+use parking_kit::terminals::{self, TerminalWritten};
 use spin_sdk::http_component;
 
 /// Lots are provisioned rarely and can be large (20,000 bays).
@@ -27,6 +30,7 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let path = req.uri().path();
     let lot = match respond::segments(path).as_slice() {
         ["api", "v1", "lots", lot] => (*lot).to_owned(),
+        ["api", "v1", "terminals", terminal] => return terminal_route(req, terminal),
         _ => return Err(ApiError::not_found(format!("no such resource: {path}"))),
     };
     validate_id("lot", &lot).map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -71,6 +75,41 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             }
         }
         _ => Err(ApiError::method_not_allowed(method, path, "GET, PUT or DELETE")),
+    }
+}
+
+/// `/api/v1/terminals/{terminal}`.
+fn terminal_route(req: &Request<Vec<u8>>, terminal: &str) -> Result<Response<Vec<u8>>, ApiError> {
+    validate_id("terminal", terminal).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let method = req.method();
+    if *method != Method::GET {
+        authorise(req)?;
+    }
+    let db = Database::open_configured()?;
+    match *method {
+        Method::PUT => {
+            let spec = parse_terminal_spec(req.body()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            match terminals::put_terminal(&db, terminal, &spec, Utc::now())? {
+                TerminalWritten::Created(view) => Ok(respond::json(StatusCode::CREATED, &view)),
+                TerminalWritten::Replaced(view) => Ok(respond::json(StatusCode::OK, &view)),
+                TerminalWritten::UnknownLot => Err(ApiError::not_found(format!(
+                    "unknown lot {:?}: provision it first with PUT /api/v1/lots/{{lot}}",
+                    spec.lot
+                ))),
+            }
+        }
+        Method::GET => match terminals::get_terminal(&db, terminal)? {
+            Some(view) => Ok(respond::json(StatusCode::OK, &view)),
+            None => Err(ApiError::not_found(format!("unknown terminal {terminal:?}"))),
+        },
+        Method::DELETE => {
+            if terminals::delete_terminal(&db, terminal)? {
+                Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Vec::new()).expect("valid"))
+            } else {
+                Err(ApiError::not_found(format!("unknown terminal {terminal:?}")))
+            }
+        }
+        _ => Err(ApiError::method_not_allowed(method, req.uri().path(), "GET, PUT or DELETE")),
     }
 }
 

@@ -11,6 +11,7 @@
 //! [`crate::instance::InstanceState`].
 
 pub mod allowed_hosts;
+pub mod mqtt;
 pub mod outbound_http;
 pub mod postgres;
 pub mod sqlite;
@@ -37,6 +38,7 @@ pub mod bindings {
         with: {
             "fermyon:spin/sqlite.connection": crate::capabilities::sqlite::SqliteConnection,
             "spin:postgres/postgres.connection": crate::capabilities::postgres::PgConnection,
+            "fermyon:spin/mqtt.connection": crate::capabilities::mqtt::MqttConnection,
         },
     });
 }

@@ -128,4 +128,20 @@ pub struct Statements {
     pub announce_alerts: &'static str,
     /// (now_ms) -> the alert columns of unknown-device alerts closed because the device is now a bay's sensor.
     pub close_provisioned_device_alerts: &'static str,
+    // --- terminals ---
+    /// (terminal, lot, zones_json, classes_json, token_sha256, now_ms)
+    pub upsert_terminal: &'static str,
+    /// (terminal) -> lot, zones_json, classes_json, created_at_ms, updated_at_ms
+    pub terminal: &'static str,
+    /// (terminal)
+    pub delete_terminal: &'static str,
+    /// (terminal)
+    pub delete_terminal_frame: &'static str,
+    /// (lot) -> terminal, zones_json, classes_json
+    pub lot_terminals: &'static str,
+    /// (terminal) -> seq, content_digest, frame_json (all NULL before the first frame);
+    /// no row for an unknown terminal.
+    pub terminal_frame: &'static str,
+    /// (terminal, seq, content_digest, frame_json, now_ms)
+    pub upsert_terminal_frame: &'static str,
 }

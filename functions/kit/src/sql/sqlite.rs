@@ -125,4 +125,20 @@ pub static STATEMENTS: Statements = Statements {
     close_provisioned_device_alerts: "UPDATE alerts SET closed_at_ms = ?1 WHERE kind = 'unknown_device' \
                                       AND closed_at_ms IS NULL AND subject IN (SELECT sensor FROM bays WHERE sensor IS NOT NULL) \
                                       RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
+    upsert_terminal: "INSERT INTO terminals (terminal_id, lot_id, zones, classes, token_sha256, created_at_ms, updated_at_ms) \
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
+                      ON CONFLICT (terminal_id) DO UPDATE SET lot_id = excluded.lot_id, zones = excluded.zones, \
+                      classes = excluded.classes, token_sha256 = excluded.token_sha256, updated_at_ms = excluded.updated_at_ms",
+    terminal: "SELECT lot_id, zones, classes, created_at_ms, updated_at_ms FROM terminals WHERE terminal_id = ?1",
+    delete_terminal: "DELETE FROM terminals WHERE terminal_id = ?1",
+    delete_terminal_frame: "DELETE FROM terminal_frames WHERE terminal_id = ?1",
+    lot_terminals: "SELECT terminal_id, zones, classes FROM terminals WHERE lot_id = ?1 ORDER BY terminal_id",
+    // BEGIN IMMEDIATE already serialises renders.
+    terminal_frame: "SELECT f.seq, f.content_digest, f.frame FROM terminals t \
+                     LEFT JOIN terminal_frames f ON f.terminal_id = t.terminal_id WHERE t.terminal_id = ?1",
+    upsert_terminal_frame: "INSERT INTO terminal_frames (terminal_id, seq, content_digest, frame, rendered_at_ms) \
+                            VALUES (?1, ?2, ?3, ?4, ?5) \
+                            ON CONFLICT (terminal_id) DO UPDATE SET seq = excluded.seq, \
+                            content_digest = excluded.content_digest, frame = excluded.frame, \
+                            rendered_at_ms = excluded.rendered_at_ms",
 };

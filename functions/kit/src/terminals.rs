@@ -1,0 +1,176 @@
+//! Terminals as the components use them: provisioning (lot-admin) and the
+//! frames terminal-push renders.
+
+use chrono::{DateTime, Utc};
+use parking_domain::{
+    Frame, TerminalScope, TerminalSpec, Thresholds, VehicleClass, render_frame, token_digest,
+};
+use serde::Serialize;
+
+use crate::db::{Database, DbError, Row, Value};
+use crate::repo::{from_ms, lot_availability, to_ms};
+
+/// A terminal as the admin API shows it (never its token).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalView {
+    pub terminal: String,
+    pub lot: String,
+    pub zones: Option<Vec<String>>,
+    pub classes: Option<Vec<VehicleClass>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a PUT did.
+#[derive(Debug)]
+pub enum TerminalWritten {
+    Created(TerminalView),
+    Replaced(TerminalView),
+    /// The terminal's lot does not exist.
+    UnknownLot,
+}
+
+fn json_list<T: Serialize>(list: &Option<Vec<T>>) -> Result<Value, DbError> {
+    match list {
+        None => Ok(Value::Null),
+        Some(items) => {
+            serde_json::to_string(items).map(Value::Text).map_err(|e| DbError::Decode(e.to_string()))
+        }
+    }
+}
+
+fn parse_list<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> Result<Option<Vec<T>>, DbError> {
+    row.opt_text(i)?
+        .map(|s| serde_json::from_str(&s).map_err(|e| DbError::Decode(format!("column {i}: {e}"))))
+        .transpose()
+}
+
+/// Creates or replaces a terminal. A token used by another terminal is a conflict.
+pub fn put_terminal(
+    db: &Database,
+    terminal: &str,
+    spec: &TerminalSpec,
+    now: DateTime<Utc>,
+) -> Result<TerminalWritten, DbError> {
+    db.transaction(|db| {
+        if db.query(db.sql.lot_name, &[spec.lot.as_str().into()])?.is_empty() {
+            return Ok(TerminalWritten::UnknownLot);
+        }
+        let existing = db.query(db.sql.terminal, &[terminal.into()])?.into_iter().next();
+        db.execute(
+            db.sql.upsert_terminal,
+            &[
+                terminal.into(),
+                spec.lot.as_str().into(),
+                json_list(&spec.zones)?,
+                json_list(&spec.classes)?,
+                token_digest(&spec.token).into(),
+                to_ms(now).into(),
+            ],
+        )
+        .map_err(|e| match e {
+            DbError::Conflict(_) => DbError::Conflict(
+                "field `token`: this token belongs to another terminal; give each terminal its own".into(),
+            ),
+            other => other,
+        })?;
+        let created_at = match &existing {
+            Some(row) => from_ms(row.int(3)?)?,
+            None => from_ms(to_ms(now))?,
+        };
+        let view = TerminalView {
+            terminal: terminal.to_owned(),
+            lot: spec.lot.clone(),
+            zones: spec.zones.clone(),
+            classes: spec.classes.clone(),
+            created_at,
+            updated_at: from_ms(to_ms(now))?,
+        };
+        Ok(if existing.is_some() { TerminalWritten::Replaced(view) } else { TerminalWritten::Created(view) })
+    })
+}
+
+pub fn get_terminal(db: &Database, terminal: &str) -> Result<Option<TerminalView>, DbError> {
+    let Some(row) = db.query(db.sql.terminal, &[terminal.into()])?.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(Some(TerminalView {
+        terminal: terminal.to_owned(),
+        lot: row.text(0)?,
+        zones: parse_list(&row, 1)?,
+        classes: parse_list(&row, 2)?,
+        created_at: from_ms(row.int(3)?)?,
+        updated_at: from_ms(row.int(4)?)?,
+    }))
+}
+
+/// Deletes a terminal and its last frame. Answers whether it existed.
+pub fn delete_terminal(db: &Database, terminal: &str) -> Result<bool, DbError> {
+    db.transaction(|db| {
+        if db.query(db.sql.terminal, &[terminal.into()])?.is_empty() {
+            return Ok(false);
+        }
+        db.execute(db.sql.delete_terminal_frame, &[terminal.into()])?;
+        db.execute(db.sql.delete_terminal, &[terminal.into()])?;
+        Ok(true)
+    })
+}
+
+/// The terminals of a lot whose scope includes (zone, class).
+pub fn terminals_showing(
+    db: &Database,
+    lot: &str,
+    zone: Option<&str>,
+    class: &VehicleClass,
+) -> Result<Vec<(String, TerminalScope)>, DbError> {
+    db.query(db.sql.lot_terminals, &[lot.into()])?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.text(0)?,
+                TerminalScope { lot: lot.to_owned(), zones: parse_list(r, 1)?, classes: parse_list(r, 2)? },
+            ))
+        })
+        .filter(|t: &Result<(String, TerminalScope), DbError>| {
+            t.as_ref().map_or(true, |(_, s)| s.shows(zone, class))
+        })
+        .collect()
+}
+
+/// Renders the terminal's frame from the lot's current counts. A render that
+/// changes nothing answers the stored frame (same id), so a redelivered event
+/// publishes the same frame again instead of a new one. `None` when the
+/// terminal or its lot is gone.
+pub fn render_terminal_frame(
+    db: &Database,
+    terminal: &str,
+    scope: &TerminalScope,
+    now: DateTime<Utc>,
+) -> Result<Option<Frame>, DbError> {
+    db.transaction(|db| {
+        let Some(row) = db.query(db.sql.terminal_frame, &[terminal.into()])?.into_iter().next() else {
+            return Ok(None);
+        };
+        let Some(availability) = lot_availability(db, &scope.lot)? else { return Ok(None) };
+        let previous: Option<Frame> = row
+            .opt_text(2)?
+            .map(|s| serde_json::from_str(&s).map_err(|e| DbError::Decode(format!("stored frame: {e}"))))
+            .transpose()?;
+        let states = previous.as_ref().map(Frame::states).unwrap_or_default();
+        let seq = previous.as_ref().map_or(0, |f| f.seq) + 1;
+        let frame = render_frame(terminal, scope, &availability, &states, &Thresholds::default(), seq, now);
+        let digest = frame.content_digest();
+        if let Some(previous) = previous
+            && row.opt_text(1)?.as_deref() == Some(digest.as_str())
+        {
+            return Ok(Some(previous));
+        }
+        let json = serde_json::to_string(&frame).map_err(|e| DbError::Decode(e.to_string()))?;
+        db.execute(
+            db.sql.upsert_terminal_frame,
+            &[terminal.into(), Value::Int(seq as i64), digest.into(), json.into(), to_ms(now).into()],
+        )?;
+        Ok(Some(frame))
+    })
+}

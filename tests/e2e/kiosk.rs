@@ -1,0 +1,193 @@
+//! The kiosk page in a real browser: Debian's headless Chromium, driven over
+//! WebDriver (chromedriver) with fantoccini. A sensor reading published over
+//! MQTT changes the number on the page; a stopped gateway makes the page
+//! warn that its data may be stale, and it recovers when the gateway is back.
+//! Screenshots are written under the target directory and their paths printed.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use parkd::database::Database;
+use parkd::gateway::{self, Gateway, GatewayConfig};
+use parkd::up::MqttMode;
+use parking_tests::mosquitto::Mosquitto;
+use parking_tests::terminals::token_for;
+use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, reading};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+/// chromedriver on a free port, for as long as the value lives.
+struct ChromeDriver {
+    port: u16,
+    child: Child,
+}
+
+impl ChromeDriver {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "chromedriver (Debian's chromium-driver; scripts/bootstrap.sh --test-servers installs it)",
+            );
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { port, child }
+    }
+
+    async fn browser(&self, profile: &std::path::Path) -> Client {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--window-size=1280,800", format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A gateway alone on its own port, as `parkd gateway` runs it.
+struct StandaloneGateway {
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl StandaloneGateway {
+    async fn start(broker: &Mosquitto, database: &Database, port: u16) -> Self {
+        let config =
+            GatewayConfig { keep_alive: Duration::from_secs(1), ..GatewayConfig::new(&broker.url()) };
+        let gateway: Arc<Gateway> = Gateway::start(config, database).await.unwrap();
+        gateway.ready(Duration::from_secs(10)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        Self { task: tokio::spawn(gateway::serve(gateway, listener)) }
+    }
+
+    /// Stops it: its listener and every open stream close.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| parking_tests::repo_root().join("target"));
+    let dir = target.join("test-artefacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    let path = screenshot_dir().join(name);
+    std::fs::write(&path, png).unwrap();
+    println!("screenshot: {}", path.display());
+}
+
+/// Waits until `check` holds on the page, or fails naming `what`.
+async fn wait_for<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < Duration::from_secs(30), "the page never showed {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text_of(browser: &Client, css: &str) -> Option<String> {
+    browser.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+async fn is_stale(browser: &Client) -> bool {
+    let class = browser.execute("return document.body.className", vec![]).await.unwrap();
+    class.as_str().unwrap_or_default().contains("stale")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kiosk_page_follows_readings_and_warns_when_the_gateway_is_gone() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    parkd.put_lot("north", &lot_spec("North", "N", 4, 2)).await;
+    parkd.put_terminal("T1", "north", None).await;
+
+    // The page comes from a gateway of its own, so it can be stopped and started.
+    let database = Database::parse("sqlite", parkd.data_dir()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let gateway = StandaloneGateway::start(&broker, &database, port).await;
+
+    let (sensor, mut eventloop) =
+        AsyncClient::new(MqttOptions::new("kiosk-test-sensor", "127.0.0.1", broker.port), 16);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let publish = |device: &str, occupied: bool, at: &str| {
+        let payload = reading(device, occupied, 1, at).to_string();
+        let (sensor, topic) = (sensor.clone(), format!("parking/uplink/{device}"));
+        async move { sensor.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap() }
+    };
+    publish("N-C0", false, "2026-11-25T10:00:00Z").await;
+
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser.goto(&format!("http://127.0.0.1:{port}/terminals/T1?token={}", token_for("T1"))).await.unwrap();
+    let cars = "#free-L1-four_wheeler";
+    wait_for("1 free car bay", || async { text_of(&browser, cars).await.as_deref() == Some("1") }).await;
+
+    publish("N-C1", false, "2026-11-25T10:00:01Z").await;
+    wait_for("2 free car bays after a reading", || async {
+        text_of(&browser, cars).await.as_deref() == Some("2")
+    })
+    .await;
+    assert!(!is_stale(&browser).await, "fresh data carries no warning");
+    screenshot(&browser, "kiosk-live.png").await;
+
+    gateway.stop().await;
+    wait_for("the stale warning", || async { is_stale(&browser).await }).await;
+    let warning = browser.find(Locator::Id("stale")).await.unwrap();
+    assert!(warning.is_displayed().await.unwrap());
+    screenshot(&browser, "kiosk-stale.png").await;
+
+    // Back on the same address: the page reconnects by itself, and follows again.
+    let gateway = StandaloneGateway::start(&broker, &database, port).await;
+    wait_for("recovery from the stale state", || async { !is_stale(&browser).await }).await;
+    publish("N-C2", false, "2026-11-25T10:00:02Z").await;
+    wait_for("3 free car bays after recovery", || async {
+        text_of(&browser, cars).await.as_deref() == Some("3")
+    })
+    .await;
+    screenshot(&browser, "kiosk-recovered.png").await;
+
+    browser.close().await.unwrap();
+    gateway.stop().await;
+}
