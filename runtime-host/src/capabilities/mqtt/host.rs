@@ -35,12 +35,8 @@ impl HostConnection for MqttInstance {
             tracing::warn!(%refused, "refused an MQTT connection");
             return Ok(Err(Error::ConnectionFailed(refused.to_string())));
         }
-        // Spin requires `?client_id=`; parkd names one itself when it is missing.
-        let client_id = url
-            .query_pairs()
-            .find(|(k, _)| k == "client_id")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_else(|| format!("parkd-{}", uuid::Uuid::new_v4().simple()));
+        // Spin requires `?client_id=`; without one, parkd names the shared client itself.
+        let client_id = url.query_pairs().find(|(k, _)| k == "client_id").map(|(_, v)| v.into_owned());
         let keep_alive = match keep_alive_interval_in_secs {
             0 => Duration::from_secs(30),
             s => Duration::from_secs(s.clamp(5, 3600)),

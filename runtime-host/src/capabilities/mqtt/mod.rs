@@ -48,7 +48,8 @@ pub struct MqttConnection {
 struct ClientKey {
     host: String,
     port: u16,
-    client_id: String,
+    /// `None`: the guest named no client id; all such opens share one client.
+    client_id: Option<String>,
     username: String,
     password: String,
 }
@@ -102,7 +103,9 @@ impl MqttCapability {
         if clients.len() >= MAX_CLIENTS {
             return Err(mqtt::Error::TooManyConnections);
         }
-        let mut options = MqttOptions::new(&key.client_id, &key.host, key.port);
+        let client_id =
+            key.client_id.clone().unwrap_or_else(|| format!("parkd-{}", uuid::Uuid::new_v4().simple()));
+        let mut options = MqttOptions::new(client_id, &key.host, key.port);
         options.set_keep_alive(keep_alive).set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES);
         if !key.username.is_empty() {
             options.set_credentials(&key.username, &key.password);

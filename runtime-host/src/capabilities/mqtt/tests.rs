@@ -133,17 +133,19 @@ async fn instances_share_one_client_per_broker() {
     let broker = Mosquitto::start();
     let capability = MqttCapability::new();
     let hosts = allowed(&["mqtt://127.0.0.1:*"]);
-    let address = format!("mqtt://127.0.0.1:{}?client_id=shared", broker.port);
-    for _ in 0..5 {
+    let named = format!("mqtt://127.0.0.1:{}?client_id=shared", broker.port);
+    let unnamed = format!("mqtt://127.0.0.1:{}", broker.port);
+    for i in 0..10 {
         let mut mqtt = capability.instance(hosts.clone(), retain(&[]));
-        let conn = mqtt.open(address.clone(), String::new(), String::new(), 30).await.unwrap().unwrap();
+        let address = if i % 2 == 0 { named.clone() } else { unnamed.clone() };
+        let conn = mqtt.open(address, String::new(), String::new(), 30).await.unwrap().unwrap();
         mqtt.publish(Resource::new_borrow(conn.rep()), "a/b".into(), vec![1], Qos::AtMostOnce)
             .await
             .unwrap()
             .unwrap();
         mqtt.drop(conn).await.unwrap();
     }
-    assert_eq!(capability.client_count(), 1);
+    assert_eq!(capability.client_count(), 2, "one named client, one parkd named once");
 }
 
 #[tokio::test]
