@@ -8,6 +8,7 @@
 //! - [`terminals`]: display terminals and the frames rendered for them;
 //! - [`respond`]: JSON answers and the status code each failure maps to.
 
+pub mod cloudevent;
 pub mod db;
 pub mod history;
 pub mod repo;

@@ -22,13 +22,13 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use cloudevents::{AttributesReader, Event, EventBuilder, EventBuilderV10};
+use cloudevents::{AttributesReader, Event};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, PING, SENSOR_ALERT_V1, SLOT_CHANGED_V1};
 use parking_domain::{SensorModel, heartbeat_window};
-use parking_kit::Database;
 use parking_kit::history::{self, HourRolled, RawTable};
 use parking_kit::respond::{self, ApiError};
+use parking_kit::{Database, cloudevent};
 use serde::Serialize;
 use spin_sdk::http_component;
 
@@ -135,24 +135,7 @@ struct Report {
 }
 
 fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
-    if req.method() != http::Method::POST {
-        return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST with a CloudEvent"));
-    }
-    let (parts, body) = req.into_parts();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "a ping event is small; this body is not one",
-        ));
-    }
-    let tick = cloudevents::binding::http::to_event(&parts.headers, body)
-        .map_err(|e| ApiError::bad_request(format!("not a CloudEvent (binary or structured mode): {e}")))?;
-    if tick.ty() != PING {
-        return Err(ApiError::bad_request(format!(
-            "unsupported event type {:?}: this function accepts {PING}",
-            tick.ty()
-        )));
-    }
+    let tick = cloudevent::receive(req, PING, MAX_BODY_BYTES)?;
     let settings = Settings::from_variables()?;
     let db = Database::open_configured()?;
     let started = Instant::now();
@@ -292,8 +275,8 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         .expect("static response parts are valid"))
 }
 
-/// A derived event in JSON event format; its id derives from the tick's, so
-/// a redelivered tick yields the same ids.
+/// A derived event; its id derives from the tick's, so a redelivered tick
+/// yields the same ids.
 fn event<T: Serialize>(
     tick: &Event,
     suffix: &str,
@@ -301,16 +284,5 @@ fn event<T: Serialize>(
     subject: &str,
     data: &T,
 ) -> Result<serde_json::Value, ApiError> {
-    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
-    let data = serde_json::to_value(data).map_err(|e| internal(e.to_string()))?;
-    let built = EventBuilderV10::new()
-        .id(format!("{}/{suffix}", tick.id()))
-        .source(SOURCE)
-        .ty(ty)
-        .subject(subject)
-        .time(Utc::now())
-        .data("application/json", data)
-        .build()
-        .map_err(|e| internal(e.to_string()))?;
-    serde_json::to_value(&built).map_err(|e| internal(e.to_string()))
+    cloudevent::derived(tick, SOURCE, suffix, ty, subject, data)
 }

@@ -11,13 +11,13 @@
 //! lot class became full or almost full (or stopped being so).
 
 use chrono::Utc;
-use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
+use cloudevents::{AttributesReader, Data, Event};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, SENSOR_ALERT_V1, SLOT_CHANGED_V1, UPLINK_V1};
 use parking_domain::{Envelope, PayloadFormat, parse_envelope};
-use parking_kit::Database;
 use parking_kit::repo::{self, Applied};
 use parking_kit::respond::{self, ApiError};
+use parking_kit::{Database, cloudevent};
 use spin_sdk::http_component;
 
 /// The CloudEvents `source` of the events this function derives.
@@ -35,9 +35,6 @@ fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
 }
 
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
-    if req.method() != http::Method::POST {
-        return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST with a CloudEvent"));
-    }
     let event = parse_event(req)?;
     let envelope = decode(&event)?;
     // CloudEvents are unique by (source, id): that pair is the dedup key.
@@ -113,22 +110,7 @@ fn accepted(outcome: &str) -> Response<Vec<u8>> {
 
 /// Reads a CloudEvent in binary or structured content mode.
 fn parse_event(req: Request<Vec<u8>>) -> Result<Event, ApiError> {
-    let (parts, body) = req.into_parts();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("event of {} bytes is over the {MAX_BODY_BYTES}-byte limit", body.len()),
-        ));
-    }
-    let event = cloudevents::binding::http::to_event(&parts.headers, body)
-        .map_err(|e| ApiError::bad_request(format!("not a CloudEvent (binary or structured mode): {e}")))?;
-    if event.ty() != UPLINK_V1 {
-        return Err(ApiError::bad_request(format!(
-            "unsupported event type {:?}: this function accepts {UPLINK_V1}",
-            event.ty()
-        )));
-    }
-    Ok(event)
+    cloudevent::receive(req, UPLINK_V1, MAX_BODY_BYTES)
 }
 
 /// Reads the uplink's envelope in the format the `format` extension names
@@ -177,16 +159,5 @@ fn derived<T: serde::Serialize>(
     subject: &str,
     data: &T,
 ) -> Result<serde_json::Value, ApiError> {
-    let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
-    let data = serde_json::to_value(data).map_err(|e| internal(e.to_string()))?;
-    let event = EventBuilderV10::new()
-        .id(format!("{}/{suffix}", cause.id()))
-        .source(SOURCE)
-        .ty(ty)
-        .subject(subject)
-        .time(Utc::now())
-        .data("application/json", data)
-        .build()
-        .map_err(|e| internal(e.to_string()))?;
-    serde_json::to_value(&event).map_err(|e| internal(e.to_string()))
+    cloudevent::derived(cause, SOURCE, suffix, ty, subject, data)
 }

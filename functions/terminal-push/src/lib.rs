@@ -14,13 +14,13 @@
 //! redelivered, and an unchanged re-render publishes the same frame again.
 
 use chrono::Utc;
-use cloudevents::{AttributesReader, Data, Event};
+use cloudevents::Data;
 use http::{Request, Response, StatusCode};
 use parking_domain::events::AVAILABILITY_CHANGED_V1;
 use parking_domain::{AvailabilityChanged, frame_topic};
-use parking_kit::Database;
 use parking_kit::respond::{self, ApiError};
 use parking_kit::terminals;
+use parking_kit::{Database, cloudevent};
 use spin_sdk::http_component;
 use spin_sdk::mqtt::{Connection, Qos};
 
@@ -35,9 +35,6 @@ fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
 }
 
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
-    if req.method() != http::Method::POST {
-        return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST with a CloudEvent"));
-    }
     let change = parse_event(req)?;
     let db = Database::open_configured()?;
     let shown = terminals::terminals_showing(&db, &change.lot, change.zone.as_deref(), &change.class)?;
@@ -85,21 +82,7 @@ fn connect() -> Result<Connection, ApiError> {
 
 /// Reads the availability change from a CloudEvent in binary or structured mode.
 fn parse_event(req: Request<Vec<u8>>) -> Result<AvailabilityChanged, ApiError> {
-    let (parts, body) = req.into_parts();
-    if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("event of {} bytes is over the {MAX_BODY_BYTES}-byte limit", body.len()),
-        ));
-    }
-    let event: Event = cloudevents::binding::http::to_event(&parts.headers, body)
-        .map_err(|e| ApiError::bad_request(format!("not a CloudEvent (binary or structured mode): {e}")))?;
-    if event.ty() != AVAILABILITY_CHANGED_V1 {
-        return Err(ApiError::bad_request(format!(
-            "unsupported event type {:?}: this function accepts {AVAILABILITY_CHANGED_V1}",
-            event.ty()
-        )));
-    }
+    let event = cloudevent::receive(req, AVAILABILITY_CHANGED_V1, MAX_BODY_BYTES)?;
     let parsed = match event.data() {
         Some(Data::Json(v)) => serde_json::from_value(v.clone()),
         Some(Data::String(s)) => serde_json::from_str(s),
