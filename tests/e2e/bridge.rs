@@ -81,6 +81,21 @@ async fn steady_stream(port: u16, bays: usize) -> anyhow::Result<parkd::simulate
     .await
 }
 
+/// A parkd without a bridge of its own (the bridge runs apart, as on a
+/// cluster), recording slot changes at `/test/recorded`, with lot `sim` of
+/// simulated bays; returns it and the number of bays.
+async fn parkd_with_sim_lot(dir: &std::path::Path) -> (Parkd, usize) {
+    let manifest = manifest_with_recorder(dir, &["io.parking.slot.changed.v1"]).unwrap();
+    let parkd =
+        Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(Backend::Sqlite) })
+            .await
+            .unwrap();
+    let bays = 30;
+    let lot = parkd::simulate::lot_definition("Sim", "SIM", bays);
+    assert!(parkd.put_lot("sim", &lot).await.status().is_success());
+    (parkd, bays)
+}
+
 /// Whether a lot's availability shows exactly what a simulation published last.
 fn shows_last_published(availability: &Value, summary: &parkd::simulate::Summary) -> bool {
     let Some(classes) = availability["classes"].as_object() else { return false };
@@ -274,20 +289,7 @@ async fn killed_mid_stream(url_options: &str) {
 
     let broker = Mosquitto::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
-    // parkd without its own bridge: the bridge runs apart, as on a cluster.
-    let parkd =
-        Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(Backend::Sqlite) })
-            .await
-            .unwrap();
-    let bays = 30;
-    assert!(
-        parkd
-            .put_lot("sim", &parkd::simulate::lot_definition("Sim", "SIM", bays))
-            .await
-            .status()
-            .is_success()
-    );
+    let (parkd, bays) = parkd_with_sim_lot(dir.path()).await;
     let start_bridge = || {
         let config = BridgeConfig {
             client_id: "bridge-under-test".into(),
@@ -535,14 +537,7 @@ async fn through_kafka(topic_exists_at_start: bool) {
         kafka.create_topic(TOPIC, PARTITIONS).await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
-    let parkd =
-        Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(Backend::Sqlite) })
-            .await
-            .unwrap();
-    let bays = 30;
-    let lot = parkd::simulate::lot_definition("Sim", "SIM", bays);
-    assert!(parkd.put_lot("sim", &lot).await.status().is_success());
+    let (parkd, bays) = parkd_with_sim_lot(dir.path()).await;
 
     let config = BridgeConfig {
         client_id: "bridge-to-kafka".into(),
@@ -672,19 +667,7 @@ async fn bridge_replicas_in_a_share_group_split_the_stream() {
 
     let broker = Mosquitto::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
-    let parkd =
-        Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(Backend::Sqlite) })
-            .await
-            .unwrap();
-    let bays = 30;
-    assert!(
-        parkd
-            .put_lot("sim", &parkd::simulate::lot_definition("Sim", "SIM", bays))
-            .await
-            .status()
-            .is_success()
-    );
+    let (parkd, bays) = parkd_with_sim_lot(dir.path()).await;
     let replica = |id: &str| {
         let config = BridgeConfig {
             client_id: id.into(),

@@ -6,19 +6,7 @@ use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, manifest_with_record
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-/// Runs each scenario once per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
+use parking_tests::on_both_backends;
 
 on_both_backends!(
     provisioning_reports_every_bay_unknown,

@@ -10,18 +10,7 @@ use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, manifest_with_record
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
+use parking_tests::on_both_backends;
 
 on_both_backends!(
     rollups_match_a_recount_from_raw_rows,

@@ -228,3 +228,19 @@ pub fn lot_spec(name: &str, sensor_prefix: &str, cars: usize, bikes: usize) -> V
     }
     json!({ "name": name, "bays": bays })
 }
+
+/// Runs each scenario (an `async fn(Backend)` in the calling file) once per
+/// backend, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Postgres).await })*
+        }
+    };
+}
