@@ -16,6 +16,7 @@ pub mod instance;
 pub mod manifest;
 pub mod metrics;
 pub mod mqtt_broker;
+pub mod operator;
 pub mod routes;
 pub mod scheduler;
 pub mod server;

@@ -1,4 +1,4 @@
-//! The HTTP listener: host routes (health), the broker's events route, and
+//! The HTTP listener: host routes (health, the operator page at `/`), the broker's events route, and
 //! the manifest's routes to components.
 
 use std::convert::Infallible;
@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::bridge::BridgeStats;
 use crate::broker::{self, Broker};
 use crate::gateway::{self, Gateway};
+use crate::operator;
 use crate::routes::Router;
 
 /// Requests larger than this are refused before a component sees them.
@@ -218,6 +219,11 @@ impl Server {
         let path = req.uri().path().to_owned();
         if path == "/healthz" {
             return Response::new(Bytes::from_static(b"ok\n"));
+        }
+        // The operator page, unless the manifest routes `/` to a component
+        // (as `parkd serve` does with every path).
+        if operator::owns(&path) && self.router.find(&path).is_none() {
+            return operator::handle(req.method());
         }
         if path == "/metrics" {
             let mut body = self.metrics.render(self.app.components.len());

@@ -4,71 +4,17 @@
 //! warn that its data may be stale, and it recovers when the gateway is back.
 //! Screenshots are written under the target directory and their paths printed.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
 use parkd::database::Database;
 use parkd::gateway::{self, Gateway, GatewayConfig};
 use parkd::up::MqttMode;
+use parking_tests::browser::{ChromeDriver, Client, Locator, screenshot, text_of, wait_for};
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::terminals::token_for;
 use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, reading};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
-
-/// chromedriver on a free port, for as long as the value lives.
-struct ChromeDriver {
-    port: u16,
-    child: Child,
-}
-
-impl ChromeDriver {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "chromedriver (Debian's chromium-driver; scripts/bootstrap.sh --test-servers installs it)",
-            );
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self { port, child }
-    }
-
-    async fn browser(&self, profile: &std::path::Path) -> Client {
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--window-size=1280,800", format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a Chromium session")
-    }
-}
-
-impl Drop for ChromeDriver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A gateway alone on its own port, as `parkd gateway` runs it.
 struct StandaloneGateway {
@@ -90,39 +36,6 @@ impl StandaloneGateway {
         self.task.abort();
         let _ = self.task.await;
     }
-}
-
-fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| parking_tests::repo_root().join("target"));
-    let dir = target.join("test-artefacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn screenshot(browser: &Client, name: &str) {
-    let png = browser.screenshot().await.unwrap();
-    let path = screenshot_dir().join(name);
-    std::fs::write(&path, png).unwrap();
-    println!("screenshot: {}", path.display());
-}
-
-/// Waits until `check` holds on the page, or fails naming `what`.
-async fn wait_for<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(30), "the page never showed {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn text_of(browser: &Client, css: &str) -> Option<String> {
-    browser.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
 async fn is_stale(browser: &Client) -> bool {

@@ -10,6 +10,7 @@ use parkd::up::{Running, UpOptions};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
+pub mod browser;
 pub mod db;
 pub mod kafka;
 pub mod mosquitto;

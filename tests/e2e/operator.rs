@@ -1,0 +1,184 @@
+//! The operator page (`GET /`) in a real browser: Debian's headless Chromium
+//! over WebDriver. It shows an empty state with no lots; then, for a lot
+//! with hours of readings rolled up by one sweep, the live counts of the
+//! availability API, following a new reading, a 24-hour chart per vehicle
+//! class drawn from the history API, and a low battery under sensor health.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use parking_tests::browser::{ChromeDriver, Client, Locator, screenshot, text_of, wait_for};
+use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, reading};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const CLASSES: [&str; 2] = ["four_wheeler", "two_wheeler"];
+const COUNTS: [&str; 5] = ["total", "free", "occupied", "unknown", "closed"];
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn count_cell(class: &str, status: &str) -> String {
+    format!(r#"td[data-lot="north"][data-class="{class}"][data-status="{status}"]"#)
+}
+
+async fn send(parkd: &Parkd, id: &str, reading: &Value) {
+    let r = parkd.send_reading(id, reading).await;
+    assert!(r.status().is_success(), "reading {id}: {:?}", r.text().await);
+}
+
+/// Sends a cron tick through the broker, as parkd's scheduler does, so the
+/// closed hours are rolled up.
+async fn sweep(parkd: &Parkd) -> Value {
+    let r = parkd
+        .client
+        .post(parkd.url("/api/v1/events"))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "operator-tick-1")
+        .header("ce-source", "/apis/v1/namespaces/parking/pingsources/retention-sweep")
+        .header("ce-type", "dev.knative.sources.ping")
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let events: Vec<Value> = r.json().await.unwrap();
+    events[0]["data"].clone()
+}
+
+/// The page's counts for every class agree with the availability API.
+async fn counts_match_the_api(parkd: &Parkd, browser: &Client) -> bool {
+    let (status, availability) = parkd.availability("north").await;
+    assert_eq!(status, StatusCode::OK);
+    for class in CLASSES {
+        for count in COUNTS {
+            let expected = availability["classes"][class][count].to_string();
+            if text_of(browser, &count_cell(class, count)).await.as_deref() != Some(expected.as_str()) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_page_shows_live_counts_history_and_sensor_health() {
+    let mut options = ParkdOptions::new(Backend::Sqlite);
+    options.variables = vec![("rollup_settle_seconds".into(), "0".into())];
+    let parkd = Parkd::start_with(options).await.unwrap();
+
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+
+    // Nothing provisioned: the page says what to do, and that all is healthy.
+    browser.goto(&parkd.url("/")).await.unwrap();
+    wait_for("the no-lots state", || async {
+        text_of(&browser, "#lots").await.is_some_and(|t| t.contains("No lots yet: PUT /api/v1/lots/{lot}"))
+    })
+    .await;
+    wait_for("healthy sensors", || async {
+        text_of(&browser, "#health-summary").await.is_some_and(|t| t.starts_with("All sensors healthy"))
+    })
+    .await;
+    screenshot(&browser, "operator-empty.png").await;
+
+    // Two closed hours of readings for every bay, then one sweep rolls them up.
+    assert!(parkd.put_lot("north", &lot_spec("North", "N", 3, 2)).await.status().is_success());
+    let now = Utc::now();
+    let base = now.duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(2);
+    let devices = ["N-C0", "N-C1", "N-C2", "N-M0", "N-M1"];
+    for (i, device) in devices.iter().enumerate() {
+        let first = i % 2 == 0;
+        let at = base + Duration::minutes(5 + i as i64 * 3);
+        send(&parkd, &format!("{device}-1"), &reading(device, first, 1, &ts(at))).await;
+        let at = at + Duration::minutes(70);
+        send(&parkd, &format!("{device}-2"), &reading(device, !first, 2, &ts(at))).await;
+    }
+    // A bike sensor reports a battery below 3.2 V.
+    let low = json!({ "device": "N-M0", "occupied": true, "seq": 3, "observedAt": ts(now), "battery": 3.15 });
+    send(&parkd, "N-M0-3", &low).await;
+    let report = sweep(&parkd).await;
+    assert!(report["complete"].as_bool().unwrap(), "{report}");
+
+    let url = format!(
+        "/api/v1/lots/north/history?bucket=hour&from={}&to={}",
+        ts(now - Duration::hours(24)),
+        ts(now)
+    );
+    let history: Value = parkd.client.get(parkd.url(&url)).send().await.unwrap().json().await.unwrap();
+    // Mean occupied bays per (class, hour), the zones summed, as the chart draws them.
+    let mut expected: BTreeMap<String, BTreeMap<DateTime<Utc>, f64>> = BTreeMap::new();
+    for row in history["rows"].as_array().unwrap() {
+        let start: DateTime<Utc> = row["start"].as_str().unwrap().parse().unwrap();
+        *expected.entry(row["class"].as_str().unwrap().to_owned()).or_default().entry(start).or_default() +=
+            row["meanOccupied"].as_f64().unwrap();
+    }
+    for class in CLASSES {
+        assert!(
+            expected.get(class).is_some_and(|hours| hours.len() >= 2),
+            "two rolled-up hours of {class}: {history}"
+        );
+    }
+
+    // The page picks the lot up with its history.
+    browser.goto(&parkd.url("/")).await.unwrap();
+    wait_for("counts equal to the availability API", || counts_match_the_api(&parkd, &browser)).await;
+
+    // A car parks in the free bay C0: the page follows the API within a poll or two.
+    let cars = count_cell("four_wheeler", "free");
+    let before = text_of(&browser, &cars).await.unwrap();
+    let parks = reading("N-C0", true, 3, &ts(Utc::now()));
+    send(&parkd, "N-C0-3", &parks).await;
+    let (_, availability) = parkd.availability("north").await;
+    let after = availability["classes"]["four_wheeler"]["free"].to_string();
+    assert_ne!(before, after, "the reading takes a free car bay");
+    wait_for(&format!("{after} free car bays after the reading"), || async {
+        text_of(&browser, &cars).await.as_deref() == Some(after.as_str())
+    })
+    .await;
+    assert!(counts_match_the_api(&parkd, &browser).await);
+
+    // One point per rolled-up hour and class, at the API's value.
+    for class in CLASSES {
+        let svg = format!(r#"svg.chart[data-lot="north"][data-class="{class}"]"#);
+        let chart = browser.find(Locator::Css(&svg)).await.unwrap_or_else(|_| panic!("a chart for {class}"));
+        assert!(chart.is_displayed().await.unwrap());
+        let points = chart.find_all(Locator::Css("circle.point")).await.unwrap();
+        let mut drawn = BTreeMap::new();
+        for point in points {
+            let start: DateTime<Utc> = point.attr("data-start").await.unwrap().unwrap().parse().unwrap();
+            let value: f64 = point.attr("data-mean-occupied").await.unwrap().unwrap().parse().unwrap();
+            drawn.insert(start, value);
+        }
+        let wanted = &expected[class];
+        assert_eq!(
+            drawn.keys().collect::<BTreeSet<_>>(),
+            wanted.keys().collect::<BTreeSet<_>>(),
+            "{class}: a point per hour"
+        );
+        for (start, value) in wanted {
+            assert!(
+                (drawn[start] - value).abs() < 1e-3,
+                "{class} at {start}: drawn {}, API {value}",
+                drawn[start]
+            );
+        }
+        let line = chart.find(Locator::Css("polyline")).await.unwrap();
+        assert!(line.attr("points").await.unwrap().is_some_and(|p| p.split(' ').count() == wanted.len()));
+    }
+
+    // The low battery, under sensor health.
+    let battery = r#"#health-rows tr[data-kind="battery_low"][data-device="N-M0"]"#;
+    wait_for("the low battery alert", || async { text_of(&browser, battery).await.is_some() }).await;
+    let row = text_of(&browser, battery).await.unwrap();
+    assert!(row.contains("Battery low") && row.contains("north") && row.contains("M0"), "{row}");
+    let summary = text_of(&browser, "#health-summary").await.unwrap();
+    assert_eq!(summary, "0 offline, 1 with a low battery.");
+    assert_eq!(text_of(&browser, "#problem").await.as_deref(), Some(""), "no error shown");
+    screenshot(&browser, "operator-live.png").await;
+
+    browser.close().await.unwrap();
+}
