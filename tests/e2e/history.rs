@@ -94,7 +94,8 @@ async fn start(backend: Backend, variables: &[(&str, &str)], recorder: Option<&s
 
 /// Sends readings for the lot's five bays over the three closed hours before
 /// now, toggling each bay at irregular intervals (plus a duplicate and a
-/// stale reading, which must not count).
+/// stale reading, which must not count). Only closed hours, so the readings
+/// are the same whatever minute of the hour the test runs at.
 async fn send_history(parkd: &Parkd, now: DateTime<Utc>) -> DateTime<Utc> {
     let base = hour_floor(now) - Duration::hours(3);
     let bays = ["N-C0", "N-C1", "N-C2", "N-M0", "N-M1"];
@@ -103,7 +104,7 @@ async fn send_history(parkd: &Parkd, now: DateTime<Utc>) -> DateTime<Utc> {
         let mut at = base + Duration::minutes(i as i64 * 7);
         let mut occupied = i % 2 == 0;
         let mut seq = 1;
-        while at < now - Duration::minutes(1) {
+        while at < hour_floor(now) {
             let r = parkd
                 .send_reading(&format!("h-{device}-{seq}"), &reading(device, occupied, seq, &ts(at)))
                 .await;
@@ -119,7 +120,7 @@ async fn send_history(parkd: &Parkd, now: DateTime<Utc>) -> DateTime<Utc> {
                     .send_reading(&format!("h-{device}-stale"), &reading(device, !occupied, 0, &ts(stale)))
                     .await;
             }
-            at += Duration::minutes(11 + ((i as i64) * 5 + seq as i64 * 13) % 37);
+            at += Duration::minutes(7 + ((i as i64) * 5 + seq as i64 * 13) % 29);
             occupied = !occupied;
             seq += 1;
         }
