@@ -164,8 +164,7 @@ async fn readings_published_over_mqtt_change_availability_once() {
         bridge.stats.delivered.load(std::sync::atomic::Ordering::Relaxed) == 3
     })
     .await;
-    let recorded: Vec<Value> =
-        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let recorded = parkd.recorded().await;
     // Different devices may be delivered in either order (parallel lanes).
     let mut subjects: Vec<&str> = recorded.iter().map(|e| e["subject"].as_str().unwrap()).collect();
     subjects.sort();
@@ -175,12 +174,7 @@ async fn readings_published_over_mqtt_change_availability_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_messages_go_to_the_dead_letter_topic_with_the_reason() {
     let broker = Mosquitto::start().unwrap();
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        ..ParkdOptions::new(Backend::Sqlite)
-    })
-    .await
-    .unwrap();
+    let parkd = Parkd::bridging(broker.url(), Backend::Sqlite).await.unwrap();
     parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
     let (sensor, mut letters) = mqtt_client(&broker, "operator", &["parking/dead-letter"]).await;
     tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription settle
@@ -209,12 +203,7 @@ async fn refused_messages_go_to_the_dead_letter_topic_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_for_postgres_take_the_same_path() {
     let broker = Mosquitto::start().unwrap();
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        ..ParkdOptions::new(Backend::Postgres)
-    })
-    .await
-    .unwrap();
+    let parkd = Parkd::bridging(broker.url(), Backend::Postgres).await.unwrap();
     parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await;
     let (sensor, _) = mqtt_client(&broker, "sensor-pg", &[]).await;
     for (i, bay) in ["N-C0", "N-C1"].iter().enumerate() {
@@ -244,12 +233,7 @@ async fn the_embedded_broker_needs_nothing_installed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_stream_ends_in_the_state_last_published() {
     let broker = Mosquitto::start().unwrap();
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        ..ParkdOptions::new(Backend::Sqlite)
-    })
-    .await
-    .unwrap();
+    let parkd = Parkd::bridging(broker.url(), Backend::Sqlite).await.unwrap();
     let bays = 40;
     let r = parkd.put_lot("sim", &parkd::simulate::lot_definition("Sim", "SIM", bays)).await;
     assert!(r.status().is_success());
@@ -317,8 +301,7 @@ async fn killed_mid_stream(url_options: &str) {
     })
     .await;
     // And no change was applied twice: each status change has one event.
-    let recorded: Vec<Value> =
-        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let recorded = parkd.recorded().await;
     assert_each_change_once(&recorded);
     drop(second);
 }
@@ -326,12 +309,7 @@ async fn killed_mid_stream(url_options: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_report_the_bridge_counts_and_lag() {
     let broker = Mosquitto::start().unwrap();
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        ..ParkdOptions::new(Backend::Sqlite)
-    })
-    .await
-    .unwrap();
+    let parkd = Parkd::bridging(broker.url(), Backend::Sqlite).await.unwrap();
     parkd.put_lot("north", &lot_spec("North", "N", 1, 0)).await;
     let (sensor, _) = mqtt_client(&broker, "sensor-m", &[]).await;
     publish(&sensor, "parking/uplink/N-C0", reading("N-C0", true, 1, "2026-11-25T10:00:00Z").to_string())
@@ -448,8 +426,7 @@ async fn a_sensor_may_publish_only_to_its_own_topic() {
         .await;
     eventually("its own reading applied", || async { four_wheelers(&parkd).await["occupied"] == 1 }).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let recorded: Vec<Value> =
-        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let recorded = parkd.recorded().await;
     let subjects: Vec<&str> = recorded.iter().map(|e| e["subject"].as_str().unwrap()).collect();
     assert_eq!(subjects, ["north/C0"], "the reading for another sensor's bay was refused by the broker");
     assert_eq!(
@@ -516,8 +493,7 @@ async fn readings_published_while_the_database_is_down_are_applied_once_it_is_ba
         shows_last_published(&parkd.availability("sim").await.1, &summary)
     })
     .await;
-    let recorded: Vec<Value> =
-        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let recorded = parkd.recorded().await;
     assert_each_change_once(&recorded);
 }
 
@@ -563,8 +539,7 @@ async fn through_kafka(topic_exists_at_start: bool) {
         shows_last_published(&parkd.availability("sim").await.1, &summary)
     })
     .await;
-    let recorded: Vec<Value> =
-        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let recorded = parkd.recorded().await;
     assert_each_change_once(&recorded);
 
     // Every record is keyed by its device, on the partition Kafka's default
@@ -694,8 +669,7 @@ async fn bridge_replicas_in_a_share_group_split_the_stream() {
     let (by_a, by_b) = (a.stats.delivered.load(Relaxed), b.stats.delivered.load(Relaxed));
     assert!(by_a > 0 && by_b > 0, "a: {by_a}, b: {by_b}");
     assert_eq!(by_a + by_b, 800, "a: {by_a}, b: {by_b}");
-    let recorded: Vec<Value> =
-        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let recorded = parkd.recorded().await;
     assert_each_change_once(&recorded);
 
     let client = reqwest::Client::new();
@@ -762,8 +736,7 @@ async fn mqtt5_binary_mode_events_are_applied_once_by_their_id() {
         stats.delivered.load(std::sync::atomic::Ordering::Relaxed) == 2
     })
     .await;
-    let recorded: Vec<Value> =
-        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let recorded = parkd.recorded().await;
     assert_eq!(recorded.len(), 1, "one change for one event id: {recorded:?}");
     assert_eq!(recorded[0]["subject"], "north/C0");
 

@@ -396,8 +396,7 @@ async fn silent_sensors_go_unknown_once_per_outage(backend: Backend) {
     assert_eq!(report["alertsOpened"], 2, "both sensors silent now: {report}");
 
     // The broker delivered each derived event once to its subscribers.
-    let recorded: Vec<Value> =
-        parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap().json().await.unwrap();
+    let recorded = parkd.recorded().await;
     // (Offline alerts are about a bay; the lot-full alerts of this two-bay lot are about its class.)
     let offline =
         |e: &&Value| e["type"] == "io.parking.sensor.alert.v1" && e["subject"] != "north/four_wheeler";

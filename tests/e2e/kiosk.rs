@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use parkd::database::Database;
 use parkd::gateway::{self, Gateway, GatewayConfig};
-use parkd::up::MqttMode;
 use parking_tests::browser::{ChromeDriver, Client, Locator, screenshot, text_of, wait_for};
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::terminals::token_for;
-use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, reading};
+use parking_tests::{Backend, Parkd, lot_spec, reading};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 /// A gateway alone on its own port, as `parkd gateway` runs it.
@@ -46,12 +45,7 @@ async fn is_stale(browser: &Client) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kiosk_page_follows_readings_and_warns_when_the_gateway_is_gone() {
     let broker = Mosquitto::start().unwrap();
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        ..ParkdOptions::new(Backend::Sqlite)
-    })
-    .await
-    .unwrap();
+    let parkd = Parkd::bridging(broker.url(), Backend::Sqlite).await.unwrap();
     parkd.put_lot("north", &lot_spec("North", "N", 4, 2)).await;
     parkd.put_terminal("T1", "north", None).await;
 

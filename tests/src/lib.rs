@@ -186,6 +186,21 @@ impl Parkd {
         format!("{}{path}", self.base)
     }
 
+    /// The derived events the `event-recorder` fixture recorded
+    /// (`manifest_with_recorder`), in arrival order.
+    pub async fn recorded(&self) -> Vec<Value> {
+        self.client.get(self.url("/test/recorded")).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// A parkd bridging an existing broker (no embedded one).
+    pub async fn bridging(broker_url: String, backend: Backend) -> Result<Self> {
+        Self::start_with(ParkdOptions {
+            mqtt: parkd::up::MqttMode::External(broker_url),
+            ..ParkdOptions::new(backend)
+        })
+        .await
+    }
+
     pub async fn put_lot(&self, lot: &str, body: &Value) -> reqwest::Response {
         self.client.put(self.url(&format!("/api/v1/lots/{lot}"))).json(body).send().await.expect("PUT lot")
     }

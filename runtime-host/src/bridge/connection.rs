@@ -142,15 +142,14 @@ impl Client {
 
     pub async fn subscribe(&self, filter: &str) -> Result<(), String> {
         match self {
-            Client::V311(client) => client.subscribe(filter, rumqttc::QoS::AtLeastOnce).await,
-            Client::V5(client) => {
-                return client
-                    .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
-                    .await
-                    .map_err(|e| e.to_string());
+            Client::V311(client) => {
+                client.subscribe(filter, rumqttc::QoS::AtLeastOnce).await.map_err(|e| e.to_string())
             }
+            Client::V5(client) => client
+                .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                .await
+                .map_err(|e| e.to_string()),
         }
-        .map_err(|e| e.to_string())
     }
 
     /// Publishes at QoS 1, not retained.
