@@ -38,6 +38,9 @@ fn main() -> Result<()> {
     let wit = manifest_dir.join("../wit");
     println!("cargo:rerun-if-changed=../wit/parking.wit");
     println!("cargo:rerun-if-changed=build.rs");
+    // A fresh clone where a shared target directory already ran this script
+    // has no wit/deps: a missing (or changed) folder runs it again.
+    println!("cargo:rerun-if-changed=../wit/deps");
 
     let from = find_sdk()?.join("wit/deps");
     let deps = wit.join("deps");

@@ -49,10 +49,9 @@ pub struct App {
     pub engine: Engine,
     pub components: BTreeMap<String, Arc<LoadedComponent>>,
     pub capabilities: Capabilities,
-    /// Every invocation is counted and timed here (`/metrics`).
+    /// Every invocation is counted and timed here, and every derived event
+    /// routed (`/metrics`).
     pub metrics: crate::metrics::HostMetrics,
-    /// Derived events the broker routed, by type and alert kind (for /metrics).
-    pub derived_events: Arc<crate::broker::DerivedEventCounts>,
 }
 
 /// What to load and with which settings.
@@ -139,8 +138,12 @@ impl App {
             components,
             capabilities: Capabilities { sqlite, postgres, variables, mqtt: MqttCapability::new() },
             metrics: Default::default(),
-            derived_events: Default::default(),
         })
+    }
+
+    /// The components subscribed to events of type `ty` (their Triggers).
+    pub fn subscribers(&self, ty: &str) -> Vec<Arc<LoadedComponent>> {
+        self.components.values().filter(|c| c.subscribes.iter().any(|s| s == ty)).cloned().collect()
     }
 
     /// A fresh store for one request to `component`.

@@ -6,11 +6,11 @@
 
 pub mod app;
 pub mod bridge;
-pub mod broker;
 pub mod capabilities;
 pub mod database;
 pub mod demo;
 pub mod engine;
+pub mod eventing;
 pub mod gateway;
 pub mod instance;
 pub mod manifest;

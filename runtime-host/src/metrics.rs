@@ -1,12 +1,13 @@
 //! What parkd measures about the components it runs, for `/metrics`:
 //! requests and their latency per component, the outcome of each sensor
-//! reading, the availability the components report, and the database pools.
+//! reading, the availability the components report, the derived events
+//! routed (and alerts among them), and the database pools.
 //! The metric names are the contract of knative/'s alert rules and dashboard
 //! (tests/e2e/metrics.rs checks every name they use against a live scrape).
 
 use std::time::Duration;
 
-use parking_domain::events::{AVAILABILITY_CHANGED_V1, AvailabilityChanged, UPLINK_V1};
+use parking_domain::events::{AVAILABILITY_CHANGED_V1, AvailabilityChanged, SENSOR_ALERT_V1, UPLINK_V1};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -50,6 +51,20 @@ struct BayLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    kind: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertKindLabels {
+    kind: String,
+}
+
+/// `type` is a keyword: the label set is spelled out.
+type TypeLabels = Vec<(&'static str, String)>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     database: String,
 }
@@ -73,6 +88,10 @@ pub struct HostMetrics {
     pool_connections: Family<PoolLabels, Gauge>,
     pool_idle: Family<PoolLabels, Gauge>,
     pool_max: Family<PoolLabels, Gauge>,
+    derived: Family<TypeLabels, Counter>,
+    undelivered: Family<ComponentLabels, Counter>,
+    alerts: Family<AlertLabels, Counter>,
+    alerts_open: Family<AlertKindLabels, Gauge>,
 }
 
 impl Default for HostMetrics {
@@ -126,7 +145,44 @@ impl Default for HostMetrics {
             "The most connections a database pool opens",
             pool_max.clone(),
         );
-        Self { registry, requests, duration, events, bays, total_bays, pool_connections, pool_idle, pool_max }
+        let derived = Family::<TypeLabels, Counter>::default();
+        registry.register(
+            "derived_events",
+            "Derived CloudEvents routed in-process, by type",
+            derived.clone(),
+        );
+        let undelivered = Family::<ComponentLabels, Counter>::default();
+        registry.register(
+            "derived_events_undelivered",
+            "Derived events a subscriber did not take after every retry, by subscriber",
+            undelivered.clone(),
+        );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register("alerts", "Alerts opened and closed, by kind", alerts.clone());
+        let alerts_open = Family::<AlertKindLabels, Gauge>::default();
+        registry.register(
+            "alerts_open",
+            "Alerts this parkd saw open and not yet closed, by kind",
+            alerts_open.clone(),
+        );
+        for kind in parking_domain::AlertKind::ALL {
+            let _ = alerts_open.get_or_create(&AlertKindLabels { kind: kind.as_str().to_owned() }).get();
+        }
+        Self {
+            registry,
+            requests,
+            duration,
+            events,
+            bays,
+            total_bays,
+            pool_connections,
+            pool_idle,
+            pool_max,
+            derived,
+            undelivered,
+            alerts,
+            alerts_open,
+        }
     }
 }
 
@@ -201,6 +257,35 @@ impl HostMetrics {
         }
         let group = GroupLabels { lot: changed.lot.clone(), zone, vehicle_class: class };
         self.total_bays.get_or_create(&group).set(i64::from(c.total));
+    }
+
+    /// Counts a derived event routed in-process (an alert also by kind and state).
+    pub fn record_derived(&self, event: &cloudevents::Event) {
+        use cloudevents::AttributesReader;
+        self.derived.get_or_create(&vec![("type", event.ty().to_owned())]).inc();
+        if event.ty() == SENSOR_ALERT_V1
+            && let Some(cloudevents::Data::Json(data)) = event.data()
+        {
+            let field = |k: &str| data[k].as_str().unwrap_or("unknown").to_owned();
+            let (kind, state) = (field("kind"), field("state"));
+            let open = self.alerts_open.get_or_create(&AlertKindLabels { kind: kind.clone() });
+            match state.as_str() {
+                "open" => {
+                    open.inc();
+                }
+                "closed" if open.get() > 0 => {
+                    open.dec();
+                }
+                _ => {}
+            }
+            drop(open);
+            self.alerts.get_or_create(&AlertLabels { kind, state }).inc();
+        }
+    }
+
+    /// A derived event `component` did not take after every retry.
+    pub fn record_undelivered(&self, component: &str) {
+        self.undelivered.get_or_create(&ComponentLabels { component: component.to_owned() }).inc();
     }
 
     /// The registry in Prometheus text format, with the pools as they are now.

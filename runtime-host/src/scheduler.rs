@@ -1,5 +1,5 @@
 //! The local stand-in for Knative's PingSource: on a cron schedule, sends a
-//! `dev.knative.sources.ping` CloudEvent through the in-process broker, so
+//! `dev.knative.sources.ping` CloudEvent through in-process eventing, so
 //! the components subscribed to it (retention-sweep) run as on the cluster.
 
 use std::str::FromStr;
@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use croner::Cron;
 use parking_domain::events::PING;
 
-use crate::broker::{self, Broker};
+use crate::eventing::{self, Eventing};
 
 /// The default of `parkd up`: every five minutes (roll-ups lag at most one
 /// tick behind the settle delay; a tick with nothing to do costs a few queries).
@@ -46,7 +46,7 @@ impl Schedule {
 
 /// Sends ticks until the task is dropped. Ticks are sequential: a sweep that
 /// runs longer than the interval delays the next tick instead of overlapping it.
-pub fn spawn(schedule: Schedule, broker: Arc<Broker>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(schedule: Schedule, eventing: Arc<Eventing>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tracing::info!(schedule = schedule.expression(), "retention sweep scheduled");
         loop {
@@ -60,17 +60,17 @@ pub fn spawn(schedule: Schedule, broker: Arc<Broker>) -> tokio::task::JoinHandle
             };
             let wait = (next - now).to_std().unwrap_or_default();
             tokio::time::sleep(wait).await;
-            tick(&broker, next).await;
+            tick(&eventing, next).await;
         }
     })
 }
 
-/// One tick: the event a PingSource sends (binary mode), through the broker.
-pub async fn tick(broker: &Broker, at: DateTime<Utc>) -> http::Response<Bytes> {
+/// One tick: the event a PingSource sends (binary mode), through eventing.
+pub async fn tick(eventing: &Eventing, at: DateTime<Utc>) -> http::Response<Bytes> {
     let request = ping_request(at);
-    let response = broker.ingress(request).await;
+    let response = eventing.ingress(request).await;
     let status = response.status();
-    let summary = broker::replies(&response)
+    let summary = eventing::replies(&response)
         .into_iter()
         .find(|e| cloudevents::AttributesReader::ty(e) == "io.parking.sweep.report.v1")
         .and_then(|e| e.data().map(|d| d.to_string()));

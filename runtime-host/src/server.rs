@@ -1,4 +1,4 @@
-//! The HTTP listener: host routes (health, the operator page at `/`), the broker's events route, and
+//! The HTTP listener: host routes (health, the operator page at `/`), the events route (in-process eventing), and
 //! the manifest's routes to components.
 
 use std::convert::Infallible;
@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::bridge::BridgeStats;
-use crate::broker::{self, Broker};
+use crate::eventing::{self, Eventing};
 use crate::gateway::{self, Gateway};
 use crate::operator;
 use crate::routes::Router;
@@ -27,7 +27,7 @@ pub struct Server {
     app: Arc<App>,
     router: Router,
     events_route: Option<String>,
-    broker: Broker,
+    eventing: Arc<Eventing>,
     metrics: Metrics,
     /// The terminal gateway's routes (`/terminals/...`), when it runs here.
     gateway: Option<Arc<Gateway>>,
@@ -66,6 +66,11 @@ fn bridge_metrics(b: &BridgeStats) -> String {
                 "parkd_bridge_dead_letters_total",
                 "messages refused and sent to the dead-letter topic",
                 &b.dead_lettered,
+            ),
+            (
+                "parkd_bridge_connections_total",
+                "connections made to the MQTT broker (more than one: it was lost and made again)",
+                &b.connections,
             ),
         ];
         for (name, help, value) in counters {
@@ -140,19 +145,16 @@ pub async fn serve_bridge_health(listener: TcpListener, stats: Arc<BridgeStats>)
 }
 
 impl Server {
-    pub fn new(app: Arc<App>, router: Router, events_route: Option<String>, metrics: Metrics) -> Arc<Self> {
-        Self::with_gateway(app, router, events_route, metrics, None)
-    }
-
     /// Also serves the terminal gateway's routes.
     pub fn with_gateway(
+        eventing: Arc<Eventing>,
         app: Arc<App>,
         router: Router,
         events_route: Option<String>,
         metrics: Metrics,
         gateway: Option<Arc<Gateway>>,
     ) -> Arc<Self> {
-        Arc::new(Self { broker: Broker::new(app.clone()), app, router, events_route, metrics, gateway })
+        Arc::new(Self { eventing, app, router, events_route, metrics, gateway })
     }
 
     pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
@@ -228,7 +230,6 @@ impl Server {
         if path == "/metrics" {
             let mut body = self.metrics.render(self.app.components.len());
             body.push_str(&self.app.metrics.render(&self.app.pool_stats()));
-            body.push_str(&self.app.derived_events.render());
             return Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(Bytes::from(body))
@@ -238,7 +239,7 @@ impl Server {
         let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
-                return broker::error(
+                return eventing::error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &format!("request body unreadable or over {MAX_REQUEST_BYTES} bytes: {e}"),
                 );
@@ -246,17 +247,17 @@ impl Server {
         };
         if self.events_route.as_deref() == Some(path.as_str()) {
             if parts.method != http::Method::POST {
-                return broker::error(StatusCode::METHOD_NOT_ALLOWED, "POST CloudEvents to this route");
+                return eventing::error(StatusCode::METHOD_NOT_ALLOWED, "POST CloudEvents to this route");
             }
-            return self.broker.ingress(http::Request::from_parts(parts, body)).await;
+            return self.eventing.ingress(http::Request::from_parts(parts, body)).await;
         }
         let Some(component) = self.router.find(&path).and_then(|id| self.app.components.get(id)) else {
-            return broker::error(StatusCode::NOT_FOUND, &format!("no route for {path}"));
+            return eventing::error(StatusCode::NOT_FOUND, &format!("no route for {path}"));
         };
         let request = http::Request::from_parts(parts, Full::new(body));
         match self.app.invoke(component, request).await {
             Ok(response) => response,
-            Err(e) => broker::invoke_error(&e),
+            Err(e) => eventing::invoke_error(&e),
         }
     }
 }

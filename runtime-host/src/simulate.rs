@@ -96,11 +96,23 @@ pub async fn run(options: SimulateOptions) -> Result<Summary> {
         MqttOptions::new(format!("parkd-simulate-{}", options.seed), &options.mqtt_host, options.mqtt_port);
     mqtt.set_keep_alive(Duration::from_secs(15));
     let (client, mut eventloop) = AsyncClient::new(mqtt, 1024);
-    let poller = tokio::spawn(async move {
-        loop {
-            if let Err(e) = eventloop.poll().await {
-                tracing::warn!(error = %e, "simulator lost its MQTT connection; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+    // The broker's acknowledgements: a reading counts as sent once the
+    // broker has it, so a burst is not cut short when the simulation ends.
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let poller = tokio::spawn({
+        let acknowledged = acknowledged.clone();
+        async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                        acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "simulator lost its MQTT connection; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
             }
         }
     });
@@ -159,8 +171,19 @@ pub async fn run(options: SimulateOptions) -> Result<Summary> {
         progress.inc(1);
     }
     progress.finish();
-    // Let the last publishes leave before the connection goes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every reading must reach the broker before the connection goes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acknowledged.load(std::sync::atomic::Ordering::Relaxed) < options.readings {
+        if Instant::now() > deadline {
+            poller.abort();
+            anyhow::bail!(
+                "the broker acknowledged {} of {} readings within 60 s: is it overloaded or gone?",
+                acknowledged.load(std::sync::atomic::Ordering::Relaxed),
+                options.readings
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     poller.abort();
     Ok(Summary { sent: options.readings, last_published })
 }

@@ -12,11 +12,11 @@ use http_body_util::Full;
 use crate::app::{App, LoadOptions};
 use crate::bridge::sink::Sink;
 use crate::bridge::{Bridge, BridgeConfig};
-use crate::broker::Broker;
 use crate::capabilities::postgres::{PostgresCapability, PostgresConfig};
 use crate::capabilities::sqlite::{SqliteCapability, SqliteConfig};
 use crate::database::Database;
 use crate::engine::PoolLimits;
+use crate::eventing::Eventing;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::manifest::{self, Manifest};
 use crate::routes::Router;
@@ -101,6 +101,8 @@ impl MqttMode {
 pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// Routes events between the components (and their derived events).
+    pub eventing: Arc<Eventing>,
     pub bridge: Option<Bridge>,
     pub gateway: Option<Arc<Gateway>>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
@@ -177,6 +179,7 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         .await?,
     );
 
+    let eventing = Eventing::new(app.clone());
     let mut router = Router::default();
     let events_route = match options.serving_one() {
         Some(only) => {
@@ -216,7 +219,7 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     let bridge = match mqtt_url {
         Some(url) => {
             let config = BridgeConfig::from_url(&url)?;
-            Some(Bridge::start(config, Sink::InProcess(Arc::new(Broker::new(app.clone())))))
+            Some(Bridge::start(config, Sink::InProcess(eventing.clone())))
         }
         None => None,
     };
@@ -232,7 +235,14 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     {
         tracing::warn!(error = %e, "continuing; the terminal gateway keeps reconnecting");
     }
-    let server = Server::with_gateway(app.clone(), router, events_route.clone(), metrics, gateway.clone());
+    let server = Server::with_gateway(
+        eventing.clone(),
+        app.clone(),
+        router,
+        events_route.clone(),
+        metrics,
+        gateway.clone(),
+    );
     tracing::info!(
         "parkd listening on http://{addr} (API under /api/v1, health at /healthz, metrics at /metrics)"
     );
@@ -241,15 +251,13 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     }
     let task = tokio::spawn(server.serve(listener));
     let scheduler = match (schedule, &events_route) {
-        (Some(schedule), Some(_)) => {
-            Some(crate::scheduler::spawn(schedule, Arc::new(Broker::new(app.clone()))))
-        }
+        (Some(schedule), Some(_)) => Some(crate::scheduler::spawn(schedule, eventing.clone())),
         _ => None,
     };
     if gateway.is_some() {
         tracing::info!("terminal kiosk pages at http://{addr}/terminals/{{terminal}}?token=...");
     }
-    let running = Running { addr, app, bridge, gateway, task: Some(task), scheduler };
+    let running = Running { addr, app, eventing, bridge, gateway, task: Some(task), scheduler };
     if options.demo {
         provision_demo(&running, &variables).await?;
     }

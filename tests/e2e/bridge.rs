@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use parkd::up::MqttMode;
 use parking_tests::mosquitto::Mosquitto;
-use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, manifest_with_recorder, reading};
+use parking_tests::{
+    Backend, Parkd, ParkdOptions, lot_spec, manifest_with_recorder, on_both_backends, reading,
+};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 
@@ -116,14 +118,22 @@ fn assert_each_change_once(recorded: &[Value]) {
 }
 
 /// Polls `check` until it holds or 15 s pass.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(Duration::from_secs(15), what, check).await
+}
+
+async fn eventually_within<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let started = Instant::now();
     while !check().await {
-        assert!(started.elapsed() < Duration::from_secs(15), "timed out waiting for: {what}");
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -750,4 +760,137 @@ async fn mqtt5_binary_mode_events_are_applied_once_by_their_id() {
     let letter: Value = serde_json::from_slice(&letter).unwrap();
     assert!(letter["reason"].as_str().unwrap().contains("\"type\""), "{letter}");
     assert_eq!(four_wheelers(&parkd).await["occupied"], 1);
+}
+
+/// Where a burst test's sensors publish: the embedded broker (`parkd up`'s
+/// default) or Mosquitto.
+enum BurstBroker {
+    Embedded,
+    Mosquitto,
+}
+
+/// 3,000 status changes published as fast as the broker takes them, over 60
+/// bays: every one ends up applied, on one connection (a broker that drops
+/// the bridge for acknowledging out of order, as rumqttd does, would show
+/// more than one), and no change is derived twice.
+async fn a_burst_ends_in_the_state_last_published(on: BurstBroker, backend: Backend) {
+    let mosquitto = matches!(on, BurstBroker::Mosquitto).then(|| Mosquitto::start().unwrap());
+    let port = match &mosquitto {
+        Some(broker) => broker.port,
+        None => std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(),
+    };
+    let mqtt = match &mosquitto {
+        Some(broker) => MqttMode::External(broker.url()),
+        None => MqttMode::Embedded(format!("127.0.0.1:{port}").parse().unwrap()),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap();
+    let parkd =
+        Parkd::start_with(ParkdOptions { mqtt, manifest: Some(manifest), ..ParkdOptions::new(backend) })
+            .await
+            .unwrap();
+    let bays = 60;
+    let lot = parkd::simulate::lot_definition("Burst", "BURST", bays);
+    assert!(parkd.put_lot("burst", &lot).await.status().is_success());
+
+    let summary = parkd::simulate::run(parkd::simulate::SimulateOptions {
+        mqtt_port: port,
+        bays,
+        rate: 1_000_000.0,
+        readings: 3000,
+        device_prefix: "BURST".into(),
+        heartbeat_share: 0.0,
+        progress: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let bridge = parkd.running.bridge.as_ref().unwrap();
+    let stats = &bridge.stats;
+    eventually_within(Duration::from_secs(120), "every reading of the burst delivered", || async {
+        stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= summary.sent
+    })
+    .await;
+    let (_, availability) = parkd.availability("burst").await;
+    assert!(
+        shows_last_published(&availability, &summary),
+        "{availability} after {:?}",
+        summary.last_published
+    );
+    assert_eq!(
+        stats.connections.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the broker dropped the bridge during the burst (acknowledgements out of order?)"
+    );
+    assert_eq!(stats.dead_lettered.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_each_change_once(&parkd.recorded().await);
+}
+
+async fn a_burst_on_the_embedded_broker(backend: Backend) {
+    a_burst_ends_in_the_state_last_published(BurstBroker::Embedded, backend).await
+}
+
+async fn a_burst_on_mosquitto(backend: Backend) {
+    a_burst_ends_in_the_state_last_published(BurstBroker::Mosquitto, backend).await
+}
+
+on_both_backends!(a_burst_on_the_embedded_broker, a_burst_on_mosquitto);
+
+/// The Things Stack publishes on `v3/{application}@{tenant}/devices/{device id}/up`,
+/// where the device ID is a name an operator chose, not the DevEUI; ChirpStack
+/// names the DevEUI in its topic and its own device name in the payload. Both
+/// reach the bay whose sensor is the DevEUI, over the embedded broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lorawan_uplinks_from_devices_named_by_their_network_server_reach_their_bays() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::Embedded(format!("127.0.0.1:{port}").parse().unwrap()),
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    let lot = json!({ "name": "LoRa", "bays": [
+        { "id": "P1", "class": "four_wheeler", "sensor": "FCD6BD00001936B0", "model": "bosch-pls" },
+        { "id": "P2", "class": "four_wheeler", "sensor": "FCD6BD00001936B1", "model": "bosch-pls" },
+        { "id": "P3", "class": "four_wheeler", "sensor": "70B3D5E75E000003", "model": "bosch-pls" },
+    ]});
+    assert!(parkd.put_lot("lora", &lot).await.status().is_success());
+    let (network_server, _) = mqtt_client_on(port, "network-server", &[]).await;
+    // Bosch PLS status frame on port 1: 0x01 = occupied.
+    let tts = |device_id: &str, dev_eui: &str| {
+        json!({
+            "end_device_ids": {
+                "device_id": device_id,
+                "application_ids": { "application_id": "city-parking" },
+                "dev_eui": dev_eui,
+                "join_eui": "70B3D57ED0000000"
+            },
+            "received_at": "2026-11-25T10:00:01.912Z",
+            "uplink_message": { "f_port": 1, "f_cnt": 42, "frm_payload": "AQ==", "received_at": "2026-11-25T10:00:01.600Z" }
+        })
+        .to_string()
+    };
+    publish(&network_server, "v3/city-parking@ttn/devices/bay-17/up", tts("bay-17", "FCD6BD00001936B0"))
+        .await;
+    // The console's suggestion, `eui-` and the DevEUI in lower case.
+    publish(
+        &network_server,
+        "v3/city-parking@ttn/devices/eui-fcd6bd00001936b1/up",
+        tts("eui-fcd6bd00001936b1", "FCD6BD00001936B1"),
+    )
+    .await;
+    let chirpstack = json!({
+        "deduplicationId": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d",
+        "time": "2026-11-25T10:00:02Z",
+        "deviceInfo": { "applicationId": "7", "deviceName": "level-2-bay-031", "devEui": "70b3d5e75e000003" },
+        "fCnt": 9, "fPort": 1, "data": "AQ=="
+    });
+    publish(&network_server, "application/7/device/70b3d5e75e000003/event/up", chirpstack.to_string()).await;
+
+    eventually("all three bays occupied", || async {
+        parkd.availability("lora").await.1["classes"]["four_wheeler"]["occupied"] == 3
+    })
+    .await;
+    let stats = &parkd.running.bridge.as_ref().unwrap().stats;
+    assert_eq!(stats.dead_lettered.load(std::sync::atomic::Ordering::Relaxed), 0);
 }

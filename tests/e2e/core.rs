@@ -262,6 +262,7 @@ async fn derived_events_reach_the_components_subscribed_to_their_type(backend: B
         .unwrap();
     parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await;
     let recorded = || async {
+        parkd.settled().await;
         let r = parkd.client.get(parkd.url("/test/recorded")).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         r.json::<Vec<Value>>().await.unwrap()

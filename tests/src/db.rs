@@ -66,6 +66,36 @@ impl Db {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The first column of every row, as text.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        match self {
+            Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_all(p)
+                .await
+                .map(|rows| rows.iter().map(|r| r.get(0)).collect()),
+            Db::Sqlite(p) => sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_all(p)
+                .await
+                .map(|rows| rows.iter().map(|r| r.get(0)).collect()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The availability counts as kept (`availability_counts`) and as a
+    /// recount of the bays finds them, one line per (lot, zone, class):
+    /// `lot|zone|class|total|free|occupied|unknown|closed`, sorted.
+    pub async fn kept_and_recounted(&self) -> (Vec<String>, Vec<String>) {
+        let kept = "SELECT lot_id || '|' || zone || '|' || class || '|' || total || '|' || free || '|' \
+                    || occupied || '|' || unknown || '|' || closed FROM availability_counts ORDER BY 1";
+        let recount = "SELECT lot_id || '|' || COALESCE(zone, '') || '|' || class || '|' || COUNT(*) \
+                       || '|' || SUM(CASE WHEN status = 'free' THEN 1 ELSE 0 END) \
+                       || '|' || SUM(CASE WHEN status = 'occupied' THEN 1 ELSE 0 END) \
+                       || '|' || SUM(CASE WHEN status = 'unknown' THEN 1 ELSE 0 END) \
+                       || '|' || SUM(CASE WHEN status = 'closed' THEN 1 ELSE 0 END) \
+                       FROM bays GROUP BY lot_id, COALESCE(zone, ''), class ORDER BY 1";
+        (self.strings(kept).await, self.strings(recount).await)
+    }
+
     /// Every status change: bay, zone, class, previous, status, changed_at_ms.
     pub async fn status_changes(&self) -> Vec<RawChange> {
         let sql = "SELECT bay_id, zone, class, previous, status, changed_at_ms FROM status_changes \

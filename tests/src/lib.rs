@@ -187,9 +187,19 @@ impl Parkd {
     }
 
     /// The derived events the `event-recorder` fixture recorded
-    /// (`manifest_with_recorder`), in arrival order.
+    /// (`manifest_with_recorder`), in arrival order, once every derived event
+    /// queued so far has been delivered.
     pub async fn recorded(&self) -> Vec<Value> {
+        self.settled().await;
         self.client.get(self.url("/test/recorded")).send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until the derived events queued so far have reached their
+    /// subscribers (they leave asynchronously, as from a Knative Broker).
+    pub async fn settled(&self) {
+        tokio::time::timeout(std::time::Duration::from_secs(60), self.running.eventing.settled())
+            .await
+            .expect("derived events still undelivered after 60 s");
     }
 
     /// A parkd bridging an existing broker (no embedded one).

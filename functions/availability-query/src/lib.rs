@@ -13,6 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use http::{Method, Request, Response, StatusCode};
 use parking_domain::{Bucket, VehicleClass, fiware};
 use parking_kit::Database;
+use parking_kit::alerts;
 use parking_kit::history::{self, HistoryRow};
 use parking_kit::repo;
 use parking_kit::respond::{self, ApiError};
@@ -88,7 +89,7 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         }
         Target::Alerts => {
             let db = Database::open_configured()?;
-            let alerts = history::open_alerts(&db)?;
+            let alerts = alerts::open_alerts(&db)?;
             Ok(respond::json(StatusCode::OK, &serde_json::json!({ "alerts": alerts })))
         }
     }

@@ -23,7 +23,8 @@ pub use alerts::{
     fullness_from_alerts,
 };
 pub use availability::{
-    BayCount, Counts, Fullness, LotAvailability, Thresholds, ZoneAvailability, next_fullness, summarise,
+    BayCount, Counts, Fullness, GroupCount, LotAvailability, Thresholds, ZoneAvailability, next_fullness,
+    summarise, summarise_groups,
 };
 pub use bay::{FRAME_REPLAY_WINDOW, Observation, Outcome, apply_reading, is_silent, status_for};
 pub use class::VehicleClass;

@@ -495,3 +495,43 @@ fn summary_counts_match_bay_statuses() {
     assert_eq!(a.classes, expected);
     assert!(a.zones.is_empty());
 }
+
+proptest! {
+    /// Counts kept per (zone, class) group and summed add up to the same
+    /// availability as counting every bay: the counts table may stand in
+    /// for a scan of the lot.
+    #[test]
+    fn group_counts_sum_to_the_counts_of_their_bays(
+        bays in vec((prop::option::of(0usize..3), any::<bool>(), status(), 0i64..1_000), 0..60)
+    ) {
+        let zones = ["L1", "L2", "M"];
+        let classes = [parking_domain::VehicleClass::four_wheeler(), parking_domain::VehicleClass::two_wheeler()];
+        let at = |ms: i64| Utc.timestamp_millis_opt(ms).single();
+        let per_bay = parking_domain::summarise(
+            "lot",
+            bays.iter().map(|(zone, two, status, changed)| parking_domain::BayCount {
+                zone: zone.map(|z| zones[z]),
+                class: &classes[usize::from(*two)],
+                status: *status,
+                changed_at: at(*changed),
+            }),
+        );
+        type Group<'a> = (Option<&'a str>, usize);
+        let mut groups: BTreeMap<Group, (Counts, Option<DateTime<Utc>>)> = BTreeMap::new();
+        for (zone, two, status, changed) in &bays {
+            let group = groups.entry((zone.map(|z| zones[z]), usize::from(*two))).or_default();
+            group.0.add(*status);
+            group.1 = group.1.max(at(*changed));
+        }
+        let per_group = parking_domain::summarise_groups(
+            "lot",
+            groups.iter().map(|((zone, class), (counts, changed_at))| parking_domain::GroupCount {
+                zone: *zone,
+                class: &classes[*class],
+                counts: *counts,
+                changed_at: *changed_at,
+            }),
+        );
+        prop_assert_eq!(per_group, per_bay);
+    }
+}

@@ -5,6 +5,7 @@
 //! default database, a `postgres://` URL is PostgreSQL (the host must allow
 //! the address in `allowed_outbound_hosts`).
 
+use chrono::{DateTime, TimeZone, Utc};
 use spin_sdk::{pg3, sqlite};
 
 use crate::sql::{self, Statements};
@@ -115,6 +116,21 @@ impl Row {
             _ => self.int(i).map(Some),
         }
     }
+}
+
+/// Milliseconds since the epoch: how every time is stored.
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> Result<DateTime<Utc>, DbError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| DbError::Decode(format!("{ms} is not a valid time in milliseconds")))
+}
+
+pub fn opt_from_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, DbError> {
+    ms.map(from_ms).transpose()
 }
 
 /// What can go wrong talking to the database, split by what the caller should do.

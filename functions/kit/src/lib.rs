@@ -3,11 +3,13 @@
 //! - [`db`]: one connection type over Spin's SQLite and PostgreSQL interfaces,
 //!   chosen by the `database_url` variable;
 //! - [`sql`]: every statement a component issues, one module per dialect;
-//! - [`history`]: roll-ups, the history query, retention deletes, silent sensors, alerts;
+//! - [`alerts`]: alerts opened, closed, listed and announced;
+//! - [`history`]: roll-ups, the history query, retention deletes, silent sensors;
 //! - [`repo`]: lots, bays and readings as the components use them;
 //! - [`terminals`]: display terminals and the frames rendered for them;
 //! - [`respond`]: JSON answers and the status code each failure maps to.
 
+pub mod alerts;
 pub mod cloudevent;
 pub mod db;
 pub mod history;

@@ -1,35 +1,20 @@
 //! Lots, bays and readings as the components use them. All the database
 //! work of a request happens here, inside one transaction where it writes.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use parking_domain::{
     AlertKind, BatteryAlert, BatteryThresholds, Thresholds, alert_fullness, battery_alert, fullness_alert,
     fullness_from_alerts,
 };
 use parking_domain::{
-    AvailabilityChanged, BayCount, BayStatus, Counts, DecodeError, Envelope, FrameKind, LotAvailability,
+    AvailabilityChanged, BayStatus, Counts, DecodeError, Envelope, FrameKind, GroupCount, LotAvailability,
     LotSpec, Observation, Outcome, SensorFrame, SensorModel, SlotChanged, VehicleClass, apply_reading,
-    summarise,
+    summarise_groups,
 };
 use serde::Serialize;
 
-use crate::db::{Database, DbError, Row, Value};
-use crate::history::{self, AlertSubject};
-
-/// Milliseconds since the epoch: how every time is stored.
-pub fn to_ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub fn from_ms(ms: i64) -> Result<DateTime<Utc>, DbError> {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .ok_or_else(|| DbError::Decode(format!("{ms} is not a valid time in milliseconds")))
-}
-
-fn opt_from_ms(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, DbError> {
-    ms.map(from_ms).transpose()
-}
+use crate::alerts::{self, AlertSubject};
+use crate::db::{Database, DbError, Row, Value, from_ms, opt_from_ms, to_ms};
 
 fn status(row: &Row, i: usize) -> Result<BayStatus, DbError> {
     let s = row.text(i)?;
@@ -161,14 +146,9 @@ pub fn list_lots(db: &Database) -> Result<Vec<LotSummary>, DbError> {
     for row in db.query(db.sql.count_all_lots, &[])? {
         let lot_id = row.text(0)?;
         let Some(lot) = lots.iter_mut().find(|l| l.lot == lot_id) else { continue };
-        let status = status(&row, 2)?;
-        let n = u32::try_from(row.int(3)?).map_err(|e| DbError::Decode(e.to_string()))?;
-        let counts = lot.classes.entry(class(&row, 1)?).or_default();
-        for _ in 0..n {
-            counts.add(status);
-        }
-        let changed = opt_from_ms(row.opt_int(4)?)?;
-        lot.updated_at = lot.updated_at.max(changed);
+        let counts = lot.classes.entry(class(&row, 2)?).or_default();
+        *counts = counts.plus(&counts_at(&row, 3)?);
+        lot.updated_at = lot.updated_at.max(opt_from_ms(row.opt_int(8)?)?);
     }
     Ok(lots)
 }
@@ -178,41 +158,33 @@ pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailabili
     if db.query(db.sql.lot_name, &[lot.into()])?.is_empty() {
         return Ok(None);
     }
-    // Counted in the database: a handful of rows whatever the lot's size.
-    struct GroupRow {
-        zone: Option<String>,
-        class: VehicleClass,
-        status: BayStatus,
-        bays: usize,
-        changed_at: Option<DateTime<Utc>>,
-    }
-    let rows: Vec<GroupRow> = db
-        .query(db.sql.lot_group_counts, &[lot.into()])?
+    // Kept per group in the counts table: a handful of rows whatever the lot's size.
+    let rows = db.query(db.sql.lot_group_counts, &[lot.into()])?;
+    let groups: Vec<(String, VehicleClass, Counts, Option<DateTime<Utc>>)> = rows
         .iter()
-        .map(|r| {
-            Ok(GroupRow {
-                zone: r.opt_text(0)?,
-                class: class(r, 1)?,
-                status: status(r, 2)?,
-                bays: usize::try_from(r.int(3)?).map_err(|e| DbError::Decode(e.to_string()))?,
-                changed_at: opt_from_ms(r.opt_int(4)?)?,
-            })
-        })
+        .map(|r| Ok((r.text(0)?, class(r, 1)?, counts_at(r, 2)?, opt_from_ms(r.opt_int(7)?)?)))
         .collect::<Result<_, DbError>>()?;
-    Ok(Some(summarise(
+    Ok(Some(summarise_groups(
         lot,
-        rows.iter().flat_map(|g| {
-            std::iter::repeat_n(
-                BayCount {
-                    zone: g.zone.as_deref(),
-                    class: &g.class,
-                    status: g.status,
-                    changed_at: g.changed_at,
-                },
-                g.bays,
-            )
+        groups.iter().map(|(zone, class, counts, changed_at)| GroupCount {
+            zone: (!zone.is_empty()).then_some(zone.as_str()),
+            class,
+            counts: *counts,
+            changed_at: *changed_at,
         }),
     )))
+}
+
+/// Counts from five columns (total, free, occupied, unknown, closed) from `first` on.
+fn counts_at(row: &Row, first: usize) -> Result<Counts, DbError> {
+    let n = |i: usize| -> Result<u32, DbError> {
+        u32::try_from(row.int(first + i)?).map_err(|e| DbError::Decode(format!("a bay count: {e}")))
+    };
+    let counts = Counts { total: n(0)?, free: n(1)?, occupied: n(2)?, unknown: n(3)?, closed: n(4)? };
+    if !counts.is_consistent() {
+        return Err(DbError::Decode(format!("inconsistent bay counts {counts:?}")));
+    }
+    Ok(counts)
 }
 
 #[derive(Debug, Serialize)]
@@ -280,7 +252,7 @@ pub enum Applied {
 #[derive(Debug)]
 pub struct Uplinked {
     pub applied: Applied,
-    pub alerts: Vec<crate::history::Alert>,
+    pub alerts: Vec<crate::alerts::Alert>,
 }
 
 /// The events a status change derives.
@@ -343,7 +315,7 @@ pub fn apply_uplink(
                             "battery at {volts:.2} V, below {:.2} V: replace it soon",
                             thresholds.low_below
                         );
-                        alerts.extend(history::open_alert(
+                        alerts.extend(alerts::open_alert(
                             db,
                             AlertKind::BatteryLow,
                             &subject,
@@ -354,7 +326,7 @@ pub fn apply_uplink(
                         )?);
                     }
                     BatteryAlert::Close => {
-                        alerts.extend(history::close_alert(db, AlertKind::BatteryLow, &subject, received_at)?)
+                        alerts.extend(alerts::close_alert(db, AlertKind::BatteryLow, &subject, received_at)?)
                     }
                     BatteryAlert::Keep => {}
                 }
@@ -486,7 +458,7 @@ pub fn apply_uplink(
         })?;
     if let Applied::UnknownDevice = applied {
         // Kept although the reading is refused; the next sweep announces it.
-        history::open_alert(
+        alerts::open_alert(
             db,
             AlertKind::UnknownDevice,
             &device,
@@ -510,24 +482,21 @@ fn update_fullness_alerts(
     lot: &str,
     class: &VehicleClass,
     now: DateTime<Utc>,
-) -> Result<Vec<history::Alert>, DbError> {
-    let mut counts = Counts::default();
-    for row in db.query(db.sql.lot_class_counts, &[lot.into(), class.as_str().into()])? {
-        let n = u32::try_from(row.int(1)?).map_err(|e| DbError::Decode(e.to_string()))?;
-        let status = status(&row, 0)?;
-        for _ in 0..n {
-            counts.add(status);
-        }
-    }
+) -> Result<Vec<alerts::Alert>, DbError> {
+    let row = db.query(db.sql.lot_class_counts, &[lot.into(), class.as_str().into()])?;
+    let counts = match row.first() {
+        Some(row) => counts_at(row, 0)?,
+        None => Counts::default(),
+    };
     let subject = format!("{lot}/{class}");
-    let previous = fullness_from_alerts(&history::open_alert_kinds(db, &subject)?);
+    let previous = fullness_from_alerts(&alerts::open_alert_kinds(db, &subject)?);
     let next = alert_fullness(previous, &counts, &Thresholds::default());
     if next == previous {
         return Ok(Vec::new());
     }
     let mut changed = Vec::new();
     if let Some(kind) = fullness_alert(previous) {
-        changed.extend(history::close_alert(db, kind, &subject, now)?);
+        changed.extend(alerts::close_alert(db, kind, &subject, now)?);
     }
     if let Some(kind) = fullness_alert(next) {
         let detail = format!(
@@ -537,7 +506,7 @@ fn update_fullness_alerts(
             counts.free
         );
         let about = AlertSubject { lot: Some(lot), class: Some(class.as_str()), ..Default::default() };
-        changed.extend(history::open_alert(db, kind, &subject, &about, &detail, now, true)?);
+        changed.extend(alerts::open_alert(db, kind, &subject, &about, &detail, now, true)?);
     }
     Ok(changed)
 }
@@ -569,17 +538,12 @@ pub(crate) fn group_counts(
     zone: Option<&str>,
     class: &VehicleClass,
 ) -> Result<(Counts, Option<DateTime<Utc>>), DbError> {
-    let mut counts = Counts::default();
-    let mut changed_at = None;
-    for row in db.query(db.sql.group_counts, &[lot.into(), Value::opt_text(zone), class.as_str().into()])? {
-        let status = status(&row, 0)?;
-        let n = u32::try_from(row.int(1)?).map_err(|e| DbError::Decode(e.to_string()))?;
-        for _ in 0..n {
-            counts.add(status);
-        }
-        changed_at = changed_at.max(opt_from_ms(row.opt_int(2)?)?);
+    let rows =
+        db.query(db.sql.group_counts, &[lot.into(), zone.unwrap_or_default().into(), class.as_str().into()])?;
+    match rows.first() {
+        Some(row) => Ok((counts_at(row, 0)?, opt_from_ms(row.opt_int(5)?)?)),
+        None => Ok((Counts::default(), None)),
     }
-    Ok((counts, changed_at))
 }
 
 /// Lets the transaction roll back for a reason that is not a database error.

@@ -8,7 +8,8 @@ use parking_domain::{
 use serde::Serialize;
 
 use crate::db::{Database, DbError, Row, Value};
-use crate::repo::{from_ms, lot_availability, to_ms};
+use crate::db::{from_ms, to_ms};
+use crate::repo::lot_availability;
 
 /// A terminal as the admin API shows it (never its token).
 #[derive(Debug, Serialize)]

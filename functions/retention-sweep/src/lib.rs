@@ -26,6 +26,7 @@ use cloudevents::{AttributesReader, Event};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, PING, SENSOR_ALERT_V1, SLOT_CHANGED_V1};
 use parking_domain::{SensorModel, heartbeat_window};
+use parking_kit::alerts;
 use parking_kit::history::{self, HourRolled, RawTable};
 use parking_kit::respond::{self, ApiError};
 use parking_kit::{Database, cloudevent};
@@ -147,11 +148,11 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let mut derived: Vec<serde_json::Value> = Vec::new();
 
     // 1. Sensors heard from again close their offline alerts.
-    let mut closed = history::close_recovered_offline_alerts(&db, now)?;
+    let mut closed = alerts::close_recovered_offline_alerts(&db, now)?;
     // Devices provisioned since they were reported unknown.
-    closed.extend(history::close_provisioned_device_alerts(&db, now)?);
+    closed.extend(alerts::close_provisioned_device_alerts(&db, now)?);
     // Alerts raised by refused readings, which could not answer with events.
-    for alert in history::announce_alerts(&db, now)? {
+    for alert in alerts::announce_alerts(&db, now)? {
         derived.push(event(
             &tick,
             &format!("alert/{}/open", alert.id),

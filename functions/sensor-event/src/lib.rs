@@ -139,12 +139,12 @@ fn decode(event: &Event) -> Result<Envelope, ApiError> {
         )));
     }
     if let Some(subject) = event.subject()
-        && parking_domain::normalise_device_id(subject)
-            != parking_domain::normalise_device_id(&envelope.device)
+        && !envelope.is_named_by(subject)
     {
         return Err(ApiError::bad_request(format!(
-            "the event's subject {subject:?} names another device than its payload ({:?})",
-            envelope.device
+            "the event's subject {subject:?} names another device than its payload ({:?}{})",
+            envelope.device,
+            envelope.device_name.as_deref().map(|n| format!(", named {n:?}")).unwrap_or_default()
         )));
     }
     Ok(envelope)

@@ -39,7 +39,7 @@ impl std::str::FromStr for Protocol {
 /// messages themselves (Mosquitto's `message_size_limit`).
 const MAX_PACKET_BYTES: usize = 16 << 20;
 
-/// One message from the broker, until it is acknowledged.
+/// One message from the broker.
 pub struct Message {
     pub topic: String,
     pub payload: Bytes,
@@ -47,10 +47,13 @@ pub struct Message {
     pub user_properties: Vec<(String, String)>,
     /// MQTT 5 content type.
     pub content_type: Option<String>,
-    receipt: Receipt,
 }
 
-enum Receipt {
+/// What acknowledges one message: kept apart from it, because messages are
+/// handled in any order but acknowledged in the order they arrived.
+pub struct Receipt(ReceiptInner);
+
+enum ReceiptInner {
     V311(rumqttc::Publish),
     V5(mqtt5::Publish),
 }
@@ -73,7 +76,7 @@ pub enum Incoming {
     },
     /// A subscription was confirmed, or refused (with the broker's reason).
     Subscribed(Result<(), String>),
-    Message(Box<Message>),
+    Message(Box<Message>, Receipt),
     Other,
     Lost(String),
 }
@@ -128,12 +131,12 @@ pub fn connect(config: &BridgeConfig) -> Result<(Client, EventLoop)> {
 }
 
 impl Client {
-    pub async fn ack(&self, message: &Message) -> Result<(), String> {
-        match (self, &message.receipt) {
-            (Client::V311(client), Receipt::V311(publish)) => {
+    pub async fn ack(&self, receipt: &Receipt) -> Result<(), String> {
+        match (self, &receipt.0) {
+            (Client::V311(client), ReceiptInner::V311(publish)) => {
                 client.ack(publish).await.map_err(|e| e.to_string())
             }
-            (Client::V5(client), Receipt::V5(publish)) => {
+            (Client::V5(client), ReceiptInner::V5(publish)) => {
                 client.ack(publish).await.map_err(|e| e.to_string())
             }
             _ => Err("a message acknowledged on a connection of another MQTT version".to_owned()),
@@ -183,13 +186,13 @@ impl EventLoop {
                     None => Ok(()),
                 }),
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish))) => {
-                    Incoming::Message(Box::new(Message {
+                    let message = Message {
                         topic: publish.topic.clone(),
                         payload: publish.payload.clone(),
                         user_properties: Vec::new(),
                         content_type: None,
-                        receipt: Receipt::V311(publish),
-                    }))
+                    };
+                    Incoming::Message(Box::new(message), Receipt(ReceiptInner::V311(publish)))
                 }
                 Ok(_) => Incoming::Other,
                 Err(e) => Incoming::Lost(e.to_string()),
@@ -214,15 +217,15 @@ impl EventLoop {
                         .as_ref()
                         .map(|p| (p.user_properties.clone(), p.content_type.clone()))
                         .unwrap_or_default();
-                    Incoming::Message(Box::new(Message {
+                    let message = Message {
                         // Topics are UTF-8 by the protocol; a broker that sent
                         // anything else gets it replaced, not a panic.
                         topic: String::from_utf8_lossy(&publish.topic).into_owned(),
                         payload: publish.payload.clone(),
                         user_properties,
                         content_type,
-                        receipt: Receipt::V5(publish),
-                    }))
+                    };
+                    Incoming::Message(Box::new(message), Receipt(ReceiptInner::V5(publish)))
                 }
                 Ok(_) => Incoming::Other,
                 Err(e) => Incoming::Lost(e.to_string()),

@@ -7,6 +7,7 @@
 //! of the same worker lane, so one device's readings stay in order; events the sink refuses as
 //! malformed go to a dead-letter topic with the reason, then are acknowledged.
 
+pub mod acks;
 pub mod connection;
 pub mod message;
 pub mod sink;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use self::acks::Acks;
 use self::connection::{Client, Incoming, Message, Protocol};
 use self::sink::{Delivery, Sink};
 use self::tls::MqttTls;
@@ -95,6 +97,9 @@ pub struct BridgeStats {
     pub delivered: AtomicU64,
     pub retries: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Connections made to the broker: more than one means it was lost (or
+    /// dropped by the broker) and made again.
+    pub connections: AtomicU64,
     /// Set once the broker has confirmed every subscription: messages
     /// published before that, on a first connection, reach no one.
     pub subscribed: std::sync::atomic::AtomicBool,
@@ -183,22 +188,23 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
     // Messages are handled by a few workers, each in arrival order, off the
     // event loop (so it keeps answering keep-alives while a sink is slow).
     // A topic always goes to the same worker: one device's readings stay in
-    // order while different devices proceed in parallel.
+    // order while different devices proceed in parallel. Workers finish in
+    // any order; acknowledgements leave in arrival order (acks.rs).
+    let (acks, acker) = Acks::start(client.clone());
     let mut lanes = Vec::with_capacity(config.workers);
-    let mut workers = Vec::with_capacity(config.workers);
+    let mut workers = Vec::with_capacity(config.workers + 1);
+    workers.push(acker);
     for _ in 0..config.workers {
-        // Unbounded, so the event loop never waits on a worker while that
-        // worker waits on the event loop to send its acknowledgement; the
-        // broker's in-flight window (unacknowledged QoS 1 messages) bounds it.
+        // Unbounded, so the event loop never waits on a worker; the broker's
+        // in-flight window (unacknowledged QoS 1 messages) bounds it.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Box<Message>)>();
-        let (client, config, stats, sink) = (client.clone(), config.clone(), stats.clone(), sink.clone());
+        let (client, config, stats, sink, acks) =
+            (client.clone(), config.clone(), stats.clone(), sink.clone(), acks.clone());
         workers.push(tokio::spawn(async move {
             while let Some((number, message)) = rx.recv().await {
                 handle(&client, &config, &sink, &stats, &message).await;
                 stats.done(number);
-                if let Err(e) = client.ack(&message).await {
-                    tracing::warn!(error = %e, "acknowledging a message failed; the broker will redeliver it");
-                }
+                acks.done(number);
             }
         }));
         lanes.push(tx);
@@ -208,6 +214,9 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
     loop {
         match eventloop.next().await {
             Incoming::Connected { session_present } => {
+                // Receipts of an earlier connection mean nothing on this one.
+                acks.connection_lost();
+                stats.connections.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session_present, protocol = ?config.protocol, "MQTT bridge connected");
                 if session_present {
                     stats.subscribed.store(true, Ordering::Relaxed);
@@ -231,9 +240,10 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
                     tracing::info!("MQTT bridge subscribed");
                 }
             }
-            Incoming::Message(message) => {
+            Incoming::Message(message, receipt) => {
                 let number = stats.received.fetch_add(1, Ordering::Relaxed);
                 stats.arrived(number);
+                acks.arrived(number, receipt);
                 let lane = &lanes[lane_of(&message.topic, lanes.len())];
                 if lane.send((number, message)).is_err() {
                     break;
@@ -241,6 +251,7 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
             }
             Incoming::Other => {}
             Incoming::Lost(error) => {
+                acks.connection_lost();
                 tracing::warn!(%error, "MQTT connection lost; reconnecting in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }

@@ -291,6 +291,16 @@ impl Envelope {
             (None, _, None) => Err(DecodeError::NoPayload { format: self.format.as_str() }),
         }
     }
+
+    /// Whether `name` (an event's subject: the device segment of the MQTT
+    /// topic it came on) names this uplink's device. A LoRaWAN device is
+    /// known by its DevEUI, but a network server's topics carry its own
+    /// name for the device (The Things Stack's device ID, chosen by the
+    /// operator, e.g. `eui-70b3d57ed0000001` or `bay-17`): either matches.
+    pub fn is_named_by(&self, name: &str) -> bool {
+        let name = crate::normalise_device_id(name);
+        name == crate::normalise_device_id(&self.device) || self.device_name.as_deref() == Some(name.as_str())
+    }
 }
 
 /// Unwraps an uplink of `format`.
@@ -361,6 +371,28 @@ mod tests {
         );
         let long = "m".repeat(500);
         assert!(SensorModel::parse(&long).unwrap_err().to_string().len() < 200);
+    }
+
+    #[test]
+    fn a_lorawan_device_is_named_by_its_dev_eui_or_its_network_server_name() {
+        // The Things Stack: the topic carries the device ID an operator chose.
+        let uplink = json!({
+            "end_device_ids": { "device_id": "bay-17", "dev_eui": "FCD6BD00001936B0" },
+            "uplink_message": { "f_port": 1, "f_cnt": 2, "frm_payload": "AQ==", "received_at": "2026-11-25T10:00:00Z" }
+        });
+        let envelope = parse_envelope(PayloadFormat::TtnV3, uplink.to_string().as_bytes()).unwrap();
+        assert_eq!(envelope.device, "fcd6bd00001936b0");
+        for name in ["bay-17", "FCD6BD00001936B0", "fcd6bd00001936b0"] {
+            assert!(envelope.is_named_by(name), "{name}");
+        }
+        for other in ["bay-18", "fcd6bd00001936b1", "", "eui-fcd6bd00001936b0"] {
+            assert!(!envelope.is_named_by(other), "{other}");
+        }
+        // The project's own reading has no second name.
+        let reading = br#"{"device": "DEV-1", "occupied": true, "observedAt": "2026-11-25T10:00:00Z"}"#;
+        let envelope = parse_envelope(PayloadFormat::ParkingJson, reading).unwrap();
+        assert!(envelope.is_named_by("DEV-1"));
+        assert!(!envelope.is_named_by("DEV-2"));
     }
 
     #[test]

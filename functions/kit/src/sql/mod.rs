@@ -22,7 +22,8 @@ pub struct Statements {
     pub upsert_lot: &'static str,
     /// () -> lot, name
     pub list_lots: &'static str,
-    /// () -> lot, class, status, count, max(status_changed_at_ms)
+    /// () -> lot, zone ('' for none), class, total, free, occupied, unknown, closed, changed_at_ms:
+    /// every group of every lot (the counts table).
     pub count_all_lots: &'static str,
     /// (lot)
     pub delete_lot_bays: &'static str,
@@ -44,7 +45,7 @@ pub struct Statements {
     /// (lot) -> bay, zone, class, sensor, model, status, status_changed_at_ms,
     /// observed_at_ms, last_seen_at_ms, battery
     pub lot_bays: &'static str,
-    /// (lot) -> zone, class, status, count, max(status_changed_at_ms)
+    /// (lot) -> zone ('' for none), class, total, free, occupied, unknown, closed, changed_at_ms
     pub lot_group_counts: &'static str,
 
     // --- readings ---
@@ -67,7 +68,7 @@ pub struct Statements {
     pub touch_bay: &'static str,
     /// (lot, bay, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key)
     pub insert_status_change: &'static str,
-    /// (lot, zone, class) -> status, count, max(status_changed_at_ms)
+    /// (lot, zone or '', class) -> total, free, occupied, unknown, closed, changed_at_ms
     pub group_counts: &'static str,
 
     // --- history (roll-ups) ---
@@ -122,7 +123,7 @@ pub struct Statements {
     pub close_alert: &'static str,
     /// (subject) -> kind of every open alert of the subject.
     pub open_alert_kinds: &'static str,
-    /// (lot, class) -> status, count
+    /// (lot, class) -> total, free, occupied, unknown, closed, changed_at_ms over the lot's zones
     pub lot_class_counts: &'static str,
     /// (now_ms) -> the alert columns of alerts not announced yet, now marked announced.
     pub announce_alerts: &'static str,

@@ -9,8 +9,7 @@ pub static STATEMENTS: Statements = Statements {
     upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3) \
                  ON CONFLICT (lot_id) DO UPDATE SET name = excluded.name, updated_at_ms = excluded.updated_at_ms",
     list_lots: "SELECT lot_id, name FROM lots ORDER BY lot_id",
-    count_all_lots: "SELECT lot_id, class, status, COUNT(*), MAX(status_changed_at_ms) FROM bays \
-                     GROUP BY lot_id, class, status",
+    count_all_lots: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts ORDER BY lot_id",
     delete_lot_bays: "DELETE FROM bays WHERE lot_id = ?1",
     delete_lot: "DELETE FROM lots WHERE lot_id = ?1",
 
@@ -31,8 +30,7 @@ pub static STATEMENTS: Statements = Statements {
                              observed_at_ms = NULL, seq = NULL, last_seen_at_ms = NULL, battery = NULL",
     lot_bays: "SELECT bay_id, zone, class, sensor, model, status, status_changed_at_ms, observed_at_ms, \
                last_seen_at_ms, battery FROM bays WHERE lot_id = ?1 ORDER BY bay_id",
-    lot_group_counts: "SELECT zone, class, status, COUNT(*), MAX(status_changed_at_ms) FROM bays \
-                       WHERE lot_id = ?1 GROUP BY zone, class, status",
+    lot_group_counts: "SELECT zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts WHERE lot_id = ?1",
 
     claim_event: "INSERT INTO processed_events (event_key, processed_at_ms) VALUES (?1, ?2) \
                   ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
@@ -54,8 +52,8 @@ pub static STATEMENTS: Statements = Statements {
                 WHERE lot_id = ?1 AND bay_id = ?2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
                            changed_at_ms, recorded_at_ms, event_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    group_counts: "SELECT status, COUNT(*), MAX(status_changed_at_ms) FROM bays \
-                   WHERE lot_id = ?1 AND zone IS ?2 AND class = ?3 GROUP BY status",
+    group_counts: "SELECT total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts \
+                   WHERE lot_id = ?1 AND zone = ?2 AND class = ?3",
 
     init_rollup_progress: "INSERT INTO rollup_progress (name, rolled_up_to_ms, updated_at_ms) VALUES (?1, ?3, ?2) \
                            ON CONFLICT (name) DO NOTHING",
@@ -119,7 +117,9 @@ pub static STATEMENTS: Statements = Statements {
     close_alert: "UPDATE alerts SET closed_at_ms = ?3 WHERE kind = ?1 AND subject = ?2 AND closed_at_ms IS NULL \
                   RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
     open_alert_kinds: "SELECT kind FROM alerts WHERE subject = ?1 AND closed_at_ms IS NULL",
-    lot_class_counts: "SELECT status, COUNT(*) FROM bays WHERE lot_id = ?1 AND class = ?2 GROUP BY status",
+    lot_class_counts: "SELECT COALESCE(SUM(total), 0), COALESCE(SUM(free), 0), COALESCE(SUM(occupied), 0), \
+                       COALESCE(SUM(unknown), 0), COALESCE(SUM(closed), 0), MAX(changed_at_ms) \
+                       FROM availability_counts WHERE lot_id = ?1 AND class = ?2",
     announce_alerts: "UPDATE alerts SET announced_at_ms = ?1 WHERE announced_at_ms IS NULL \
                       RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
     close_provisioned_device_alerts: "UPDATE alerts SET closed_at_ms = ?1 WHERE kind = 'unknown_device' \

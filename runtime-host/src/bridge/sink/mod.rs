@@ -11,11 +11,11 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::message::BridgedEvent;
-use crate::broker::Broker;
+use crate::eventing::Eventing;
 
 pub enum Sink {
-    /// Straight into this parkd's broker.
-    InProcess(Arc<Broker>),
+    /// Straight into this parkd's eventing (its derived events leave asynchronously).
+    InProcess(Arc<Eventing>),
     /// POST in binary content mode to a CloudEvents endpoint.
     Http { url: String, client: reqwest::Client },
     /// Produce to a Kafka topic, keyed by device (a KafkaSource delivers on).
@@ -58,7 +58,7 @@ impl Sink {
 
     pub fn describe(&self) -> String {
         match self {
-            Sink::InProcess(_) => "in-process broker".to_owned(),
+            Sink::InProcess(_) => "in-process eventing".to_owned(),
             Sink::Http { url, .. } => url.clone(),
             Sink::Kafka(kafka) => kafka.describe(),
         }
@@ -66,8 +66,8 @@ impl Sink {
 
     pub async fn deliver(&self, event: &BridgedEvent) -> Delivery {
         match self {
-            Sink::InProcess(broker) => {
-                let response = broker.ingress(event.request.clone()).await;
+            Sink::InProcess(eventing) => {
+                let response = eventing.ingress(event.request.clone()).await;
                 classify(response.status(), response.body())
             }
             Sink::Http { url, client } => {

@@ -1,0 +1,171 @@
+//! In-process eventing: what a Knative Broker with Triggers does on a
+//! cluster, inside parkd. (The MQTT broker sensors publish to is another
+//! thing: `mqtt_broker`.)
+//!
+//! A CloudEvent POSTed to the events route goes to every component whose
+//! `[component.<id>.tool.parkd] subscribes` lists its type, and the caller
+//! gets the answer. The events a component answers with (a CloudEvents
+//! batch, or one event in binary or structured mode) leave through the
+//! derived-event queue (`derived`), as a Knative Broker delivers replies:
+//! asynchronously, with retries, never inline behind the reading that
+//! caused them.
+
+pub mod derived;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cloudevents::{AttributesReader, Event};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+use self::derived::DerivedQueue;
+use crate::app::{App, InvokeError, LoadedComponent};
+
+const BATCH: &str = "application/cloudevents-batch+json";
+const STRUCTURED: &str = "application/cloudevents+json";
+
+pub struct Eventing {
+    app: Arc<App>,
+    derived: DerivedQueue,
+}
+
+impl Eventing {
+    /// Starts the derived-event queue's workers (inside a Tokio runtime).
+    pub fn new(app: Arc<App>) -> Arc<Self> {
+        let derived = DerivedQueue::start(app.clone(), derived::QueueConfig::default());
+        Arc::new(Self { app, derived })
+    }
+
+    /// Resolves once every derived event queued so far was delivered (or
+    /// given up on): tests and a draining shutdown wait on it.
+    pub async fn settled(&self) {
+        self.derived.settled().await
+    }
+
+    /// Handles an event arriving over HTTP. With one subscriber its answer is
+    /// passed through (so a caller sees a 400 and its reason, or the derived
+    /// events); with several, the worst status wins.
+    pub async fn ingress(&self, request: http::Request<Bytes>) -> Response<Bytes> {
+        let (parts, body) = request.into_parts();
+        let event = match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
+            Ok(event) => event,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("not a CloudEvent (binary or structured mode): {e}"),
+                );
+            }
+        };
+        let subscribers = self.app.subscribers(event.ty());
+        if subscribers.is_empty() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("unknown event type {:?}: no component subscribes to it", event.ty()),
+            );
+        }
+        let mut answers = Vec::with_capacity(subscribers.len());
+        for component in &subscribers {
+            let request = rebuild(&parts, body.clone());
+            answers.push(self.deliver_to(component, request).await);
+        }
+        if answers.len() == 1 {
+            return answers.pop().expect("one answer");
+        }
+        let worst =
+            answers.iter().map(|a| a.status()).max_by_key(|s| severity(*s)).unwrap_or(StatusCode::ACCEPTED);
+        if worst.is_success() {
+            Response::builder().status(StatusCode::ACCEPTED).body(Bytes::new()).expect("valid response")
+        } else {
+            answers.into_iter().find(|a| a.status() == worst).expect("worst answer exists")
+        }
+    }
+
+    /// Runs one delivery; the events the component answers with join the
+    /// derived-event queue (waiting while it is full: back-pressure, never a drop).
+    async fn deliver_to(
+        &self,
+        component: &Arc<LoadedComponent>,
+        request: http::Request<Full<Bytes>>,
+    ) -> Response<Bytes> {
+        let response = match self.app.invoke(component, request).await {
+            Ok(response) => response,
+            Err(e) => return invoke_error(&e),
+        };
+        if response.status().is_success() {
+            for event in replies(&response) {
+                self.derived.push(event, 1).await;
+            }
+        }
+        response
+    }
+}
+
+/// The events in a component's answer: a batch, or a single event.
+pub fn replies(response: &Response<Bytes>) -> Vec<Event> {
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.starts_with(BATCH) {
+        return match serde_json::from_slice::<Vec<Event>>(response.body()) {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "a component answered with an unreadable CloudEvents batch");
+                Vec::new()
+            }
+        };
+    }
+    let has_event = content_type.starts_with(STRUCTURED) || response.headers().contains_key("ce-id");
+    if has_event
+        && let Ok(event) = cloudevents::binding::http::to_event(response.headers(), response.body().to_vec())
+    {
+        return vec![event];
+    }
+    Vec::new()
+}
+
+/// A derived event as a structured-mode request, as a Broker delivers it.
+pub fn structured_request(event: &Event) -> Option<http::Request<Full<Bytes>>> {
+    let body = serde_json::to_vec(event).ok()?;
+    http::Request::post("/").header("content-type", STRUCTURED).body(Full::new(Bytes::from(body))).ok()
+}
+
+fn rebuild(parts: &http::request::Parts, body: Bytes) -> http::Request<Full<Bytes>> {
+    let mut request = http::Request::new(Full::new(body));
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.headers_mut() = parts.headers.clone();
+    request
+}
+
+/// Retryable failures outrank final ones: the caller must retry.
+fn severity(status: StatusCode) -> u8 {
+    match status.as_u16() {
+        500..=599 | 429 => 3,
+        400..=499 => 2,
+        _ => 1,
+    }
+}
+
+pub fn error(status: StatusCode, message: &str) -> Response<Bytes> {
+    let body = serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap_or_default();
+    let mut response = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Bytes::from(body))
+        .expect("valid response");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Busy and timed-out instances are worth a retry; a failed guest is a 500.
+pub fn invoke_error(e: &InvokeError) -> Response<Bytes> {
+    tracing::warn!(error = %e, "request failed in the host");
+    match e {
+        InvokeError::Busy | InvokeError::Timeout(..) => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        }
+        InvokeError::Failed(..) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
