@@ -21,4 +21,5 @@ pub mod routes;
 pub mod scheduler;
 pub mod server;
 pub mod simulate;
+pub mod spin_schema;
 pub mod up;
