@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --test-servers
 bash scripts/build-components.sh
+# parkd and the test binaries, by the same command scripts/up.sh uses (one
+# feature set: wasmtime is compiled once for both).
+bash scripts/build.sh
 # The cluster manifests, strictly, with the pinned tools bootstrap installed;
 # knative/check's Rust tests render them with the same kubectl.
 bash scripts/validate-manifests.sh

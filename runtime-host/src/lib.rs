@@ -13,6 +13,7 @@ pub mod demo;
 pub mod engine;
 pub mod gateway;
 pub mod instance;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod mqtt_broker;
