@@ -20,6 +20,12 @@ trap 'rm -f "$log"' EXIT
 set +e
 bash scripts/with-postgres.sh cargo test "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The image, built as CI can and run from its own root filesystem
+# (skipped, saying why, without podman and mmdebstrap).
+if ! bash scripts/image-test.sh; then
+    status=1
+    echo "test failed: scripts/image-test.sh" >>"$log"
+fi
 set -e
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
