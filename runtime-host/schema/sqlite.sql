@@ -1,6 +1,6 @@
 -- Generated from runtime-host/migrations/sqlite (do not edit): the whole
 -- schema for `spin up --sqlite @runtime-host/schema/sqlite.sql`, safe to run
--- on every start. Regenerate: PARKING_BLESS=1 cargo test -p parkd spin_schema
+-- on every start. Regenerate: PARKING_BLESS=1 cargo test --lib spin_schema
 
 CREATE TABLE IF NOT EXISTS lots (
     lot_id        TEXT PRIMARY KEY,

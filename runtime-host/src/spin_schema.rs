@@ -15,7 +15,7 @@ pub const SCRIPT_PATH: &str = "runtime-host/schema/sqlite.sql";
 const HEADER: &str = "\
 -- Generated from runtime-host/migrations/sqlite (do not edit): the whole
 -- schema for `spin up --sqlite @runtime-host/schema/sqlite.sql`, safe to run
--- on every start. Regenerate: PARKING_BLESS=1 cargo test -p parkd spin_schema
+-- on every start. Regenerate: PARKING_BLESS=1 cargo test --lib spin_schema
 ";
 
 /// An empty in-memory SQLite database (one connection, so it lives as long as the pool).
@@ -100,7 +100,7 @@ mod tests {
         assert!(
             committed == generated,
             "{SCRIPT_PATH} is not what runtime-host/migrations/sqlite produce: \
-             regenerate it with PARKING_BLESS=1 cargo test -p parkd spin_schema"
+             regenerate it with PARKING_BLESS=1 cargo test --lib spin_schema"
         );
     }
 
