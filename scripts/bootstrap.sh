@@ -27,6 +27,14 @@ if [[ "${1:-}" == "--test-servers" ]]; then
     if ! command -v chromedriver >/dev/null; then
         missing+=(chromium-driver)
     fi
+    # The image test (scripts/image-test.sh) builds and runs the image with
+    # podman and a base made by mmdebstrap; it skips, saying so, without them.
+    if [[ $(id -u) -eq 0 ]] && ! command -v podman >/dev/null; then
+        missing+=(podman)
+    fi
+    if [[ $(id -u) -eq 0 ]] && ! command -v mmdebstrap >/dev/null; then
+        missing+=(mmdebstrap)
+    fi
     if ((${#missing[@]})); then
         echo "bootstrap: installing ${missing[*]} (Debian packages)" >&2
         if [[ $(id -u) -ne 0 ]]; then

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh --test-servers
 bash scripts/build-components.sh
+# parkd and the test binaries, by the same command scripts/up.sh uses (one
+# feature set: wasmtime is compiled once for both).
+bash scripts/build.sh
 # The cluster manifests, strictly, with the pinned tools bootstrap installed;
 # knative/check's Rust tests render them with the same kubectl.
 bash scripts/validate-manifests.sh
@@ -17,6 +20,12 @@ trap 'rm -f "$log"' EXIT
 set +e
 bash scripts/with-postgres.sh cargo test "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The image, built as CI can and run from its own root filesystem
+# (skipped, saying why, without podman and mmdebstrap).
+if ! bash scripts/image-test.sh; then
+    status=1
+    echo "test failed: scripts/image-test.sh" >>"$log"
+fi
 set -e
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

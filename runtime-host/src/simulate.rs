@@ -27,8 +27,10 @@ pub struct SimulateOptions {
     pub rate: f64,
     /// Stop after this many readings.
     pub readings: u64,
-    /// Device ids are `{prefix}-0001` and up.
+    /// Device ids are `{prefix}-0001` and up ...
     pub device_prefix: String,
+    /// ... unless given here, one per bay (then `bays` is their number).
+    pub devices: Vec<String>,
     /// Share of readings that are heartbeats (status unchanged).
     pub heartbeat_share: f64,
     pub seed: u64,
@@ -44,6 +46,7 @@ impl Default for SimulateOptions {
             rate: 50.0,
             readings: 3000,
             device_prefix: "SIM".into(),
+            devices: Vec::new(),
             heartbeat_share: 0.1,
             seed: 1,
             progress: true,
@@ -91,7 +94,10 @@ pub struct Summary {
 }
 
 /// Publishes readings until `readings` are out.
-pub async fn run(options: SimulateOptions) -> Result<Summary> {
+pub async fn run(mut options: SimulateOptions) -> Result<Summary> {
+    if !options.devices.is_empty() {
+        options.bays = options.devices.len();
+    }
     let mut mqtt =
         MqttOptions::new(format!("parkd-simulate-{}", options.seed), &options.mqtt_host, options.mqtt_port);
     mqtt.set_keep_alive(Duration::from_secs(15));
@@ -155,7 +161,11 @@ pub async fn run(options: SimulateOptions) -> Result<Summary> {
         };
         let bay = &mut bays[bay_index];
         bay.seq = bay.seq.wrapping_add(1);
-        let device = device_id(&options.device_prefix, bay_index);
+        let device = options
+            .devices
+            .get(bay_index)
+            .cloned()
+            .unwrap_or_else(|| device_id(&options.device_prefix, bay_index));
         let reading = json!({
             "device": device,
             "occupied": bay.occupied,

@@ -107,6 +107,10 @@ pub struct Running {
     pub gateway: Option<Arc<Gateway>>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
+    /// `--demo`'s terminal token (its kiosk is `/terminals/demo-entrance?token=`).
+    pub demo_token: Option<String>,
+    /// `--demo`'s simulated sensors.
+    demo_traffic: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -125,6 +129,9 @@ impl Drop for Running {
         }
         if let Some(scheduler) = &self.scheduler {
             scheduler.abort();
+        }
+        if let Some(traffic) = &self.demo_traffic {
+            traffic.abort();
         }
     }
 }
@@ -257,40 +264,89 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     if gateway.is_some() {
         tracing::info!("terminal kiosk pages at http://{addr}/terminals/{{terminal}}?token=...");
     }
-    let running = Running { addr, app, eventing, bridge, gateway, task: Some(task), scheduler };
+    let mut running = Running {
+        addr,
+        app,
+        eventing,
+        bridge,
+        gateway,
+        task: Some(task),
+        scheduler,
+        demo_token: None,
+        demo_traffic: None,
+    };
     if options.demo {
-        provision_demo(&running, &variables).await?;
+        running.demo_token = Some(provision_demo(&running, &variables).await?);
+        running.demo_traffic = start_demo_traffic(&options.mqtt);
     }
     Ok(running)
 }
 
-/// Provisions the demo lot through the admin API, as an operator would.
-async fn provision_demo(running: &Running, variables: &BTreeMap<String, String>) -> Result<()> {
+/// The demo's simulated sensors, on the embedded broker (none otherwise:
+/// another broker's sensors are real).
+fn start_demo_traffic(mqtt: &MqttMode) -> Option<tokio::task::JoinHandle<()>> {
+    let MqttMode::Embedded(listen) = mqtt else {
+        tracing::info!("demo: no simulated sensors (they run only on the embedded MQTT broker)");
+        return None;
+    };
+    let traffic = crate::demo::traffic(*listen);
+    tracing::info!(
+        "demo: {} simulated sensors publish {} readings/s to mqtt://{}:{}",
+        traffic.devices.len(),
+        crate::demo::DEMO_RATE,
+        traffic.mqtt_host,
+        traffic.mqtt_port
+    );
+    Some(tokio::spawn(async move {
+        if let Err(e) = crate::simulate::run(traffic).await {
+            tracing::warn!(error = %e, "demo: the simulated sensors stopped");
+        }
+    }))
+}
+
+/// Provisions the demo lot and a terminal showing it through the admin API,
+/// as an operator would, and says where to look.
+async fn provision_demo(running: &Running, variables: &BTreeMap<String, String>) -> Result<String> {
+    let lot_path = format!("/api/v1/lots/{}", crate::demo::DEMO_LOT);
+    admin_put(running, variables, &lot_path, &crate::demo::demo_lot())
+        .await
+        .context("provisioning the demo lot")?;
+    let token = crate::demo::new_token();
+    let terminal_path = format!("/api/v1/terminals/{}", crate::demo::DEMO_TERMINAL);
+    admin_put(running, variables, &terminal_path, &crate::demo::demo_terminal(&token))
+        .await
+        .context("provisioning the demo terminal")?;
+    let addr = running.addr;
+    tracing::info!(
+        "demo lot provisioned: GET http://{addr}{lot_path}/availability; operator page: http://{addr}/"
+    );
+    if running.gateway.is_some() {
+        tracing::info!(
+            "demo kiosk: http://{addr}/terminals/{}?token={token} (terminal token: {token})",
+            crate::demo::DEMO_TERMINAL
+        );
+    }
+    Ok(token)
+}
+
+/// A `PUT` to lot-admin, with the admin token when one is set.
+async fn admin_put(
+    running: &Running,
+    variables: &BTreeMap<String, String>,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
     let Some(admin) = running.app.components.get("lot-admin") else {
         bail!("--demo needs the lot-admin component, which is not loaded");
     };
-    let body = serde_json::to_vec(&crate::demo::demo_lot())?;
-    let mut request = http::Request::put(format!("/api/v1/lots/{}", crate::demo::DEMO_LOT))
-        .header("content-type", "application/json");
+    let mut request = http::Request::put(path).header("content-type", "application/json");
     if let Some(token) = variables.get("admin_token").filter(|t| !t.is_empty()) {
         request = request.header("authorization", format!("Bearer {token}"));
     }
-    let response = running
-        .app
-        .invoke(admin, request.body(Full::new(Bytes::from(body)))?)
-        .await
-        .context("provisioning the demo lot")?;
+    let response =
+        running.app.invoke(admin, request.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?).await?;
     if !response.status().is_success() {
-        bail!(
-            "provisioning the demo lot failed with {}: {}",
-            response.status(),
-            String::from_utf8_lossy(response.body())
-        );
+        bail!("PUT {path} answered {}: {}", response.status(), String::from_utf8_lossy(response.body()));
     }
-    tracing::info!(
-        "demo lot provisioned: GET http://{}/api/v1/lots/{}/availability",
-        running.addr,
-        crate::demo::DEMO_LOT
-    );
     Ok(())
 }

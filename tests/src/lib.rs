@@ -11,8 +11,10 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 pub mod browser;
+pub mod cluster;
 pub mod db;
 pub mod kafka;
+pub mod knative;
 pub mod mosquitto;
 pub mod postgres;
 pub mod terminals;

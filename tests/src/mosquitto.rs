@@ -14,7 +14,7 @@ pub struct Mosquitto {
     _dir: tempfile::TempDir,
 }
 
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
         .iter()
         .map(PathBuf::from)
@@ -61,17 +61,9 @@ impl Mosquitto {
 
     fn credentials_and_acl(dir: &tempfile::TempDir, users: &[(&str, &str)]) -> Result<String> {
         let passwd = dir.path().join("passwd");
-        for (i, (user, password)) in users.iter().enumerate() {
-            let mut command = Command::new("mosquitto_passwd");
-            if i == 0 {
-                command.arg("-c");
-            }
-            let status =
-                command.arg("-b").arg(&passwd).arg(user).arg(password).stdout(Stdio::null()).status()?;
-            if !status.success() {
-                bail!("mosquitto_passwd failed for {user}");
-            }
-        }
+        let users: Vec<(String, String)> =
+            users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
+        write_passwd(&passwd, &users)?;
         let acl = crate::repo_root().join("deploy/mosquitto/acl");
         Ok(format!(
             "per_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\n",
@@ -112,8 +104,23 @@ impl Mosquitto {
     }
 }
 
+/// A Mosquitto password file with these users (made by mosquitto_passwd).
+pub fn write_passwd(passwd: &Path, users: &[(String, String)]) -> Result<()> {
+    for (i, (user, password)) in users.iter().enumerate() {
+        let mut command = Command::new("mosquitto_passwd");
+        if i == 0 {
+            command.arg("-c");
+        }
+        let status = command.arg("-b").arg(passwd).arg(user).arg(password).stdout(Stdio::null()).status()?;
+        if !status.success() {
+            bail!("mosquitto_passwd failed for {user}");
+        }
+    }
+    Ok(())
+}
+
 /// A CA, and a broker certificate for 127.0.0.1 and localhost signed by it.
-fn write_certificates(ca_path: &Path, certificate_path: &Path, key_path: &Path) -> Result<()> {
+pub fn write_certificates(ca_path: &Path, certificate_path: &Path, key_path: &Path) -> Result<()> {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

@@ -112,7 +112,7 @@ fn roll_up_window(
 ) -> Result<usize, DbError> {
     let window = [to_ms(start).into(), to_ms(end).into()];
     let bays: Vec<BayAtStart> = db
-        .query(db.sql.bays_at, &window)?
+        .query(db.sql.bays_at, &window[..1])?
         .iter()
         .map(|r| Ok(BayAtStart { group: group(r, 0)?, bay: r.text(1)?, status: status(r, 4)? }))
         .collect::<Result<_, DbError>>()?;

@@ -3,6 +3,8 @@
 //! field the type does not know (a typo, a field of another version) is an
 //! error, named by its path.
 
+pub mod wiring;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,8 +26,12 @@ fn kubectl() -> String {
 
 /// Renders a kustomization (a folder under knative/) into its objects.
 pub fn render(kustomization: &str) -> Result<Vec<Value>> {
-    let dir = repo_root().join("knative").join(kustomization);
-    let output = Command::new(kubectl()).arg("kustomize").arg(&dir).output().with_context(|| {
+    render_dir(&repo_root().join("knative").join(kustomization))
+}
+
+/// Renders the kustomization in `dir` (anywhere) into its objects.
+pub fn render_dir(dir: &Path) -> Result<Vec<Value>> {
+    let output = Command::new(kubectl()).arg("kustomize").arg(dir).output().with_context(|| {
         format!("running {} kustomize: run scripts/bootstrap.sh --test-servers", kubectl())
     })?;
     if !output.status.success() {

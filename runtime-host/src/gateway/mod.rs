@@ -120,6 +120,22 @@ impl Gateway {
         Ok(())
     }
 
+    /// The gateway's own metrics (Prometheus text format), for `parkd gateway`'s `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let stats = &self.stats;
+        format!(
+            "# HELP parkd_gateway_subscribed whether the gateway holds its frame subscription\n\
+             # TYPE parkd_gateway_subscribed gauge\nparkd_gateway_subscribed {}\n\
+             # HELP parkd_gateway_frames_received_total terminal frames received from the broker\n\
+             # TYPE parkd_gateway_frames_received_total counter\nparkd_gateway_frames_received_total {}\n\
+             # HELP parkd_gateway_clients terminal streams and sockets open\n\
+             # TYPE parkd_gateway_clients gauge\nparkd_gateway_clients {}\n",
+            u8::from(stats.subscribed.load(Ordering::Relaxed)),
+            stats.frames_received.load(Ordering::Relaxed),
+            stats.clients.load(Ordering::Relaxed),
+        )
+    }
+
     /// Whether `path` is the gateway's.
     pub fn owns(path: &str) -> bool {
         path.starts_with("/terminals/")
@@ -364,7 +380,7 @@ async fn subscribe(options: MqttOptions, frames: Arc<Frames>, stats: Arc<Gateway
     }
 }
 
-/// Serves the gateway alone (`parkd gateway`): its routes and `/healthz`.
+/// Serves the gateway alone (`parkd gateway`): its routes, `/healthz` and `/metrics`.
 pub async fn serve(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) -> Result<()> {
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -383,6 +399,10 @@ pub async fn serve(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) -> 
                 async move {
                     let response = match req.uri().path() {
                         "/healthz" => Response::new(full(Bytes::from_static(b"ok\n"))),
+                        "/metrics" => Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4")
+                            .body(full(Bytes::from(gateway.render_metrics())))
+                            .expect("valid response"),
                         path if Gateway::owns(path) => gateway.handle(req).await,
                         path => error(StatusCode::NOT_FOUND, &format!("no route for {path}")),
                     };

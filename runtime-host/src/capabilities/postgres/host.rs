@@ -38,6 +38,9 @@ impl HostConnection for PostgresInstance {
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<RowSet, Error>> {
         let connection = self.connections.get_mut(&connection)?;
+        if let Err(e) = check_parameter_count(&statement, params.len()) {
+            return Ok(Err(e));
+        }
         let query = match bind(sqlx::query(sqlx::AssertSqlSafe(statement.clone())), params) {
             Ok(q) => q,
             Err(e) => return Ok(Err(e)),
@@ -57,6 +60,9 @@ impl HostConnection for PostgresInstance {
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<u64, Error>> {
         let connection = self.connections.get_mut(&connection)?;
+        if let Err(e) = check_parameter_count(&statement, params.len()) {
+            return Ok(Err(e));
+        }
         let query = match bind(sqlx::query(sqlx::AssertSqlSafe(statement.clone())), params) {
             Ok(q) => q,
             Err(e) => return Ok(Err(e)),
@@ -81,6 +87,19 @@ impl HostConnection for PostgresInstance {
         }
         Ok(())
     }
+}
+
+/// Refuses what Spin's PostgreSQL refuses: as many parameters as the
+/// statement's placeholders, no more, no fewer (sqlx declares each argument's
+/// type, so the server itself would take an extra, unused one).
+fn check_parameter_count(statement: &str, given: usize) -> Result<(), Error> {
+    let needed = super::placeholders::count(statement);
+    if given == needed {
+        return Ok(());
+    }
+    Err(Error::QueryFailed(format!(
+        "expected {needed} parameters but got {given}: pass exactly one parameter per placeholder ($1..${needed})"
+    )))
 }
 
 /// A NULL whose type the server infers from where it is used, as a NULL

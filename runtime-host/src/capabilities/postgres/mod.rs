@@ -9,6 +9,7 @@
 //! before any connection is made.
 
 mod host;
+mod placeholders;
 pub mod runtime_config;
 #[cfg(test)]
 mod tests;

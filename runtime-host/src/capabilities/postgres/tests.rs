@@ -122,3 +122,41 @@ async fn server_errors_carry_the_server_message() {
     let err = pg.query(conn, "SELEC 1".into(), vec![]).await.unwrap().unwrap_err();
     assert!(matches!(&err, Error::QueryFailed(m) if m.contains("syntax error")), "{err:?}");
 }
+
+/// Spin's PostgreSQL (tokio-postgres, statements prepared without declared
+/// types) refuses a parameter list that does not match the placeholders the
+/// statement uses; sqlx declares a type per argument, so the server would
+/// accept an extra, unused one.
+#[tokio::test]
+async fn a_parameter_count_that_does_not_match_the_statement_is_refused() {
+    let url = server_url();
+    let mut pg = instance_for(&url);
+    let conn = pg.open(url.clone()).await.unwrap().unwrap();
+    let c = || Resource::new_borrow(conn.rep());
+    let too_many = pg
+        .query(c(), "SELECT $1::int8".into(), vec![ParameterValue::Int64(1), ParameterValue::Int64(2)])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&too_many, Error::QueryFailed(m) if m.contains("expected 1 parameters but got 2")),
+        "{too_many:?}"
+    );
+    let too_few = pg
+        .execute(c(), "SELECT $1::int8, $2::int8".into(), vec![ParameterValue::Int64(1)])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&too_few, Error::QueryFailed(m) if m.contains("expected 2 parameters but got 1")),
+        "{too_few:?}"
+    );
+    // `$2` inside a string literal, a quoted name or a comment is not a placeholder.
+    let rows = pg
+        .query(c(), "SELECT $1::int8, '$2' AS \"$3\" -- $4\n".into(), vec![ParameterValue::Int64(5)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows.rows[0], [DbValue::Int64(5), DbValue::Str("$2".into())]);
+    pg.drop(conn).await.unwrap();
+}

@@ -74,6 +74,7 @@ async fn run(
     statement: &str,
     parameters: Vec<Value>,
 ) -> Result<QueryResult, Error> {
+    check_parameter_count(conn, statement, parameters.len()).await?;
     let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()));
     for p in parameters {
         query = match p {
@@ -97,6 +98,29 @@ async fn run(
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(QueryResult { columns, rows })
+}
+
+/// Refuses what Spin's SQLite (rusqlite) refuses, in its words: a parameter
+/// list longer or shorter than the statement's placeholders. sqlx would
+/// ignore the extras and bind the missing ones as NULL. The statement is
+/// prepared once per connection (sqlx caches it for the query that follows).
+async fn check_parameter_count(
+    conn: &mut sqlx::SqliteConnection,
+    statement: &str,
+    given: usize,
+) -> Result<(), Error> {
+    use sqlx::{Either, Executor, SqlSafeStr, Statement};
+    let sql = sqlx::AssertSqlSafe(statement.to_owned()).into_sql_str();
+    let prepared = conn.prepare(sql).await.map_err(|e| Error::Io(describe(&e)))?;
+    let needed = match prepared.parameters() {
+        Some(Either::Right(n)) => n,
+        Some(Either::Left(types)) => types.len(),
+        None => 0,
+    };
+    if given == needed {
+        return Ok(());
+    }
+    Err(Error::Io(format!("Wrong number of parameters passed to query. Got {given}, needed {needed}")))
 }
 
 /// SQLite values carry their own type: read each as what it is.

@@ -70,6 +70,34 @@ async fn errors_carry_the_database_message() {
     assert!(matches!(&err, Error::Io(m) if m.contains("syntax error")), "{err:?}");
 }
 
+/// Spin's SQLite (rusqlite) refuses a parameter list that does not match
+/// the statement's placeholders; sqlx would ignore extras and bind missing
+/// ones as NULL, hiding the bug until the component runs under Spin.
+#[tokio::test]
+async fn a_parameter_count_that_does_not_match_the_statement_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut instance = capability(dir.path()).await.instance(&["default".into()]);
+    let conn = instance.open("default".into()).await.unwrap().unwrap();
+    let c = || Resource::new_borrow(conn.rep());
+    let too_many = instance
+        .execute(c(), "SELECT ?1".into(), vec![Value::Integer(1), Value::Integer(2)])
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&too_many, Error::Io(m) if m.contains("Wrong number of parameters") && m.contains("Got 2, needed 1")),
+        "{too_many:?}"
+    );
+    let too_few =
+        instance.execute(c(), "SELECT ?1, ?2".into(), vec![Value::Integer(1)]).await.unwrap().unwrap_err();
+    assert!(matches!(&too_few, Error::Io(m) if m.contains("Got 1, needed 2")), "{too_few:?}");
+    // A placeholder used twice is one parameter, as SQLite counts them.
+    let reused =
+        instance.execute(c(), "SELECT ?1 + ?1".into(), vec![Value::Integer(2)]).await.unwrap().unwrap();
+    assert_eq!(reused.rows[0].values, [Value::Integer(4)]);
+    instance.drop(conn).await.unwrap();
+}
+
 #[tokio::test]
 async fn an_abandoned_transaction_is_rolled_back_when_the_connection_drops() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,170 @@
+//! The cluster as `knative/overlays/parkd` renders it, run on loopback
+//! (tests/src/cluster.rs): every Knative Service and Deployment as the parkd
+//! process its container spec describes, Mosquitto with the rendered
+//! configuration and ACL, tansu for Kafka, and the Broker, Triggers,
+//! KafkaSource and PingSource played from the rendered objects.
+
+use std::future::Future;
+use std::time::Duration;
+
+use parking_tests::cluster::Cluster;
+use parking_tests::knative::Reply;
+use parking_tests::terminals::SseStream;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use serde_json::{Value, json};
+
+/// A bay sensor with its own Mosquitto credential (its user name is its device id).
+const SENSOR: (&str, &str) = ("E2E-BAY-1", "bay-1-secret");
+
+async fn eventually<F, Fut>(what: &str, cluster: &Cluster, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "{what}: not within 30 s\ndeliveries: {:#?}\n{}",
+                cluster.broker.deliveries(),
+                cluster.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes as the sensor does: over TLS (the broker's 8883), with its own credential.
+async fn publish_as_sensor(cluster: &Cluster, topic: &str, payload: String) {
+    let config = parkd::bridge::tls::MqttTls { ca: Some(cluster.mosquitto.ca.clone()), client_auth: None }
+        .client_config()
+        .unwrap();
+    let mut options = MqttOptions::new(SENSOR.0, "127.0.0.1", cluster.mosquitto.tls_port);
+    options
+        .set_credentials(SENSOR.0, SENSOR.1)
+        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(std::sync::Arc::new(config))));
+    let (client, mut eventloop) = AsyncClient::new(options, 8);
+    client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+    let acked = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => break Ok(()),
+                Ok(_) => continue,
+                Err(e) => break Err(e),
+            }
+        }
+    })
+    .await;
+    assert!(matches!(acked, Ok(Ok(()))), "the sensor's publish was not acknowledged: {acked:?}");
+}
+
+fn lot() -> Value {
+    json!({ "name": "E2E", "bays": [{ "id": "B1", "zone": "L1", "class": "four_wheeler", "sensor": SENSOR.0 }] })
+}
+
+async fn start() -> (Cluster, reqwest::Client, String) {
+    let cluster = Cluster::start("overlays/parkd", &[SENSOR]).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let admin = cluster.secret("parking-admin", "token");
+    (cluster, reqwest::Client::new(), admin)
+}
+
+async fn provision(cluster: &Cluster, http: &reqwest::Client, admin: &str) {
+    let url = format!("{}/api/v1/lots/e2e", cluster.services["lot-admin"]);
+    let r = http.put(url).bearer_auth(admin).json(&lot()).send().await.unwrap();
+    assert!(
+        r.status().is_success(),
+        "provisioning through lot-admin: {} {}",
+        r.status(),
+        r.text().await.unwrap()
+    );
+}
+
+async fn four_wheelers(cluster: &Cluster, http: &reqwest::Client) -> Value {
+    let url = format!("{}/api/v1/lots/e2e/availability", cluster.services["availability-query"]);
+    let r = http.get(url).send().await.unwrap();
+    r.json::<Value>().await.unwrap_or(Value::Null)["classes"]["four_wheeler"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sensor_uplink_reaches_the_availability_api_and_a_ping_runs_the_sweep() {
+    let (cluster, http, admin) = start().await;
+    provision(&cluster, &http, &admin).await;
+    assert_eq!(four_wheelers(&cluster, &http).await["unknown"], 1);
+
+    // Sensor → Mosquitto (TLS, its ACL) → bridge → Kafka → KafkaSource →
+    // Broker → Trigger sensor-uplinks → sensor-event → PostgreSQL.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let reading = json!({ "device": SENSOR.0, "occupied": true, "seq": 1, "observedAt": now });
+    publish_as_sensor(&cluster, &format!("parking/uplink/{}", SENSOR.0), reading.to_string()).await;
+    eventually("the uplink counted by the availability API", &cluster, || async {
+        four_wheelers(&cluster, &http).await["occupied"] == 1
+    })
+    .await;
+    let delivery = cluster.broker.delivered_by("sensor-uplinks", Duration::from_secs(5)).await.unwrap();
+    assert_eq!(delivery.status, Some(200), "{delivery:?}");
+
+    // The PingSource's tick → Broker → Trigger retention-tick → retention-sweep.
+    assert_eq!(cluster.ping().unwrap(), 1, "one PingSource rendered");
+    let sweep = cluster.broker.delivered_by("retention-tick", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(sweep.status, Some(200), "the sweep ran: {sweep:?}\n{}", cluster.logs());
+
+    // Every metrics scrape target (the functions' pods, the bridge and the
+    // gateway; knative/check checks the monitors point at these) answers.
+    for (name, base) in &cluster.services {
+        let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+        let body = r.text().await.unwrap();
+        assert!(body.contains("# TYPE parkd_"), "{name} /metrics: {body}");
+    }
+}
+
+/// A terminal's SSE stream (the gateway, through the rendered Ingress path
+/// /terminals) shows the uplink. Not yet: sensor-event answers a changed bay
+/// with a CloudEvents batch (slot.changed + availability.changed), and a
+/// Knative Broker takes a reply of zero or one CloudEvent, so
+/// availability.changed never reaches terminal-push on a cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "sensor-event replies with a CloudEvents batch, which a Knative Broker does not take as a reply"]
+async fn a_sensor_uplink_reaches_a_terminals_sse_stream() {
+    let (cluster, http, admin) = start().await;
+    provision(&cluster, &http, &admin).await;
+    let token = "e2e-terminal-token-0123456789";
+    let url = format!("{}/api/v1/terminals/e2e-sign", cluster.services["lot-admin"]);
+    let r = http
+        .put(url)
+        .bearer_auth(&admin)
+        .json(&json!({ "lot": "e2e", "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "provisioning the terminal: {}", r.status());
+    let stream_url =
+        format!("{}/terminals/e2e-sign/stream?token={token}", cluster.services["parking-gateway"]);
+    let mut stream = SseStream::open(&http, &stream_url, None).await.unwrap();
+
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let reading = json!({ "device": SENSOR.0, "occupied": true, "seq": 1, "observedAt": now });
+    publish_as_sensor(&cluster, &format!("parking/uplink/{}", SENSOR.0), reading.to_string()).await;
+    let delivery = cluster.broker.delivered_by("sensor-uplinks", Duration::from_secs(30)).await.unwrap();
+    assert!(matches!(delivery.reply, Reply::Event(_)), "sensor-event's reply: {delivery:?}");
+    let frame = stream
+        .next_frame(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
+    assert_eq!(frame.json()["classes"]["four_wheeler"]["occupied"], 1, "{frame:?}");
+}
+
+/// parkd's text logs carry no colour codes when they go to a file or a pipe.
+#[test]
+fn parkd_logs_are_plain_text_when_not_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(parking_tests::cluster::parkd_binary().unwrap())
+        .args(["--log-format", "text", "migrate", "--database", "sqlite", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{logs}");
+    assert!(logs.contains("migrations applied"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "ANSI escape codes in piped logs: {logs:?}");
+}
