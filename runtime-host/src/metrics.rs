@@ -65,6 +65,8 @@ pub struct PoolStats {
 
 pub struct HostMetrics {
     registry: Registry,
+    /// The terminal gateway's (`parkd_gateway_*`), when it runs in this host.
+    pub gateway: crate::gateway::metrics::GatewayMetrics,
     requests: Family<RequestLabels, Counter>,
     duration: Family<ComponentLabels, Histogram>,
     events: Family<OutcomeLabels, Counter>,
@@ -126,7 +128,19 @@ impl Default for HostMetrics {
             "The most connections a database pool opens",
             pool_max.clone(),
         );
-        Self { registry, requests, duration, events, bays, total_bays, pool_connections, pool_idle, pool_max }
+        let gateway = crate::gateway::metrics::GatewayMetrics::register(&mut registry);
+        Self {
+            registry,
+            gateway,
+            requests,
+            duration,
+            events,
+            bays,
+            total_bays,
+            pool_connections,
+            pool_idle,
+            pool_max,
+        }
     }
 }
 
