@@ -100,6 +100,10 @@ enum Command {
         /// Seconds between keep-alive pings on idle streams.
         #[arg(long, default_value_t = 15)]
         keep_alive: u64,
+        /// The least milliseconds between two frames a terminal's clients see
+        /// (the newest frame; the last one is always shown).
+        #[arg(long, env = "PARKD_GATEWAY_FRAME_INTERVAL_MS")]
+        frame_interval_ms: Option<u64>,
     },
     /// Publishes simulated bay sensor readings over MQTT at a target rate.
     Simulate {
@@ -169,6 +173,7 @@ impl AppArgs {
             mqtt: up::MqttMode::Off,
             sweep_schedule: None,
             gateway_keep_alive: std::time::Duration::from_secs(15),
+            gateway_frame_interval: parkd::gateway::DEFAULT_FRAME_INTERVAL,
         }
     }
 }
@@ -203,6 +208,10 @@ struct UpArgs {
     /// Sends no sweep ticks (roll-ups, retention and offline detection wait).
     #[arg(long)]
     no_sweep: bool,
+    /// The least milliseconds between two frames a terminal's clients see
+    /// (the newest frame; the last one is always shown).
+    #[arg(long, env = "PARKD_GATEWAY_FRAME_INTERVAL_MS")]
+    frame_interval_ms: Option<u64>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -226,6 +235,9 @@ async fn main() -> Result<()> {
                     (None, false) => up::MqttMode::Embedded(args.mqtt_listen),
                 },
                 sweep_schedule: (!args.no_sweep).then_some(args.sweep_cron),
+                gateway_frame_interval: args
+                    .frame_interval_ms
+                    .map_or(parkd::gateway::DEFAULT_FRAME_INTERVAL, std::time::Duration::from_millis),
                 ..args.app.up_options(args.listen)
             })
             .await?;
@@ -288,12 +300,15 @@ async fn main() -> Result<()> {
             drop(bridge);
             Ok(())
         }
-        Command::Gateway { mqtt, database, data_dir, listen, keep_alive } => {
+        Command::Gateway { mqtt, database, data_dir, listen, keep_alive, frame_interval_ms } => {
             let database = Database::parse(&database, &data_dir)?;
-            let config = parkd::gateway::GatewayConfig {
+            let mut config = parkd::gateway::GatewayConfig {
                 keep_alive: std::time::Duration::from_secs(keep_alive.max(1)),
                 ..parkd::gateway::GatewayConfig::new(&mqtt)
             };
+            if let Some(ms) = frame_interval_ms {
+                config.frame_interval = std::time::Duration::from_millis(ms);
+            }
             let gateway = parkd::gateway::Gateway::start(config, &database).await?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await

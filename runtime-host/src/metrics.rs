@@ -80,6 +80,8 @@ pub struct PoolStats {
 
 pub struct HostMetrics {
     registry: Registry,
+    /// The terminal gateway's (`parkd_gateway_*`), when it runs in this host.
+    pub gateway: crate::gateway::metrics::GatewayMetrics,
     requests: Family<RequestLabels, Counter>,
     duration: Family<ComponentLabels, Histogram>,
     events: Family<OutcomeLabels, Counter>,
@@ -168,8 +170,10 @@ impl Default for HostMetrics {
         for kind in parking_domain::AlertKind::ALL {
             let _ = alerts_open.get_or_create(&AlertKindLabels { kind: kind.as_str().to_owned() }).get();
         }
+        let gateway = crate::gateway::metrics::GatewayMetrics::register(&mut registry);
         Self {
             registry,
+            gateway,
             requests,
             duration,
             events,

@@ -31,6 +31,9 @@ pub struct Server {
     metrics: Metrics,
     /// The terminal gateway's routes (`/terminals/...`), when it runs here.
     gateway: Option<Arc<Gateway>>,
+    /// The runtime components run on. With a gateway, connections live on the
+    /// gateway's runtime and everything but its streams comes back here.
+    components_runtime: tokio::runtime::Handle,
 }
 
 /// What `/metrics` reports (Prometheus text format).
@@ -154,7 +157,15 @@ impl Server {
         metrics: Metrics,
         gateway: Option<Arc<Gateway>>,
     ) -> Arc<Self> {
-        Arc::new(Self { eventing, app, router, events_route, metrics, gateway })
+        Arc::new(Self {
+            eventing,
+            app,
+            router,
+            events_route,
+            metrics,
+            gateway,
+            components_runtime: tokio::runtime::Handle::current(),
+        })
     }
 
     pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
@@ -178,7 +189,7 @@ impl Server {
                 }
             };
             let server = self.clone();
-            connections.spawn(async move {
+            let serve = move |stream: tokio::net::TcpStream| async move {
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(server.handle(req).await) }
@@ -192,17 +203,36 @@ impl Server {
                 {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
-            });
+            };
+            if self.gateway.is_some() {
+                gateway::spawn_connection(&mut connections, stream, serve);
+            } else {
+                connections.spawn(serve(stream));
+            }
         }
     }
 
-    async fn handle(&self, req: hyper::Request<Incoming>) -> Response<gateway::Body> {
+    async fn handle(self: Arc<Self>, req: hyper::Request<Incoming>) -> Response<gateway::Body> {
         // Terminal streams are long-lived: they are not request-logged.
         if let Some(gateway) = &self.gateway
             && Gateway::owns(req.uri().path())
         {
             return gateway.handle(req).await;
         }
+        if self.gateway.is_some() {
+            // On the gateway's runtime: the components run on their own.
+            let runtime = self.components_runtime.clone();
+            return match runtime.spawn(self.handle_request(req)).await {
+                Ok(response) => response,
+                Err(e) => {
+                    gateway::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the request failed: {e}"))
+                }
+            };
+        }
+        self.handle_request(req).await
+    }
+
+    async fn handle_request(self: Arc<Self>, req: hyper::Request<Incoming>) -> Response<gateway::Body> {
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
@@ -256,8 +286,36 @@ impl Server {
         };
         let request = http::Request::from_parts(parts, Full::new(body));
         match self.app.invoke(component, request).await {
-            Ok(response) => response,
+            Ok(response) => {
+                self.route_replies(&response).await;
+                response
+            }
             Err(e) => eventing::invoke_error(&e),
+        }
+    }
+
+    /// Events a component answered an API request with (lot-admin's
+    /// `terminal.changed`) go through the in-process broker, as a Knative
+    /// Broker routes replies. Their failures are logged: the request itself
+    /// succeeded.
+    async fn route_replies(&self, response: &Response<Bytes>) {
+        if self.events_route.is_none() || !response.status().is_success() {
+            return;
+        }
+        for event in eventing::replies(response) {
+            let Ok(body) = serde_json::to_vec(&event) else { continue };
+            let request = http::Request::post("/")
+                .header("content-type", "application/cloudevents+json")
+                .body(Bytes::from(body))
+                .expect("valid request");
+            let answer = self.eventing.ingress(request).await;
+            if !answer.status().is_success() {
+                tracing::warn!(
+                    status = answer.status().as_u16(),
+                    reason = %String::from_utf8_lossy(&answer.body()[..answer.body().len().min(300)]),
+                    "an event a component answered with was not delivered"
+                );
+            }
         }
     }
 }

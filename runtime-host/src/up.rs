@@ -43,6 +43,9 @@ pub struct UpOptions {
     /// How often the terminal gateway's idle streams carry a ping (it runs
     /// whenever MQTT does, except when serving one component).
     pub gateway_keep_alive: std::time::Duration,
+    /// The gateway's rate cap: the least time between two frames a
+    /// terminal's clients see.
+    pub gateway_frame_interval: std::time::Duration,
 }
 
 impl UpOptions {
@@ -218,7 +221,12 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     };
     let gateway = match (&mqtt_url, options.serving_one()) {
         (Some(url), None) => {
-            let config = GatewayConfig { keep_alive: options.gateway_keep_alive, ..GatewayConfig::new(url) };
+            let config = GatewayConfig {
+                keep_alive: options.gateway_keep_alive,
+                frame_interval: options.gateway_frame_interval,
+                metrics: Some(app.metrics.gateway.clone()),
+                ..GatewayConfig::new(url)
+            };
             Some(Gateway::start(config, &database).await?)
         }
         _ => None,

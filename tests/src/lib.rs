@@ -80,6 +80,8 @@ pub struct ParkdOptions {
     pub sweep_schedule: Option<String>,
     /// The terminal gateway's keep-alive interval.
     pub gateway_keep_alive: std::time::Duration,
+    /// The terminal gateway's rate cap (least time between two frames).
+    pub gateway_frame_interval: std::time::Duration,
 }
 
 impl ParkdOptions {
@@ -94,6 +96,7 @@ impl ParkdOptions {
             serve_all_paths: false,
             sweep_schedule: None,
             gateway_keep_alive: std::time::Duration::from_secs(15),
+            gateway_frame_interval: parkd::gateway::DEFAULT_FRAME_INTERVAL,
         }
     }
 }
@@ -165,6 +168,7 @@ impl Parkd {
             mqtt: options.mqtt,
             sweep_schedule: options.sweep_schedule,
             gateway_keep_alive: options.gateway_keep_alive,
+            gateway_frame_interval: options.gateway_frame_interval,
         })
         .await?;
         if let Some(bridge) = &running.bridge {

@@ -15,6 +15,9 @@ pub const SLOT_CHANGED_V1: &str = "io.parking.slot.changed.v1";
 pub const AVAILABILITY_CHANGED_V1: &str = "io.parking.availability.changed.v1";
 /// A sensor is offline, low on battery or faulty.
 pub const SENSOR_ALERT_V1: &str = "io.parking.sensor.alert.v1";
+/// A display terminal was provisioned, changed or deleted; `subject` is the
+/// terminal id. Its frame is rendered (or cleared) from the stored truth.
+pub const TERMINAL_CHANGED_V1: &str = "io.parking.terminal.changed.v1";
 /// Knative PingSource's cron tick.
 pub const PING: &str = "dev.knative.sources.ping";
 

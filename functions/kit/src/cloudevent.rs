@@ -12,6 +12,12 @@ use crate::respond::ApiError;
 /// reason when it is too large, not a CloudEvent, or not of type `accepts`
 /// (400s: Knative does not retry them).
 pub fn receive(req: Request<Vec<u8>>, accepts: &str, max_bytes: usize) -> Result<Event, ApiError> {
+    receive_one_of(req, &[accepts], max_bytes)
+}
+
+/// [`receive`] for a component that accepts several event types.
+pub fn receive_one_of(req: Request<Vec<u8>>, accepts: &[&str], max_bytes: usize) -> Result<Event, ApiError> {
+    let names = accepts.join(" or ");
     if req.method() != http::Method::POST {
         return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "POST with a CloudEvent"));
     }
@@ -19,14 +25,14 @@ pub fn receive(req: Request<Vec<u8>>, accepts: &str, max_bytes: usize) -> Result
     if body.len() > max_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("event of {} bytes is over the {max_bytes}-byte limit of {accepts}", body.len()),
+            format!("event of {} bytes is over the {max_bytes}-byte limit of {names}", body.len()),
         ));
     }
     let event = cloudevents::binding::http::to_event(&parts.headers, body)
         .map_err(|e| ApiError::bad_request(format!("not a CloudEvent (binary or structured mode): {e}")))?;
-    if event.ty() != accepts {
+    if !accepts.contains(&event.ty()) {
         return Err(ApiError::bad_request(format!(
-            "unsupported event type {:?}: this function accepts {accepts}",
+            "unsupported event type {:?}: this function accepts {names}",
             event.ty()
         )));
     }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use parking_domain::{
-    Frame, TerminalScope, TerminalSpec, Thresholds, VehicleClass, render_frame, token_digest,
+    Frame, LotAvailability, TerminalScope, TerminalSpec, Thresholds, VehicleClass, render_frame, token_digest,
 };
 use serde::Serialize;
 
@@ -139,39 +139,68 @@ pub fn terminals_showing(
         .collect()
 }
 
-/// Renders the terminal's frame from the lot's current counts. A render that
-/// changes nothing answers the stored frame (same id), so a redelivered event
-/// publishes the same frame again instead of a new one. `None` when the
-/// terminal or its lot is gone.
-pub fn render_terminal_frame(
+/// The scope of one terminal, if it exists.
+pub fn terminal_scope(db: &Database, terminal: &str) -> Result<Option<TerminalScope>, DbError> {
+    let Some(row) = db.query(db.sql.terminal, &[terminal.into()])?.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(Some(TerminalScope { lot: row.text(0)?, zones: parse_list(&row, 1)?, classes: parse_list(&row, 2)? }))
+}
+
+/// Renders the frames of `terminals` (all of lot `lot`) from the lot's
+/// current counts, counted once for all of them, in one transaction. A render
+/// that changes nothing answers the stored frame (same id), so a redelivered
+/// event publishes the same frame again instead of a new one. A terminal or
+/// lot that is gone gets no frame.
+pub fn render_lot_frames(
+    db: &Database,
+    lot: &str,
+    terminals: &[(String, TerminalScope)],
+    now: DateTime<Utc>,
+) -> Result<Vec<Frame>, DbError> {
+    if terminals.is_empty() {
+        return Ok(Vec::new());
+    }
+    db.transaction(|db| {
+        let Some(availability) = lot_availability(db, lot)? else { return Ok(Vec::new()) };
+        let mut frames = Vec::with_capacity(terminals.len());
+        for (terminal, scope) in terminals {
+            if let Some(frame) = render_one(db, terminal, scope, &availability, now)? {
+                frames.push(frame);
+            }
+        }
+        Ok(frames)
+    })
+}
+
+/// One terminal's frame from counts already read, inside the caller's transaction.
+fn render_one(
     db: &Database,
     terminal: &str,
     scope: &TerminalScope,
+    availability: &LotAvailability,
     now: DateTime<Utc>,
 ) -> Result<Option<Frame>, DbError> {
-    db.transaction(|db| {
-        let Some(row) = db.query(db.sql.terminal_frame, &[terminal.into()])?.into_iter().next() else {
-            return Ok(None);
-        };
-        let Some(availability) = lot_availability(db, &scope.lot)? else { return Ok(None) };
-        let previous: Option<Frame> = row
-            .opt_text(2)?
-            .map(|s| serde_json::from_str(&s).map_err(|e| DbError::Decode(format!("stored frame: {e}"))))
-            .transpose()?;
-        let states = previous.as_ref().map(Frame::states).unwrap_or_default();
-        let seq = previous.as_ref().map_or(0, |f| f.seq) + 1;
-        let frame = render_frame(terminal, scope, &availability, &states, &Thresholds::default(), seq, now);
-        let digest = frame.content_digest();
-        if let Some(previous) = previous
-            && row.opt_text(1)?.as_deref() == Some(digest.as_str())
-        {
-            return Ok(Some(previous));
-        }
-        let json = serde_json::to_string(&frame).map_err(|e| DbError::Decode(e.to_string()))?;
-        db.execute(
-            db.sql.upsert_terminal_frame,
-            &[terminal.into(), Value::Int(seq as i64), digest.into(), json.into(), to_ms(now).into()],
-        )?;
-        Ok(Some(frame))
-    })
+    let Some(row) = db.query(db.sql.terminal_frame, &[terminal.into()])?.into_iter().next() else {
+        return Ok(None);
+    };
+    let previous: Option<Frame> = row
+        .opt_text(2)?
+        .map(|s| serde_json::from_str(&s).map_err(|e| DbError::Decode(format!("stored frame: {e}"))))
+        .transpose()?;
+    let states = previous.as_ref().map(Frame::states).unwrap_or_default();
+    let seq = previous.as_ref().map_or(0, |f| f.seq) + 1;
+    let frame = render_frame(terminal, scope, availability, &states, &Thresholds::default(), seq, now);
+    let digest = frame.content_digest();
+    if let Some(previous) = previous
+        && row.opt_text(1)?.as_deref() == Some(digest.as_str())
+    {
+        return Ok(Some(previous));
+    }
+    let json = serde_json::to_string(&frame).map_err(|e| DbError::Decode(e.to_string()))?;
+    db.execute(
+        db.sql.upsert_terminal_frame,
+        &[terminal.into(), Value::Int(seq as i64), digest.into(), json.into(), to_ms(now).into()],
+    )?;
+    Ok(Some(frame))
 }

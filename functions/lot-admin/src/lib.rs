@@ -4,7 +4,11 @@
 //! - `GET /api/v1/lots/{lot}` answers the lot with each bay's live state;
 //! - `DELETE /api/v1/lots/{lot}` removes it (its history stays);
 //! - `PUT`, `GET`, `DELETE /api/v1/terminals/{terminal}` provision the display
-//!   terminals of a lot (their token is stored as a digest, never shown).
+//!   terminals of a lot (their token is stored as a digest, never shown). A
+//!   write answers with an `io.parking.terminal.changed.v1` CloudEvent in
+//!   binary mode (its `ce-*` headers beside the usual body): a broker that
+//!   routes replies (parkd's) hands it to terminal-push, which renders the
+//!   terminal's frame at once.
 //!
 //! Writes need `Authorization: Bearer <admin_token>` when the `admin_token`
 //! variable is set (`PARKING_ADMIN_TOKEN` under parkd).
@@ -90,8 +94,12 @@ fn terminal_route(req: &Request<Vec<u8>>, terminal: &str) -> Result<Response<Vec
         Method::PUT => {
             let spec = parse_terminal_spec(req.body()).map_err(|e| ApiError::bad_request(e.to_string()))?;
             match terminals::put_terminal(&db, terminal, &spec, Utc::now())? {
-                TerminalWritten::Created(view) => Ok(respond::json(StatusCode::CREATED, &view)),
-                TerminalWritten::Replaced(view) => Ok(respond::json(StatusCode::OK, &view)),
+                TerminalWritten::Created(view) => {
+                    Ok(announce(respond::json(StatusCode::CREATED, &view), terminal))
+                }
+                TerminalWritten::Replaced(view) => {
+                    Ok(announce(respond::json(StatusCode::OK, &view), terminal))
+                }
                 TerminalWritten::UnknownLot => Err(ApiError::not_found(format!(
                     "unknown lot {:?}: provision it first with PUT /api/v1/lots/{{lot}}",
                     spec.lot
@@ -104,13 +112,36 @@ fn terminal_route(req: &Request<Vec<u8>>, terminal: &str) -> Result<Response<Vec
         },
         Method::DELETE => {
             if terminals::delete_terminal(&db, terminal)? {
-                Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Vec::new()).expect("valid"))
+                let gone =
+                    Response::builder().status(StatusCode::NO_CONTENT).body(Vec::new()).expect("valid");
+                Ok(announce(gone, terminal))
             } else {
                 Err(ApiError::not_found(format!("unknown terminal {terminal:?}")))
             }
         }
         _ => Err(ApiError::method_not_allowed(method, req.uri().path(), "GET, PUT or DELETE")),
     }
+}
+
+/// Makes a terminal write's answer also an `io.parking.terminal.changed.v1`
+/// CloudEvent in binary mode, about `terminal` (its subject); its data is the
+/// answer's body (the terminal, or none once deleted).
+fn announce(mut response: Response<Vec<u8>>, terminal: &str) -> Response<Vec<u8>> {
+    let now = Utc::now();
+    let attributes = [
+        ("ce-specversion", "1.0".to_owned()),
+        ("ce-id", format!("terminal/{terminal}/{}", now.timestamp_nanos_opt().unwrap_or_default())),
+        ("ce-source", "/parking/lot-admin".to_owned()),
+        ("ce-type", parking_domain::events::TERMINAL_CHANGED_V1.to_owned()),
+        ("ce-subject", terminal.to_owned()),
+        ("ce-time", now.to_rfc3339()),
+    ];
+    for (name, value) in attributes {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// Checks the admin bearer token when one is configured.

@@ -1,179 +1,345 @@
-//! The frames the gateway relays: per terminal, the current frame, a short
-//! ring of recent ones (for `Last-Event-ID` resume) and a broadcast channel
-//! to every client of that terminal on this replica.
+//! The frames the gateway relays. A frame is a whole state, so per terminal
+//! the gateway keeps only the newest one, in a `watch` channel every client of
+//! that terminal reads: a slow client skips to the newest frame instead of
+//! building a backlog, and a client that resumes (`Last-Event-ID`) gets the
+//! newest frame unless it already has it.
 //!
-//! Each frame is encoded once, as the SSE event and as the JSON text a
-//! WebSocket sends, and shared by every client: fan-out costs a reference
-//! count per client, not a copy.
+//! Each frame is encoded once, as the SSE event and as the WebSocket text, and
+//! shared by every client: fan-out costs a reference count per client.
+//!
+//! ## Which frame is newer
+//!
+//! `seq` orders the frames of one terminal rendered close together (two
+//! renders racing: their clocks cannot order them, the seq assigned in the
+//! database can). The render clock (`renderedAt`) orders frames rendered far
+//! apart: a terminal deleted and created again restarts at seq 1, and a
+//! forged frame with a huge seq must not hide every genuine frame after it.
+//! So:
+//!
+//! - a frame rendered more than [`FUTURE_SKEW`] ahead of this gateway's clock
+//!   is implausible and dropped (it would otherwise outrank frames for long);
+//! - a frame rendered more than [`REORDER_WINDOW`] after the current one is
+//!   newer, and one rendered more than that before it is older, whatever
+//!   their seqs;
+//! - within the window, the higher seq is newer.
+//!
+//! A forged frame therefore shadows genuine ones for at most
+//! `FUTURE_SKEW + REORDER_WINDOW`, also across restarts (the broker's retained
+//! copy is replaced by the next genuine frame).
+//!
+//! ## Rate cap
+//!
+//! Clients of one terminal see at most one frame per `min_interval`: a frame
+//! arriving sooner is held, and the newest held frame is shown when the
+//! interval is over (a trailing frame, always), so the cap never leaves a
+//! client on a stale final state.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// Frames kept per terminal for resume; older ones are covered by the
-/// current frame, which is a whole state.
-pub const RING_FRAMES: usize = 32;
-/// Frames a slow client may fall behind before it skips to the current one.
-const CLIENT_BACKLOG: usize = 64;
+/// How far ahead of this gateway's clock a frame may have been rendered.
+pub const FUTURE_SKEW: Duration = Duration::from_secs(10);
+/// Frames rendered closer together than this are ordered by seq; farther
+/// apart, by when they were rendered.
+pub const REORDER_WINDOW: Duration = Duration::from_secs(5);
 
 /// One frame, ready to send.
 #[derive(Debug)]
 pub struct Relayed {
     pub seq: u64,
+    /// This gateway's count of frames taken for the terminal: how a client
+    /// knows how many it skipped, and that it has sent one already.
+    pub version: u64,
+    /// When the frame was rendered (ms since the epoch).
+    pub rendered_at_ms: i64,
     /// `id: <seq>\nevent: frame\ndata: <json>\n\n`
     pub sse: Bytes,
-    /// The frame's JSON (a WebSocket text message).
-    pub json: Bytes,
+    /// The frame's JSON, as the WebSocket text message.
+    pub ws: Utf8Bytes,
 }
 
+impl Relayed {
+    /// The frame's JSON.
+    pub fn json(&self) -> &[u8] {
+        self.ws.as_ref()
+    }
+}
+
+/// The newest frame of a terminal, as clients watch it.
+pub type Latest = watch::Receiver<Option<Arc<Relayed>>>;
+
 struct Terminal {
-    current: Option<Arc<Relayed>>,
-    ring: VecDeque<Arc<Relayed>>,
-    sender: broadcast::Sender<Arc<Relayed>>,
+    /// What clients see (the newest frame, at most one per interval).
+    shown: watch::Sender<Option<Arc<Relayed>>>,
+    /// The newest frame taken, possibly held back by the rate cap.
+    newest: Option<Arc<Relayed>>,
+    last_shown: Option<Instant>,
+    flush_scheduled: bool,
+    versions: u64,
 }
 
 impl Terminal {
     fn new() -> Self {
-        Self { current: None, ring: VecDeque::new(), sender: broadcast::channel(CLIENT_BACKLOG).0 }
+        Self {
+            shown: watch::channel(None).0,
+            newest: None,
+            last_shown: None,
+            flush_scheduled: false,
+            versions: 0,
+        }
+    }
+
+    fn show_newest(&mut self) {
+        let newest = self.newest.clone();
+        let changed = self.shown.borrow().as_ref().map(|f| f.version) != newest.as_ref().map(|f| f.version);
+        if changed {
+            self.shown.send_replace(newest);
+            self.last_shown = Some(Instant::now());
+        }
     }
 }
 
-/// What a client gets when it connects: the frames to send at once, then the
-/// live ones.
-pub struct Subscription {
-    pub backlog: Vec<Arc<Relayed>>,
-    pub live: broadcast::Receiver<Arc<Relayed>>,
+/// What became of a published frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// The first frame this gateway sees of the terminal (shown as `Newer`).
+    First,
+    /// Newer than the current frame: shown now, or when the rate cap allows.
+    Newer,
+    /// The current frame published again (a redelivered change, the terminal
+    /// provisioned again without a change, a retained copy after a reconnect).
+    Repeated,
+    /// Older than the current frame (a publish that lost a race, a replay).
+    Older,
+    /// An empty payload: the terminal is gone (its retained frame cleared).
+    Cleared,
 }
 
-#[derive(Default)]
 pub struct Frames {
     terminals: Mutex<HashMap<String, Terminal>>,
+    min_interval: Duration,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct FrameHead {
     seq: u64,
+    rendered_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Frames {
-    /// Takes a frame published for `terminal`. Frames at or below the current
-    /// seq are dropped: a retained copy seen again after a reconnect, or a
-    /// publish that lost a race with a newer one.
-    pub fn accept(&self, terminal: &str, payload: &[u8]) -> Result<bool, String> {
+    /// Clients of one terminal see at most one frame per `min_interval`.
+    pub fn new(min_interval: Duration) -> Arc<Self> {
+        Arc::new(Self { terminals: Mutex::new(HashMap::new()), min_interval })
+    }
+
+    /// Takes a frame published for `terminal`, by this gateway's clock `now_ms`.
+    /// Errors say why a frame is refused (malformed or implausible).
+    pub fn accept(self: &Arc<Self>, terminal: &str, payload: &[u8], now_ms: i64) -> Result<Taken, String> {
+        if payload.is_empty() {
+            // Dropping the sender ends every stream of the terminal.
+            self.lock().remove(terminal);
+            return Ok(Taken::Cleared);
+        }
         let head: FrameHead =
             serde_json::from_slice(payload).map_err(|e| format!("not a terminal frame: {e}"))?;
+        let rendered_at_ms = head.rendered_at.timestamp_millis();
+        if rendered_at_ms > now_ms + millis(FUTURE_SKEW) {
+            return Err(format!(
+                "frame seq {} claims to be rendered {} ms in the future: implausible, dropped",
+                head.seq,
+                rendered_at_ms - now_ms
+            ));
+        }
         let json = std::str::from_utf8(payload).map_err(|e| e.to_string())?;
         if json.contains('\n') || json.contains('\r') {
             // One SSE data line; serde_json never writes raw newlines, others might.
             return Err("frame JSON spans lines".into());
         }
-        let relayed = Arc::new(Relayed {
+        let mut terminals = self.lock();
+        let t = terminals.entry(terminal.to_owned()).or_insert_with(Terminal::new);
+        let taken = match &t.newest {
+            None => Taken::First,
+            Some(current) if current.seq == head.seq && current.rendered_at_ms == rendered_at_ms => {
+                return Ok(Taken::Repeated);
+            }
+            Some(current) if supersedes(head.seq, rendered_at_ms, current) => Taken::Newer,
+            Some(_) => return Ok(Taken::Older),
+        };
+        t.versions += 1;
+        t.newest = Some(Arc::new(Relayed {
             seq: head.seq,
+            version: t.versions,
+            rendered_at_ms,
             sse: Bytes::from(format!("id: {}\nevent: frame\ndata: {json}\n\n", head.seq)),
-            json: Bytes::copy_from_slice(payload),
-        });
-        let mut terminals = self.terminals.lock().expect("frames lock");
-        let t = terminals.entry(terminal.to_owned()).or_insert_with(Terminal::new);
-        if t.current.as_ref().is_some_and(|c| c.seq >= head.seq) {
-            return Ok(false);
-        }
-        t.current = Some(relayed.clone());
-        t.ring.push_back(relayed.clone());
-        while t.ring.len() > RING_FRAMES {
-            t.ring.pop_front();
-        }
-        // No receivers is fine: nobody watches this terminal on this replica.
-        let _ = t.sender.send(relayed);
-        Ok(true)
-    }
-
-    /// Subscribes a client of `terminal` that last saw frame `last_seen`.
-    /// Backlog and live channel are taken under one lock: nothing falls
-    /// between them.
-    pub fn subscribe(&self, terminal: &str, last_seen: Option<u64>) -> Subscription {
-        let mut terminals = self.terminals.lock().expect("frames lock");
-        let t = terminals.entry(terminal.to_owned()).or_insert_with(Terminal::new);
-        let live = t.sender.subscribe();
-        let backlog = match (last_seen, &t.current) {
-            (_, None) => Vec::new(),
-            (None, Some(current)) => vec![current.clone()],
-            (Some(last), Some(current)) if last >= current.seq => Vec::new(),
-            (Some(last), Some(current)) => {
-                let continuous = t.ring.front().is_some_and(|oldest| oldest.seq <= last + 1);
-                if continuous {
-                    t.ring.iter().filter(|f| f.seq > last).cloned().collect()
-                } else {
-                    // Missed more than the ring holds: the current frame is the whole state.
-                    vec![current.clone()]
+            ws: Utf8Bytes::from(json),
+        }));
+        let due = t.last_shown.map(|at| at + self.min_interval);
+        match due {
+            Some(due) if due > Instant::now() => {
+                if !t.flush_scheduled {
+                    t.flush_scheduled = true;
+                    let (frames, terminal) = (self.clone(), terminal.to_owned());
+                    // On the caller's runtime: the gateway's, for frames from its subscriber.
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(due).await;
+                        frames.flush(&terminal);
+                    });
                 }
             }
-        };
-        Subscription { backlog, live }
+            _ => t.show_newest(),
+        }
+        Ok(taken)
     }
 
-    /// The current frame of `terminal`, if one was seen.
-    pub fn current(&self, terminal: &str) -> Option<Arc<Relayed>> {
-        self.terminals.lock().expect("frames lock").get(terminal).and_then(|t| t.current.clone())
+    /// Shows the newest frame held back by the rate cap.
+    fn flush(&self, terminal: &str) {
+        if let Some(t) = self.lock().get_mut(terminal) {
+            t.flush_scheduled = false;
+            t.show_newest();
+        }
     }
+
+    /// Watches `terminal`'s newest frame.
+    pub fn watch(&self, terminal: &str) -> Latest {
+        self.lock().entry(terminal.to_owned()).or_insert_with(Terminal::new).shown.subscribe()
+    }
+
+    /// The frame clients of `terminal` see now, if any.
+    pub fn current(&self, terminal: &str) -> Option<Arc<Relayed>> {
+        self.lock().get(terminal).and_then(|t| t.shown.borrow().clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Terminal>> {
+        self.terminals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Whether a frame (seq, rendered at) is newer than `current` (see the module docs).
+fn supersedes(seq: u64, rendered_at_ms: i64, current: &Relayed) -> bool {
+    let apart = rendered_at_ms - current.rendered_at_ms;
+    if apart > millis(REORDER_WINDOW) {
+        true
+    } else if apart < -millis(REORDER_WINDOW) {
+        false
+    } else {
+        seq > current.seq
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NOW: i64 = 1_780_000_000_000;
+
+    fn frame_at(seq: u64, rendered_at_ms: i64) -> Vec<u8> {
+        let at = chrono::DateTime::from_timestamp_millis(rendered_at_ms).unwrap().to_rfc3339();
+        format!(r#"{{"terminal":"T","seq":{seq},"renderedAt":"{at}","text":"L1  CARS {seq}"}}"#).into_bytes()
+    }
+
+    /// Frames a millisecond apart, seq 1 at NOW.
     fn frame(seq: u64) -> Vec<u8> {
-        format!(r#"{{"terminal":"T","seq":{seq},"text":"L1  CARS {seq}"}}"#).into_bytes()
+        frame_at(seq, NOW + seq as i64)
     }
 
-    #[test]
-    fn older_and_repeated_frames_are_dropped() {
-        let f = Frames::default();
-        assert!(f.accept("T", &frame(2)).unwrap());
-        assert!(!f.accept("T", &frame(2)).unwrap());
-        assert!(!f.accept("T", &frame(1)).unwrap());
-        assert!(f.accept("T", &frame(3)).unwrap());
-        assert_eq!(f.current("T").unwrap().seq, 3);
-        assert!(f.accept("T", b"not json").is_err());
-    }
-
-    #[test]
-    fn a_new_client_gets_the_current_frame_and_a_resuming_one_what_it_missed() {
-        let f = Frames::default();
-        for seq in 1..=5 {
-            f.accept("T", &frame(seq)).unwrap();
-        }
-        let seqs = |s: Subscription| s.backlog.iter().map(|r| r.seq).collect::<Vec<_>>();
-        assert_eq!(seqs(f.subscribe("T", None)), [5]);
-        assert_eq!(seqs(f.subscribe("T", Some(2))), [3, 4, 5]);
-        assert_eq!(seqs(f.subscribe("T", Some(5))), Vec::<u64>::new());
-        assert_eq!(seqs(f.subscribe("T", Some(9))), Vec::<u64>::new(), "ahead of this replica: wait");
-        assert_eq!(seqs(f.subscribe("other", None)), Vec::<u64>::new());
-        let sse = &f.subscribe("T", None).backlog[0].sse;
-        assert!(sse.starts_with(b"id: 5\nevent: frame\ndata: {"), "{sse:?}");
-        assert!(sse.ends_with(b"}\n\n"));
-    }
-
-    #[test]
-    fn a_client_behind_the_ring_resumes_from_the_current_frame() {
-        let f = Frames::default();
-        for seq in 1..=(RING_FRAMES as u64 + 10) {
-            f.accept("T", &frame(seq)).unwrap();
-        }
-        let s = f.subscribe("T", Some(3));
-        assert_eq!(s.backlog.len(), 1);
-        assert_eq!(s.backlog[0].seq, RING_FRAMES as u64 + 10);
+    fn shown(f: &Frames) -> Option<u64> {
+        f.current("T").map(|r| r.seq)
     }
 
     #[tokio::test]
-    async fn live_frames_reach_every_subscriber() {
-        let f = Frames::default();
-        let mut a = f.subscribe("T", None).live;
-        let mut b = f.subscribe("T", None).live;
-        f.accept("T", &frame(1)).unwrap();
-        assert_eq!(a.recv().await.unwrap().seq, 1);
-        assert_eq!(b.recv().await.unwrap().seq, 1);
+    async fn older_and_repeated_frames_are_dropped() {
+        let f = Frames::new(Duration::ZERO);
+        assert_eq!(f.accept("T", &frame(2), NOW), Ok(Taken::First));
+        assert_eq!(f.accept("T", &frame(2), NOW), Ok(Taken::Repeated));
+        assert_eq!(f.accept("T", &frame(1), NOW), Ok(Taken::Older));
+        assert_eq!(f.accept("T", &frame(3), NOW), Ok(Taken::Newer));
+        assert_eq!(shown(&f), Some(3));
+        assert!(f.accept("T", b"not json", NOW).is_err());
+        let sse = &f.current("T").unwrap().sse;
+        assert!(sse.starts_with(b"id: 3\nevent: frame\ndata: {"), "{sse:?}");
+        assert!(sse.ends_with(b"}\n\n"));
+    }
+
+    #[tokio::test]
+    async fn a_forged_huge_seq_does_not_hide_later_genuine_frames() {
+        let f = Frames::new(Duration::ZERO);
+        f.accept("T", &frame(1), NOW).unwrap();
+        // Forged: a huge seq, rendered "now".
+        assert_eq!(f.accept("T", &frame_at(u64::MAX / 2, NOW + 1500), NOW), Ok(Taken::Newer));
+        // Genuine frames close to it lose to it (bounded), farther ones win.
+        assert_eq!(f.accept("T", &frame_at(2, NOW + 2000), NOW), Ok(Taken::Older));
+        let later = NOW + 1500 + millis(REORDER_WINDOW) + 1;
+        assert_eq!(f.accept("T", &frame_at(3, later), NOW), Ok(Taken::Newer));
+        assert_eq!(shown(&f), Some(3));
+        assert_eq!(f.accept("T", &frame_at(4, later + 100), NOW), Ok(Taken::Newer), "and on, by seq");
+    }
+
+    #[tokio::test]
+    async fn a_frame_from_the_future_or_an_old_replay_with_a_high_seq_is_refused() {
+        let f = Frames::new(Duration::ZERO);
+        f.accept("T", &frame(5), NOW).unwrap();
+        let future = NOW + millis(FUTURE_SKEW) + 1000;
+        let refused = f.accept("T", &frame_at(u64::MAX / 2, future), NOW).unwrap_err();
+        assert!(refused.contains("future"), "{refused}");
+        let replay = NOW - millis(REORDER_WINDOW) - 1000;
+        assert_eq!(f.accept("T", &frame_at(1_000_000, replay), NOW), Ok(Taken::Older));
+        assert_eq!(shown(&f), Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_recreated_terminal_starts_over_at_seq_one() {
+        let f = Frames::new(Duration::ZERO);
+        f.accept("T", &frame(40), NOW).unwrap();
+        let later = NOW + 40 + millis(REORDER_WINDOW) + 1;
+        assert_eq!(f.accept("T", &frame_at(1, later), NOW), Ok(Taken::Newer));
+        assert_eq!(shown(&f), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_cleared_terminal_ends_its_watchers() {
+        let f = Frames::new(Duration::ZERO);
+        f.accept("T", &frame(1), NOW).unwrap();
+        let mut watcher = f.watch("T");
+        assert_eq!(f.accept("T", b"", NOW), Ok(Taken::Cleared));
+        assert!(watcher.changed().await.is_err(), "the stream ends");
+        assert_eq!(shown(&f), None);
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_does_not_read_sees_only_the_newest_frame() {
+        let f = Frames::new(Duration::ZERO);
+        let mut watcher = f.watch("T");
+        for seq in 1..=50 {
+            f.accept("T", &frame(seq), NOW).unwrap();
+        }
+        watcher.changed().await.unwrap();
+        let newest = watcher.borrow_and_update().clone().unwrap();
+        assert_eq!((newest.seq, newest.version), (50, 50));
+        assert!(!watcher.has_changed().unwrap(), "no backlog behind it");
+    }
+
+    #[tokio::test]
+    async fn the_rate_cap_holds_frames_back_and_always_shows_the_last() {
+        let f = Frames::new(Duration::from_millis(300));
+        f.accept("T", &frame(1), NOW).unwrap();
+        assert_eq!(shown(&f), Some(1), "the first frame at once");
+        for seq in 2..=5 {
+            f.accept("T", &frame(seq), NOW).unwrap();
+        }
+        assert_eq!(shown(&f), Some(1), "held back within the interval");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(shown(&f), Some(5), "the trailing frame is shown");
     }
 }

@@ -2,6 +2,7 @@
 //! database, and how a request presents its token and resume point. The
 //! streams themselves are tested end to end (tests/e2e/terminals.rs).
 
+use super::metrics::GatewayMetrics;
 use super::tokens::{Tokens, Verdict};
 use super::*;
 
@@ -65,4 +66,81 @@ async fn the_kiosk_page_is_served_with_the_keep_alive_filled_in() {
     let text = String::from_utf8(body.to_vec()).unwrap();
     assert!(text.contains("const keepAliveMs = 1500;"), "the placeholder is replaced");
     assert!(!text.contains("{{"), "no placeholder left");
+}
+
+fn frame(seq: u64) -> Vec<u8> {
+    let at = chrono::Utc::now().to_rfc3339();
+    format!(r#"{{"terminal":"T","seq":{seq},"renderedAt":"{at}","text":"L1  CARS {seq}"}}"#).into_bytes()
+}
+
+async fn next_seq(client: &mut Client) -> u64 {
+    match tokio::time::timeout(Duration::from_secs(5), client.next(Duration::from_secs(60))).await {
+        Ok(Some(Next::Frame(f))) => f.seq,
+        Ok(Some(Next::Ping(_))) => panic!("a ping, not a frame"),
+        Ok(None) => panic!("the stream ended"),
+        Err(_) => panic!("no frame within 5 s"),
+    }
+}
+
+#[tokio::test]
+async fn a_slow_client_gets_the_newest_frame_not_a_backlog_and_skips_are_counted() {
+    let frames = Frames::new(Duration::ZERO);
+    let metrics = GatewayMetrics::default();
+    let now = chrono::Utc::now().timestamp_millis();
+    frames.accept("T", &frame(1), now).unwrap();
+    let mut client = Client::watching(frames.watch("T"), metrics.clone(), None);
+    assert_eq!(next_seq(&mut client).await, 1, "the current frame at once");
+    // The client reads nothing while 50 frames come.
+    for seq in 2..=51 {
+        frames.accept("T", &frame(seq), now).unwrap();
+    }
+    assert_eq!(next_seq(&mut client).await, 51, "straight to the newest");
+    assert_eq!(metrics.frames_skipped.get(), 49);
+    assert_eq!(metrics.frames_sent.get(), 2);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), client.next(Duration::from_secs(60))).await.is_err(),
+        "nothing behind it"
+    );
+    assert_eq!(metrics.connections.get(), 1);
+    drop(client);
+    assert_eq!(metrics.connections.get(), 0);
+}
+
+#[tokio::test]
+async fn a_resuming_client_gets_the_newest_frame_unless_it_has_it() {
+    let frames = Frames::new(Duration::ZERO);
+    let metrics = GatewayMetrics::default();
+    let now = chrono::Utc::now().timestamp_millis();
+    for seq in 1..=5 {
+        frames.accept("T", &frame(seq), now).unwrap();
+    }
+    let mut behind = Client::watching(frames.watch("T"), metrics.clone(), Some(2));
+    assert_eq!(next_seq(&mut behind).await, 5);
+    let mut current = Client::watching(frames.watch("T"), metrics.clone(), Some(5));
+    let waiting =
+        tokio::time::timeout(Duration::from_millis(200), current.next(Duration::from_secs(60))).await;
+    assert!(waiting.is_err(), "it has frame 5 already");
+    frames.accept("T", &frame(6), now).unwrap();
+    assert_eq!(next_seq(&mut current).await, 6, "then live");
+    assert_eq!(metrics.reconnects.get(), 2);
+}
+
+#[tokio::test]
+async fn token_checks_of_one_terminal_at_once_make_one_lookup_and_a_change_forgets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = database_with_terminal(dir.path(), "T1", "t1-secret-0123456789").await;
+    let tokens = Arc::new(Tokens::open(&database).await.unwrap());
+    let checks = (0..500).map(|_| {
+        let tokens = tokens.clone();
+        tokio::spawn(async move { tokens.check("T1", Some("t1-secret-0123456789")).await.unwrap() })
+    });
+    for verdict in futures::future::join_all(checks).await {
+        assert_eq!(verdict.unwrap(), Verdict::Allowed);
+    }
+    assert_eq!(tokens.lookups(), 1, "500 checks at once, one query");
+    tokens.check("T1", Some("t1-secret-0123456789")).await.unwrap();
+    assert_eq!(tokens.lookups(), 1, "then cached");
+    tokens.forget_terminal("T1");
+    tokens.check("T1", Some("t1-secret-0123456789")).await.unwrap();
+    assert_eq!(tokens.lookups(), 2, "its provisioning changed: looked up again");
 }

@@ -3,12 +3,14 @@
 //! Tokens are stored as their SHA-256 digest (see `parking_domain::token_digest`),
 //! unique across terminals, so one indexed lookup by digest answers both "is
 //! this token valid" and "for which terminal" — the difference between 401
-//! and 403. Answers are cached for a few seconds: a wall of kiosks
-//! reconnecting after a network blip costs one query per token, and a revoked
-//! or rotated token stops working within the cache's lifetime.
+//! and 403. Answers are cached for a few seconds, and look-ups of one token
+//! running at once are merged into one query: a wall of kiosks reconnecting
+//! after a network blip costs one query per token, not one per kiosk. A
+//! revoked or rotated token stops working within the cache's lifetime, or at
+//! once when the gateway sees its terminal change ([`Tokens::forget_terminal`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -38,9 +40,23 @@ pub enum Verdict {
     Forbidden,
 }
 
+/// One token's answer: the terminal it belongs to (none: no terminal), filled
+/// in once by whichever check looks it up first while the others wait.
+struct Cached {
+    since: Instant,
+    owner: Arc<tokio::sync::OnceCell<Option<String>>>,
+}
+
+impl Cached {
+    fn fresh(&self) -> bool {
+        self.since.elapsed() < CACHE_TTL
+    }
+}
+
 pub struct Tokens {
     store: Store,
-    cache: Mutex<HashMap<String, (Option<String>, Instant)>>,
+    cache: Mutex<HashMap<String, Cached>>,
+    lookups: std::sync::atomic::AtomicU64,
 }
 
 impl Tokens {
@@ -62,7 +78,7 @@ impl Tokens {
                     .context("the PostgreSQL URL for terminal tokens")?,
             ),
         };
-        Ok(Self { store, cache: Mutex::new(HashMap::new()) })
+        Ok(Self { store, cache: Mutex::new(HashMap::new()), lookups: Default::default() })
     }
 
     /// Decides whether `token` (if any) may watch `terminal`. A database
@@ -74,18 +90,8 @@ impl Tokens {
             ));
         };
         let digest = parking_domain::token_digest(token);
-        let owner = match self.cached(&digest) {
-            Some(owner) => owner,
-            None => {
-                let owner = self.lookup(&digest).await?;
-                let mut cache = self.cache.lock().expect("token cache lock");
-                if cache.len() >= CACHE_ENTRIES {
-                    cache.clear();
-                }
-                cache.insert(digest, (owner.clone(), Instant::now()));
-                owner
-            }
-        };
+        let cell = self.cell(&digest);
+        let owner = cell.get_or_try_init(|| self.lookup(&digest)).await?;
         Ok(match owner {
             Some(owner) if owner == terminal => Verdict::Allowed,
             Some(_) => Verdict::Forbidden,
@@ -93,12 +99,41 @@ impl Tokens {
         })
     }
 
-    fn cached(&self, digest: &str) -> Option<Option<String>> {
-        let cache = self.cache.lock().expect("token cache lock");
-        cache.get(digest).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(owner, _)| owner.clone())
+    /// The answer slot of `digest`: the cached one while fresh, a new one otherwise.
+    fn cell(&self, digest: &str) -> Arc<tokio::sync::OnceCell<Option<String>>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = cache.get(digest).filter(|c| c.fresh()) {
+            return cached.owner.clone();
+        }
+        if cache.len() >= CACHE_ENTRIES {
+            cache.retain(|_, c| c.fresh());
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        let owner = Arc::new(tokio::sync::OnceCell::new());
+        cache.insert(digest.to_owned(), Cached { since: Instant::now(), owner: owner.clone() });
+        owner
+    }
+
+    /// Forgets what is cached about `terminal`'s tokens, and every "no such
+    /// token" (the terminal may have a new one): its provisioning changed.
+    pub fn forget_terminal(&self, terminal: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, c| match c.owner.get() {
+            Some(Some(owner)) => owner != terminal,
+            Some(None) => false,
+            None => true,
+        });
+    }
+
+    /// Database look-ups made so far (merged and cached checks make none).
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn lookup(&self, digest: &str) -> Result<Option<String>> {
+        self.lookups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let owner = match &self.store {
             Store::Sqlite(pool) => {
                 sqlx::query_scalar("SELECT terminal_id FROM terminals WHERE token_sha256 = ?1")

@@ -50,8 +50,7 @@ impl Gateway {
             return r;
         }
         let upgrade = hyper::upgrade::on(&mut req);
-        let subscription = self.frames.subscribe(terminal, last_seen);
-        let mut client = Client::new(self, terminal, subscription.backlog, subscription.live, last_seen);
+        let mut client = Client::new(self, terminal, last_seen);
         let keep_alive = self.keep_alive;
         tokio::spawn(async move {
             let upgraded = match upgrade.await {
@@ -67,10 +66,8 @@ impl Gateway {
                 tokio::select! {
                     next = client.next(keep_alive) => {
                         let message = match next {
-                            Some(Next::Frame(frame)) => match std::str::from_utf8(&frame.json) {
-                                Ok(text) => Message::text(text),
-                                Err(_) => continue,
-                            },
+                            // The text shared by every client, not a copy.
+                            Some(Next::Frame(frame)) => Message::Text(frame.ws.clone()),
                             Some(Next::Ping(now)) => Message::Ping(Bytes::from(now.to_string())),
                             None => break,
                         };

@@ -1,31 +1,38 @@
 //! Terminal benchmark: latency from a sensor reading published over MQTT to
 //! the frame that shows it arriving at every connected SSE client, through
-//! the whole path (Mosquitto, bridge, sensor-event, terminal-push, Mosquitto
-//! again, the gateway, SSE), at rising reading rates with many clients
-//! connected. Beside it, in the same run: raw Mosquitto publish-to-subscribe
-//! latency on the same machine (the floor of any MQTT path), as a ratio.
+//! the whole path (broker, bridge, sensor-event, terminal-push, broker again,
+//! the gateway, SSE), at rising reading rates with many clients connected.
+//! Beside each round, in the same run and on the same broker: raw
+//! publish-to-subscribe latency at the same rate (the floor of any MQTT
+//! path), and the difference ("added").
+//!
+//! The clients run in a child process of their own (this binary with
+//! `--clients-only`), so the latency measured is the server's and the
+//! server's memory per client is this process's alone.
 //!
 //! Every reading frees one more bay, so a frame showing `k` free bays shows
 //! the k-th reading: its latency at a client is when the first frame with at
 //! least `k` free arrived there, less when reading `k` was published.
 //!
-//! `bash scripts/with-postgres.sh cargo run --release -p parking-tests --bin bench-terminals`
+//! `cargo run --release -p parking-tests --bin bench-terminals -- --broker mosquitto`
+//! (`--broker embedded` for parkd's own; `--database postgres` under
+//! scripts/with-postgres.sh; `--clients 10000 --rates 100` for the big row).
 
-use std::sync::Arc;
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use parkd::up::MqttMode;
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::terminals::{SseStream, token_for};
 use parking_tests::{Backend, Parkd, ParkdOptions};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(about = "MQTT reading -> SSE frame latency with many clients, against raw Mosquitto latency")]
+#[command(about = "MQTT reading -> SSE frame latency with many clients, against raw broker latency")]
 struct Args {
     /// Reading rates (per second), one round each.
     #[arg(long, value_delimiter = ',', default_value = "100,1000")]
@@ -39,6 +46,26 @@ struct Args {
     /// Storage: sqlite or postgres (postgres needs scripts/with-postgres.sh).
     #[arg(long, default_value = "sqlite")]
     database: String,
+    /// The broker: mosquitto (a real one on loopback) or embedded (parkd's own).
+    #[arg(long, default_value = "mosquitto")]
+    broker: String,
+    /// The gateway's rate cap, in ms between two frames of a terminal.
+    #[arg(long)]
+    frame_interval_ms: Option<u64>,
+    /// Internal: be the client process, streaming from --url.
+    #[arg(long, hide = true)]
+    clients_only: bool,
+    #[arg(long, hide = true)]
+    url: Option<String>,
+}
+
+// The main process tells the client process, once the readings are out,
+// `{"rounds": [[rate, first, end], ...], "published": [ms, ...]}` (when
+// reading k+1 was published); it answers `{"latencies": [[ms, ...] per
+// round], "onFinalState": n, "clients": n}`.
+
+fn numbers(v: &Value) -> Vec<f64> {
+    v.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default()
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -65,6 +92,7 @@ fn rss_kib() -> u64 {
 
 struct Stats {
     p50: f64,
+    p95: f64,
     p99: f64,
     max: f64,
     samples: usize,
@@ -74,6 +102,7 @@ fn stats(mut values: Vec<f64>) -> Stats {
     values.sort_by(f64::total_cmp);
     Stats {
         p50: percentile(&values, 0.5),
+        p95: percentile(&values, 0.95),
         p99: percentile(&values, 0.99),
         max: values.last().copied().unwrap_or(f64::NAN),
         samples: values.len(),
@@ -81,13 +110,15 @@ fn stats(mut values: Vec<f64>) -> Stats {
 }
 
 /// Raw broker latency: one publisher, one subscriber, timestamps in the payload.
-async fn mosquitto_baseline(broker: &Mosquitto, rate: f64, count: usize) -> Result<Stats> {
+async fn broker_baseline(port: u16, rate: f64, count: usize) -> Result<Stats> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
     let (sub, mut sub_loop) =
-        AsyncClient::new(MqttOptions::new("bench-base-sub", "127.0.0.1", broker.port), 1024);
-    sub.subscribe("bench/base", QoS::AtLeastOnce).await?;
+        AsyncClient::new(MqttOptions::new(format!("base-sub-{id}"), "127.0.0.1", port), 4096);
+    let topic = format!("bench/base/{id}");
+    sub.subscribe(&topic, QoS::AtLeastOnce).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
+    let listener = tokio::spawn(async move {
         let mut subscribed_tx = Some(subscribed_tx);
         while let Ok(event) = sub_loop.poll().await {
             match event {
@@ -104,15 +135,17 @@ async fn mosquitto_baseline(broker: &Mosquitto, rate: f64, count: usize) -> Resu
             }
         }
     });
-    subscribed.await?;
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .context("no SUBACK for the baseline")??;
     let (publisher, mut pub_loop) =
-        AsyncClient::new(MqttOptions::new("bench-base-pub", "127.0.0.1", broker.port), 1024);
-    tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
+        AsyncClient::new(MqttOptions::new(format!("base-pub-{id}"), "127.0.0.1", port), 4096);
+    let publisher_loop = tokio::spawn(async move { while pub_loop.poll().await.is_ok() {} });
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
     for i in 0..count {
         tokio::time::sleep_until((started + interval * i as u32).into()).await;
-        publisher.publish("bench/base", QoS::AtLeastOnce, false, format!("{:.3}", since_epoch_ms())).await?;
+        publisher.publish(&topic, QoS::AtLeastOnce, false, format!("{:.3}", since_epoch_ms())).await?;
     }
     let mut latencies = Vec::with_capacity(count);
     while latencies.len() < count {
@@ -121,12 +154,17 @@ async fn mosquitto_baseline(broker: &Mosquitto, rate: f64, count: usize) -> Resu
             _ => bail!("the baseline subscriber got {} of {count} messages", latencies.len()),
         }
     }
+    listener.abort();
+    publisher_loop.abort();
     Ok(stats(latencies))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.clients_only {
+        return clients_process(&args).await;
+    }
     let backend = match args.database.as_str() {
         "sqlite" => Backend::Sqlite,
         "postgres" => Backend::Postgres,
@@ -138,13 +176,25 @@ async fn main() -> Result<()> {
         bail!("{bays} readings need as many bays; a lot has at most {}", parking_domain::MAX_BAYS_PER_LOT);
     }
 
-    let broker = Mosquitto::start()?;
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        ..ParkdOptions::new(backend)
-    })
-    .await
-    .context("starting parkd")?;
+    // The broker: a Mosquitto of its own, or parkd's embedded one on a free port.
+    let mosquitto = match args.broker.as_str() {
+        "mosquitto" => Some(Mosquitto::start()?),
+        "embedded" => None,
+        other => bail!("--broker {other:?}: mosquitto or embedded"),
+    };
+    let (mqtt, port) = match &mosquitto {
+        Some(broker) => (MqttMode::External(broker.url()), broker.port),
+        None => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            (MqttMode::Embedded(([127, 0, 0, 1], port).into()), port)
+        }
+    };
+    let mut options = ParkdOptions { mqtt, ..ParkdOptions::new(backend) };
+    if let Some(ms) = args.frame_interval_ms {
+        options.gateway_frame_interval = Duration::from_millis(ms);
+    }
+    let frame_interval = options.gateway_frame_interval;
+    let parkd = Parkd::start_with(options).await.context("starting parkd")?;
     let spec = json!({
         "name": "Bench",
         "bays": (0..bays).map(|i| json!({ "id": format!("B{i}"), "zone": "Z", "class": "four_wheeler", "sensor": format!("BENCH-{i}") })).collect::<Vec<_>>(),
@@ -155,134 +205,210 @@ async fn main() -> Result<()> {
     if !parkd.put_terminal("BENCH", "bench", None).await.status().is_success() {
         bail!("provisioning the benchmark terminal failed");
     }
+    let gateway = parkd.running.gateway.clone().context("no gateway")?;
 
-    // The clients: each records (free bays shown, arrival ms) per frame.
+    // The clients, in their own process.
     let rss_before = rss_kib();
     let url = parkd.url(&format!("/terminals/BENCH/stream?token={}", token_for("BENCH")));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
-    let bar = ProgressBar::new(args.clients as u64)
-        .with_style(ProgressStyle::with_template("connecting {bar:40} {pos}/{len} clients")?);
-    let mut streams = Vec::with_capacity(args.clients);
-    for _ in 0..args.clients {
-        streams.push(SseStream::open(&http, &url, None).await?);
-        bar.inc(1);
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--clients-only", "--url", &url, "--clients", &args.clients.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the client process")?;
+    let mut child_out = std::io::BufReader::new(child.stdout.take().context("client stdout")?);
+    let ready = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        child_out.read_line(&mut line).map(|_| (line, child_out))
+    });
+    let (line, mut child_out) = ready.await??;
+    if !line.starts_with("ready") {
+        bail!("the client process did not connect its clients: {line:?}");
     }
-    bar.finish_and_clear();
-    let gateway = parkd.running.gateway.as_ref().context("no gateway")?;
-    let connected = gateway.stats.clients.load(std::sync::atomic::Ordering::Relaxed);
-    let rss_per_client = (rss_kib().saturating_sub(rss_before)) as f64 / args.clients as f64;
-    let arrivals: Vec<_> = streams
-        .into_iter()
-        .map(|mut stream| {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while let Ok(frame) = stream.next_frame(Duration::from_secs(30)).await {
-                    let free = frame.json()["classes"][0]["free"].as_u64().unwrap_or(0);
-                    seen.push((free as usize, since_epoch_ms()));
-                }
-                seen
-            })
-        })
-        .collect();
+    // Let the connections settle before measuring memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connected = gateway.metrics.connections.get();
+    let kib_per_client = rss_kib().saturating_sub(rss_before) as f64 / args.clients.max(1) as f64;
 
-    // The readings, paced per round; published[k-1] is when the k-th went out.
+    // The readings, paced per round, each after the raw broker at that rate.
     let (sensor, mut sensor_loop) =
-        AsyncClient::new(MqttOptions::new("bench-sensors", "127.0.0.1", broker.port), 4096);
+        AsyncClient::new(MqttOptions::new("bench-sensors", "127.0.0.1", port), 4096);
     tokio::spawn(async move { while sensor_loop.poll().await.is_ok() {} });
-    let published = Arc::new(std::sync::Mutex::new(Vec::with_capacity(bays)));
+    let mut published = Vec::with_capacity(bays);
     let mut rounds = Vec::new();
-    let mut next_bay = 0;
+    let mut baselines = Vec::new();
+    let skipped_before = gateway.metrics.frames_skipped.get();
     for (&rate, &count) in args.rates.iter().zip(&readings) {
-        let bar = ProgressBar::new(count as u64).with_style(ProgressStyle::with_template(&format!(
-            "{rate:>6}/s {{bar:40}} {{pos}}/{{len}} readings"
-        ))?);
-        let first = next_bay;
+        baselines.push(broker_baseline(port, rate, count).await?);
+        let first = published.len();
         let interval = Duration::from_secs_f64(1.0 / rate);
         let started = Instant::now();
         for i in 0..count {
             tokio::time::sleep_until((started + interval * i as u32).into()).await;
-            let bay = next_bay;
-            next_bay += 1;
+            let bay = published.len();
             let payload = json!({ "device": format!("BENCH-{bay}"), "occupied": false, "observedAt": chrono::Utc::now().to_rfc3339() });
-            published.lock().expect("lock").push(since_epoch_ms());
+            published.push(since_epoch_ms());
             sensor
                 .publish(format!("parking/uplink/BENCH-{bay}"), QoS::AtLeastOnce, false, payload.to_string())
                 .await?;
-            bar.inc(1);
         }
-        bar.finish_and_clear();
-        rounds.push((rate, first, next_bay));
-        // Let the round drain before the next one starts.
-        let drain = Instant::now();
-        let shown = || {
-            gateway
-                .frames
-                .current("BENCH")
-                .and_then(|f| serde_json::from_slice::<serde_json::Value>(&f.json).ok())
-                .and_then(|f| f["classes"][0]["free"].as_u64())
-                .unwrap_or(0)
-        };
-        while shown() < next_bay as u64 {
-            if drain.elapsed() > Duration::from_secs(120) {
-                eprintln!("round {rate}/s: the last frame never showed every reading");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        rounds.push((rate, first, published.len()));
+        wait_until_shown(&gateway, published.len(), rate).await;
     }
-    // Ends the client streams (they stop after 30 s without a frame otherwise).
-    drop(parkd);
-    let mut per_client = Vec::with_capacity(arrivals.len());
-    for a in arrivals {
-        per_client.push(a.await?);
-    }
-    let published = published.lock().expect("lock").clone();
+    let skipped = gateway.metrics.frames_skipped.get() - skipped_before;
 
-    let baseline = mosquitto_baseline(&broker, 1000.0, 2000).await?;
+    // The client process measures against the publish times.
+    let job = serde_json::to_vec(&json!({ "rounds": rounds, "published": published }))?;
+    let mut stdin = child.stdin.take().context("client stdin")?;
+    let measured = tokio::task::spawn_blocking(move || -> Result<Value> {
+        stdin.write_all(&job)?;
+        drop(stdin);
+        let mut answer = String::new();
+        child_out.read_line(&mut answer)?;
+        serde_json::from_str(&answer).context("the client process's answer")
+    })
+    .await??;
+    let _ = child.wait();
+    let per_round: Vec<Vec<f64>> =
+        measured["latencies"].as_array().map(|a| a.iter().map(numbers).collect()).unwrap_or_default();
+
     println!(
-        "bench-terminals: {} SSE clients ({} counted by the gateway), {:?} database, one terminal showing a {bays}-bay lot",
-        args.clients, connected, backend
+        "bench-terminals: {} SSE clients in a separate process ({connected} counted by the gateway), {backend:?}, \
+         broker {}, rate cap {} ms, one terminal showing a {bays}-bay lot",
+        args.clients,
+        args.broker,
+        frame_interval.as_millis()
     );
     println!(
         "path: MQTT publish -> bridge -> sensor-event -> terminal-push -> MQTT (retained) -> gateway -> SSE client"
     );
     println!(
-        "{:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>14}",
-        "rate/s", "readings", "samples", "p50 ms", "p99 ms", "max ms", "p50 vs raw"
+        "{:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>9}",
+        "rate/s",
+        "clients",
+        "samples",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "raw p50",
+        "raw p95",
+        "raw p99",
+        "added p99"
     );
-    for (rate, first, end) in rounds {
-        let mut latencies = Vec::new();
-        for seen in &per_client {
-            // For each reading k of the round: the first frame showing >= k free.
+    for ((rate, _, _), (latencies, raw)) in rounds.iter().zip(per_round.into_iter().zip(&baselines)) {
+        let s = stats(latencies);
+        println!(
+            "{:>7.0} {:>8} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {:>8.2} {:>8.2} {:>8.2} | {:>9.1}",
+            rate,
+            args.clients,
+            s.samples,
+            s.p50,
+            s.p95,
+            s.p99,
+            s.max,
+            raw.p50,
+            raw.p95,
+            raw.p99,
+            s.p99 - raw.p99
+        );
+    }
+    println!(
+        "clients on the final state: {} of {}; frames skipped for slow clients: {skipped}; \
+         server memory: {kib_per_client:.1} KiB per connected client",
+        measured["onFinalState"], measured["clients"]
+    );
+    drop(parkd);
+    Ok(())
+}
+
+/// Waits (bounded) until the gateway shows the `shown`-th reading.
+async fn wait_until_shown(gateway: &parkd::gateway::Gateway, shown: usize, rate: f64) {
+    let free = || {
+        gateway
+            .frames
+            .current("BENCH")
+            .and_then(|f| serde_json::from_slice::<serde_json::Value>(f.json()).ok())
+            .and_then(|f| f["classes"][0]["free"].as_u64())
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    while free() < shown as u64 {
+        if started.elapsed() > Duration::from_secs(120) {
+            eprintln!("round {rate}/s: the last frame never showed every reading");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The client process: connects the clients, says `ready`, records every
+/// frame's arrival, and once told the publish times answers the latencies.
+async fn clients_process(args: &Args) -> Result<()> {
+    let url = args.url.clone().context("--clients-only needs --url")?;
+    parkd::gateway::raise_file_limit();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
+    let mut streams = Vec::with_capacity(args.clients);
+    // 200 connecting at once: a steady ramp, not a SYN flood.
+    let mut left = args.clients;
+    while left > 0 {
+        let batch = left.min(200);
+        left -= batch;
+        let mut opening = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            let (http, url) = (http.clone(), url.clone());
+            opening.spawn(async move { SseStream::open(&http, &url, None).await });
+        }
+        while let Some(stream) = opening.join_next().await {
+            streams.push(stream??);
+        }
+    }
+    let arrivals: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                let mut seen: Vec<(u64, f64)> = Vec::new();
+                while let Ok(frame) = stream.next_frame(Duration::from_secs(20)).await {
+                    let free = frame.json()["classes"][0]["free"].as_u64().unwrap_or(0);
+                    seen.push((free, since_epoch_ms()));
+                }
+                seen
+            })
+        })
+        .collect();
+    println!("ready {}", arrivals.len());
+    std::io::stdout().flush()?;
+    let job: Value = tokio::task::spawn_blocking(|| serde_json::from_reader(std::io::stdin())).await??;
+    let published = numbers(&job["published"]);
+    let rounds: Vec<(usize, usize)> = job["rounds"]
+        .as_array()
+        .context("the job's rounds")?
+        .iter()
+        .map(|r| (r[1].as_u64().unwrap_or(0) as usize, r[2].as_u64().unwrap_or(0) as usize))
+        .collect();
+    let total = published.len() as u64;
+    let mut latencies = vec![Vec::new(); rounds.len()];
+    let mut on_final_state = 0;
+    let clients = arrivals.len();
+    for a in arrivals {
+        // Each stream ends 20 s after its last frame (or when parkd stops).
+        let seen = a.await?;
+        if seen.last().is_some_and(|(free, _)| *free == total) {
+            on_final_state += 1;
+        }
+        for (round, &(first, end)) in rounds.iter().enumerate() {
             let mut j = 0;
             for k in (first + 1)..=end {
-                while j < seen.len() && seen[j].0 < k {
+                while j < seen.len() && seen[j].0 < k as u64 {
                     j += 1;
                 }
                 if j == seen.len() {
                     break;
                 }
-                latencies.push(seen[j].1 - published[k - 1]);
+                latencies[round].push(seen[j].1 - published[k - 1]);
             }
         }
-        let s = stats(latencies);
-        println!(
-            "{:>9.0} {:>9} {:>10} {:>10.1} {:>10.1} {:>10.1} {:>13.1}x",
-            rate,
-            end - first,
-            s.samples,
-            s.p50,
-            s.p99,
-            s.max,
-            s.p50 / baseline.p50
-        );
     }
-    println!(
-        "baseline, raw Mosquitto publish -> subscribe at 1000/s on this machine: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} messages)",
-        baseline.p50, baseline.p99, baseline.max, baseline.samples
-    );
-    println!(
-        "memory: {rss_per_client:.1} KiB resident per connected client (this process holds the gateway and the clients: an upper bound for the gateway's share)"
-    );
+    println!("{}", json!({ "latencies": latencies, "onFinalState": on_final_state, "clients": clients }));
     Ok(())
 }
