@@ -23,11 +23,21 @@ const STRUCTURED: &str = "application/cloudevents+json";
 
 pub struct Broker {
     app: Arc<App>,
+    /// What parkd's own senders' events carry: the ingest token.
+    authorization: Option<HeaderValue>,
 }
 
 impl Broker {
     pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+        Self { app, authorization: None }
+    }
+
+    /// The broker of parkd's own senders (the bridge's in-process sink, the
+    /// sweep scheduler): their events carry the ingest token, as an external
+    /// sender's must.
+    pub fn trusted(app: Arc<App>) -> Self {
+        let authorization = app.credentials.authorization(crate::credentials::Credential::Ingest);
+        Self { app, authorization }
     }
 
     fn subscribers(&self, ty: &str) -> Vec<Arc<LoadedComponent>> {
@@ -38,7 +48,10 @@ impl Broker {
     /// passed through (so a caller sees a 400 and its reason, or the derived
     /// events); with several, the worst status wins.
     pub async fn ingress(&self, request: http::Request<Bytes>) -> Response<Bytes> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        if let Some(authorization) = &self.authorization {
+            parts.headers.insert(http::header::AUTHORIZATION, authorization.clone());
+        }
         let event = match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
             Ok(event) => event,
             Err(e) => {

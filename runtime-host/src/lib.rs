@@ -8,6 +8,7 @@ pub mod app;
 pub mod bridge;
 pub mod broker;
 pub mod capabilities;
+pub mod credentials;
 pub mod database;
 pub mod demo;
 pub mod engine;

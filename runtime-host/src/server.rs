@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -16,12 +17,46 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::bridge::BridgeStats;
 use crate::broker::{self, Broker};
+use crate::credentials::Credential;
 use crate::gateway::{self, Gateway};
 use crate::operator;
 use crate::routes::Router;
 
-/// Requests larger than this are refused before a component sees them.
-const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// How the listener guards itself against slow, greedy or too many clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A request's head must arrive within this; on a kept-alive connection
+    /// the wait for the next request counts too (the idle timeout).
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a component may work on one request before it is stopped.
+    pub request_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            request_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The largest body each kind of request may carry, checked before it is
+/// read: a lot definition (up to 20,000 bays) is large, an event is small.
+pub mod body_limits {
+    /// `PUT /api/v1/lots/{lot}`.
+    pub const LOT_SPEC: usize = 4 << 20;
+    /// The events route (an event, or a bridge's micro-batch of them).
+    pub const EVENTS: usize = 1 << 20;
+    /// Anything else (terminal definitions, sweep ticks, reads).
+    pub const OTHER: usize = 64 << 10;
+}
 
 pub struct Server {
     app: Arc<App>,
@@ -31,6 +66,7 @@ pub struct Server {
     metrics: Metrics,
     /// The terminal gateway's routes (`/terminals/...`), when it runs here.
     gateway: Option<Arc<Gateway>>,
+    limits: Limits,
 }
 
 /// What `/metrics` reports (Prometheus text format).
@@ -141,7 +177,7 @@ pub async fn serve_bridge_health(listener: TcpListener, stats: Arc<BridgeStats>)
 
 impl Server {
     pub fn new(app: Arc<App>, router: Router, events_route: Option<String>, metrics: Metrics) -> Arc<Self> {
-        Self::with_gateway(app, router, events_route, metrics, None)
+        Self::with_gateway(app, router, events_route, metrics, None, Limits::default())
     }
 
     /// Also serves the terminal gateway's routes.
@@ -151,8 +187,17 @@ impl Server {
         events_route: Option<String>,
         metrics: Metrics,
         gateway: Option<Arc<Gateway>>,
+        limits: Limits,
     ) -> Arc<Self> {
-        Arc::new(Self { broker: Broker::new(app.clone()), app, router, events_route, metrics, gateway })
+        Arc::new(Self {
+            broker: Broker::new(app.clone()),
+            app,
+            router,
+            events_route,
+            metrics,
+            gateway,
+            limits,
+        })
     }
 
     pub async fn bind(listen: SocketAddr) -> Result<TcpListener> {
@@ -165,9 +210,12 @@ impl Server {
     /// live in this task's JoinSet), so a stopped parkd really is stopped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
         let mut connections = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections.max(1)));
         loop {
             // Reap finished connections so the set does not grow without bound.
             while connections.try_join_next().is_some() {}
+            // At the connection cap, stop accepting until one ends.
+            let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -176,13 +224,18 @@ impl Server {
                 }
             };
             let server = self.clone();
+            let header_read_timeout = self.limits.header_read_timeout;
             connections.spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(server.handle(req).await) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
+                    // Slow or idle clients are cut off rather than holding a slot.
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service)
                     // The terminal gateway's WebSocket upgrades.
                     .with_upgrades()
@@ -226,6 +279,9 @@ impl Server {
             return operator::handle(req.method());
         }
         if path == "/metrics" {
+            if !self.app.credentials.allows(req.headers(), Credential::Admin) {
+                return unauthorised(Credential::Admin);
+            }
             let mut body = self.metrics.render(self.app.components.len());
             body.push_str(&self.app.metrics.render(&self.app.pool_stats()));
             body.push_str(&self.app.derived_events.render());
@@ -234,24 +290,16 @@ impl Server {
                 .body(Bytes::from(body))
                 .expect("valid response");
         }
-        let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                return broker::error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("request body unreadable or over {MAX_REQUEST_BYTES} bytes: {e}"),
-                );
-            }
-        };
         if self.events_route.as_deref() == Some(path.as_str()) {
-            if parts.method != http::Method::POST {
-                return broker::error(StatusCode::METHOD_NOT_ALLOWED, "POST CloudEvents to this route");
-            }
-            return self.broker.ingress(http::Request::from_parts(parts, body)).await;
+            return self.ingress(req).await;
         }
         let Some(component) = self.router.find(&path).and_then(|id| self.app.components.get(id)) else {
             return broker::error(StatusCode::NOT_FOUND, &format!("no route for {path}"));
+        };
+        let limit = body_limit(!component.subscribes.is_empty(), &path, req.method());
+        let (parts, body) = match self.read_body(req, limit).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let request = http::Request::from_parts(parts, Full::new(body));
         match self.app.invoke(component, request).await {
@@ -259,4 +307,80 @@ impl Server {
             Err(e) => broker::invoke_error(&e),
         }
     }
+
+    /// The events route: the ingest token, then the broker.
+    async fn ingress(&self, req: hyper::Request<Incoming>) -> Response<Bytes> {
+        if !self.app.credentials.allows(req.headers(), Credential::Ingest) {
+            return unauthorised(Credential::Ingest);
+        }
+        if req.method() != http::Method::POST {
+            return broker::error(StatusCode::METHOD_NOT_ALLOWED, "POST CloudEvents to this route");
+        }
+        match self.read_body(req, body_limits::EVENTS).await {
+            Ok((parts, body)) => self.broker.ingress(http::Request::from_parts(parts, body)).await,
+            Err(refused) => refused,
+        }
+    }
+
+    /// The whole body, or the answer refusing it: 413 past `limit` (by its
+    /// declared length before anything is read), 408 when it arrives too slowly.
+    async fn read_body(
+        &self,
+        req: hyper::Request<Incoming>,
+        limit: usize,
+    ) -> Result<(http::request::Parts, Bytes), Response<Bytes>> {
+        let too_large = || {
+            broker::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("this request's body may be at most {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let (parts, body) = req.into_parts();
+        match tokio::time::timeout(self.limits.body_read_timeout, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => Ok((parts, collected.to_bytes())),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Ok(Err(e)) => {
+                Err(broker::error(StatusCode::BAD_REQUEST, &format!("request body unreadable: {e}")))
+            }
+            Err(_) => Err(broker::error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("the request body did not arrive within {:?}", self.limits.body_read_timeout),
+            )),
+        }
+    }
+}
+
+/// The body limit of a request: to an event receiver, or to `path`.
+fn body_limit(receives_events: bool, path: &str, method: &http::Method) -> usize {
+    let lot =
+        matches!(path.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>()[..], ["api", "v1", "lots", _]);
+    if receives_events && method == http::Method::POST {
+        body_limits::EVENTS
+    } else if lot && method == http::Method::PUT {
+        body_limits::LOT_SPEC
+    } else {
+        body_limits::OTHER
+    }
+}
+
+/// 401, naming the credential to present.
+fn unauthorised(credential: Credential) -> Response<Bytes> {
+    let mut response = broker::error(
+        StatusCode::UNAUTHORIZED,
+        &format!(
+            "this request needs `Authorization: Bearer <token>` with the configured {} ({})",
+            credential.variable(),
+            credential.environment()
+        ),
+    );
+    response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    response
 }
