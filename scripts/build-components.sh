@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 
-# The last one is a test fixture (tests/fixtures): small, and the e2e tests need it.
-components=(sensor-event availability-query lot-admin retention-sweep terminal-push event-recorder)
+# The last two are test fixtures (tests/fixtures): small, and the e2e tests need them.
+components=(sensor-event availability-query lot-admin retention-sweep terminal-push event-recorder fault-injector)
 args=()
 for c in "${components[@]}"; do args+=(-p "$c"); done
 echo "build: components (${components[*]})" >&2

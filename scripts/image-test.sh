@@ -76,7 +76,9 @@ entrypoint=$(podman image inspect -f '{{join .Config.Entrypoint " "}}' "$image")
 mapfile -t image_env < <(podman image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$image" | sed '/^$/d')
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log="$cache/serve.log"
-env -i "${image_env[@]}" PORT="$port" \
+# With an ingest token, as any listener beyond loopback must have one.
+token="image-test-$RANDOM$RANDOM"
+env -i "${image_env[@]}" PORT="$port" PARKING_INGEST_TOKEN="$token" \
     chroot --userspec="$user" "$root" /bin/sh -c "cd '$workdir' && exec $entrypoint serve --component sensor-event" \
     >"$log" 2>&1 &
 pid=$!
@@ -85,14 +87,23 @@ for _ in $(seq 1 300); do
     kill -0 "$pid" 2>/dev/null || { echo "image: FAILED: parkd exited:" >&2; tail -20 "$log" >&2; exit 1; }
     sleep 0.2
 done
-answer=$(curl -sS -o - -w ' %{http_code}' -X POST "http://127.0.0.1:$port/" \
-    -H 'ce-specversion: 1.0' -H 'ce-id: image-1' -H 'ce-source: /image-test' \
-    -H 'ce-type: io.parking.sensor.uplink.v1' -H 'ce-format: parking-json' -H 'content-type: application/json' \
-    -d '{"device": "IMAGE-TEST", "occupied": true, "observedAt": "2026-01-01T00:00:00Z"}')
+post() {
+    curl -sS -o - -w ' %{http_code}' -X POST "http://127.0.0.1:$port/" "$@" \
+        -H 'ce-specversion: 1.0' -H 'ce-id: image-1' -H 'ce-source: /image-test' \
+        -H 'ce-type: io.parking.sensor.uplink.v1' -H 'ce-format: parking-json' -H 'content-type: application/json' \
+        -d '{"device": "IMAGE-TEST", "occupied": true, "observedAt": "2026-01-01T00:00:00Z"}'
+}
+# Without the token: refused.
+answer=$(post)
+if [[ "$answer" != *" 401" ]]; then
+    echo "image: FAILED: a CloudEvent without the ingest token got: $answer" >&2
+    exit 1
+fi
+answer=$(post -H "Authorization: Bearer $token")
 # No lot knows the device: the component answers 400 naming it.
 if [[ "$answer" != *IMAGE-TEST*" 400" ]]; then
     echo "image: FAILED: the CloudEvent got: $answer" >&2
     tail -20 "$log" >&2
     exit 1
 fi
-echo "image: ok: $image runs 'parkd serve' as user $user from its own root filesystem and answers CloudEvents" >&2
+echo "image: ok: $image runs 'parkd serve' as user $user from its own root filesystem and answers CloudEvents (with the ingest token only)" >&2

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -22,9 +22,6 @@ use crate::capabilities::variables::VariablesCapability;
 use crate::engine::{self, Loaded, PoolLimits};
 use crate::instance::{self, InstanceState};
 use crate::manifest::{self, Manifest};
-
-/// How long one request may run inside a component before it is stopped.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct LoadedComponent {
     pub id: String,
@@ -52,6 +49,10 @@ pub struct App {
     /// Every invocation is counted and timed here, and every derived event
     /// routed (`/metrics`).
     pub metrics: crate::metrics::HostMetrics,
+    /// The application's tokens, for the checks parkd makes itself.
+    pub credentials: crate::credentials::Credentials,
+    /// How long one request may run inside a component before it is stopped.
+    pub request_deadline: Duration,
 }
 
 /// What to load and with which settings.
@@ -138,6 +139,8 @@ impl App {
             components,
             capabilities: Capabilities { sqlite, postgres, variables, mqtt: MqttCapability::new() },
             metrics: Default::default(),
+            credentials: crate::credentials::Credentials::from_variables(options.variables),
+            request_deadline: options.pool.request_deadline,
         })
     }
 
@@ -146,7 +149,8 @@ impl App {
         self.components.values().filter(|c| c.subscribes.iter().any(|s| s == ty)).cloned().collect()
     }
 
-    /// A fresh store for one request to `component`.
+    /// A fresh store for one request to `component`, which traps once the
+    /// request's deadline has passed.
     pub fn new_store(&self, component: &LoadedComponent) -> Store<InstanceState> {
         let state = InstanceState {
             wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().envs(&component.environment).build(),
@@ -165,8 +169,13 @@ impl App {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s.limiter());
         // Yield to the scheduler every tick, so a busy guest shares the
-        // runtime and the request deadline (a timeout) can stop it.
-        store.epoch_deadline_async_yield_and_update(1);
+        // runtime; past the deadline, trap: a spinning guest is stopped, not
+        // left running detached.
+        let deadline = Instant::now() + self.request_deadline;
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        store.set_epoch_deadline(1);
         store
     }
 }
@@ -198,7 +207,8 @@ pub enum InvokeError {
     /// Every instance slot is busy: the caller should retry (503).
     #[error("every instance slot is busy; retry shortly")]
     Busy,
-    /// The request ran past [`REQUEST_DEADLINE`] (503: it may succeed later).
+    /// The request ran past its deadline (503: it may succeed later); the
+    /// guest was stopped and its instance, connections and locks released.
     #[error("component `{0}` did not answer within {1:?}")]
     Timeout(String, Duration),
     /// The guest trapped or failed to answer (500).
@@ -258,10 +268,13 @@ impl App {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let out = store.data_mut().http().new_response_outparam(sender).map_err(|e| failed(e.into()))?;
         let pre = component.pre.clone();
-        let task = tokio::spawn(async move {
+        // Aborted when this request ends (answered, timed out, or its caller
+        // gone): the guest's store, with its instance slot, database
+        // connections and write turn, is dropped with it.
+        let mut task = AbortOnDrop(tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy.wasi_http_incoming_handler().call_handle(&mut store, req, out).await
-        });
+        }));
         let answer = async {
             match receiver.await {
                 Ok(Ok(response)) => {
@@ -274,7 +287,7 @@ impl App {
                 }
                 Ok(Err(code)) => Err(failed(anyhow::anyhow!("the component answered with error {code:?}"))),
                 // The guest dropped the response without setting it: find out why.
-                Err(_) => match task.await {
+                Err(_) => match (&mut task.0).await {
                     Ok(Err(e)) if is_pool_exhausted(&e) => Err(InvokeError::Busy),
                     Ok(Err(e)) => Err(failed(e.into())),
                     Ok(Ok(())) => Err(failed(anyhow::anyhow!("the component never set a response"))),
@@ -282,14 +295,34 @@ impl App {
                 },
             }
         };
-        match tokio::time::timeout(REQUEST_DEADLINE, answer).await {
+        // A little past the guest's own deadline: a guest stuck in a host
+        // call (which the epoch cannot interrupt) is stopped here.
+        let deadline = self.request_deadline + crate::engine::EPOCH_TICK * 10;
+        match tokio::time::timeout(deadline, answer).await {
+            Ok(Err(InvokeError::Failed(_, e))) if is_past_deadline(&e) => {
+                Err(InvokeError::Timeout(component.id.clone(), self.request_deadline))
+            }
             Ok(result) => result,
-            Err(_) => Err(InvokeError::Timeout(component.id.clone(), REQUEST_DEADLINE)),
+            Err(_) => Err(InvokeError::Timeout(component.id.clone(), self.request_deadline)),
         }
     }
 }
 
+/// Aborts the task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every instance slot of the pooling allocator is taken (by type, not message).
 fn is_pool_exhausted(e: &wasmtime::Error) -> bool {
-    let msg = format!("{e:#}");
-    msg.contains("maximum concurrent") || msg.contains("pooling allocator") || msg.contains("limit of")
+    e.chain().any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>())
+}
+
+/// The guest was interrupted at its deadline (the epoch callback's trap).
+fn is_past_deadline(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| cause.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt))
 }

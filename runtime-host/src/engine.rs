@@ -13,17 +13,24 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Limits of the pooling allocator: how many requests run at once and how
-/// much memory each may use. Past them a request is answered 503 (retry).
+/// Limits of the instances: how many requests run at once (the pooling
+/// allocator's slots), how much memory and how long each may use. Past them
+/// a request is answered 503 (retry).
 #[derive(Debug, Clone)]
 pub struct PoolLimits {
     pub concurrent_instances: u32,
     pub max_memory_bytes: usize,
+    /// A guest still running this long after its request arrived is trapped.
+    pub request_deadline: std::time::Duration,
 }
 
 impl Default for PoolLimits {
     fn default() -> Self {
-        Self { concurrent_instances: 256, max_memory_bytes: 256 << 20 }
+        Self {
+            concurrent_instances: 256,
+            max_memory_bytes: 256 << 20,
+            request_deadline: std::time::Duration::from_secs(30),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod bridge;
 pub mod capabilities;
+pub mod credentials;
 pub mod database;
 pub mod demo;
 pub mod engine;

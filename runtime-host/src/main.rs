@@ -64,6 +64,10 @@ enum Command {
         /// parkd's /api/v1/events) or a Kafka topic (kafka://host:port/topic, keyed by device).
         #[arg(long, env = "K_SINK")]
         sink: String,
+        /// The ingest token an HTTP sink (a parkd's /api/v1/events) requires,
+        /// sent as `Authorization: Bearer`.
+        #[arg(long, env = "PARKING_INGEST_TOKEN", hide_env_values = true)]
+        sink_token: Option<String>,
         /// A topic mapping PATTERN=FORMAT (repeatable); the defaults otherwise.
         #[arg(long = "topic")]
         topics: Vec<String>,
@@ -155,6 +159,11 @@ struct AppArgs {
     /// Sets an application variable, as NAME=VALUE (repeatable).
     #[arg(long = "var", value_parser = parse_var)]
     vars: Vec<(String, String)>,
+    /// Serves on a non-loopback address even when the admin or ingest token
+    /// the served components use is unset (only where the network alone
+    /// guards those routes).
+    #[arg(long, env = "PARKD_INSECURE")]
+    insecure: bool,
 }
 
 impl AppArgs {
@@ -174,6 +183,8 @@ impl AppArgs {
             sweep_schedule: None,
             gateway_keep_alive: std::time::Duration::from_secs(15),
             gateway_frame_interval: parkd::gateway::DEFAULT_FRAME_INTERVAL,
+            insecure: self.insecure,
+            limits: Default::default(),
         }
     }
 }
@@ -267,6 +278,7 @@ async fn main() -> Result<()> {
             mqtt_cert,
             mqtt_key,
             sink,
+            sink_token,
             topics,
             client_id,
             share_group,
@@ -290,7 +302,8 @@ async fn main() -> Result<()> {
                     .map(|t| parkd::bridge::topics::TopicMapping::parse(t))
                     .collect::<Result<_>>()?;
             }
-            let bridge = parkd::bridge::Bridge::start(config, parkd::bridge::sink::Sink::from_url(&sink)?);
+            let sink = parkd::bridge::sink::Sink::from_url(&sink)?.with_token(sink_token.as_deref())?;
+            let bridge = parkd::bridge::Bridge::start(config, sink);
             let listener = parkd::server::Server::bind(metrics_listen).await?;
             tracing::info!(%metrics_listen, "bridge health and metrics on http://{metrics_listen}/metrics");
             let health = tokio::spawn(parkd::server::serve_bridge_health(listener, bridge.stats.clone()));
@@ -320,7 +333,9 @@ async fn main() -> Result<()> {
             }
         }
         Command::Simulate { mqtt, bays, rate, readings, provision, lot, seed } => {
-            let url = url::Url::parse(&mqtt).with_context(|| format!("--mqtt {mqtt:?} is not a URL"))?;
+            let url = url::Url::parse(&mqtt).with_context(|| {
+                format!("--mqtt {:?} is not a URL", parkd::credentials::redact_url(&mqtt))
+            })?;
             let options = parkd::simulate::SimulateOptions {
                 mqtt_host: url.host_str().context("--mqtt needs a host")?.to_owned(),
                 mqtt_port: url.port().unwrap_or(1883),

@@ -1,6 +1,13 @@
-//! The embedded MQTT broker: with no broker given, `parkd up` runs one
+//! The embedded MQTT brokers: with no broker given, `parkd up` runs one
 //! in-process, so sensors (and `parkd simulate`) can publish with nothing
 //! else installed. Production uses Mosquitto with per-sensor credentials.
+//!
+//! rumqttd (0.20) authenticates a client only when it connects and has no
+//! per-topic rules, so anyone who may publish to it may publish anything,
+//! terminal frames included. Frames therefore travel on a second, private
+//! broker on loopback that admits only two credentials parkd makes up at
+//! start: terminal-push's (it publishes) and the in-process gateway's (it
+//! reads). A frame forged on the sensors' broker never reaches the gateway.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,6 +23,46 @@ pub fn start_embedded(listen: SocketAddr) -> Result<()> {
              pass --mqtt mqtt://{listen} to use it, or --mqtt-listen ADDR for another address"
         )
     })?);
+    start(listen, "parkd-embedded", &[])
+}
+
+/// The private broker of terminal frames, and who may use it.
+#[derive(Debug, Clone)]
+pub struct FrameBroker {
+    pub address: SocketAddr,
+    /// terminal-push's user name and password.
+    pub publisher: (String, String),
+    /// The gateway's.
+    pub reader: (String, String),
+}
+
+impl FrameBroker {
+    /// The URL the gateway subscribes with (its credential inside).
+    pub fn reader_url(&self) -> String {
+        format!("mqtt://{}:{}@{}", self.reader.0, self.reader.1, self.address)
+    }
+}
+
+/// Starts the private frame broker on a free loopback port.
+pub fn start_frame_broker() -> Result<FrameBroker> {
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("finding a free loopback port for the terminal frame broker")?;
+    let credential = |user: &str| (user.to_owned(), uuid::Uuid::new_v4().simple().to_string());
+    let broker =
+        FrameBroker { address, publisher: credential("terminal-push"), reader: credential("parkd-gateway") };
+    start(address, "parkd-frames", &[broker.publisher.clone(), broker.reader.clone()])?;
+    Ok(broker)
+}
+
+/// Starts one rumqttd listener; with `users`, only they may connect.
+fn start(listen: SocketAddr, name: &str, users: &[(String, String)]) -> Result<()> {
+    let auth = if users.is_empty() {
+        String::new()
+    } else {
+        let entries = users.iter().map(|(u, p)| format!("{u:?} = {p:?}")).collect::<Vec<_>>().join("\n");
+        format!("[v4.1.connections.auth]\n{entries}\n")
+    };
     let config: rumqttd::Config = toml::from_str(&format!(
         r#"
 id = 0
@@ -27,7 +74,7 @@ max_segment_size = 10485760
 max_segment_count = 10
 
 [v4.1]
-name = "parkd-embedded"
+name = "{name}"
 listen = "{listen}"
 next_connection_delay_ms = 1
 [v4.1.connections]
@@ -35,7 +82,7 @@ connection_timeout_ms = 60000
 max_payload_size = 1048576
 max_inflight_count = 100
 dynamic_filters = true
-"#
+{auth}"#
     ))
     .context("embedded MQTT broker configuration")?;
     std::thread::Builder::new().name("parkd-mqtt".into()).spawn(move || {
@@ -45,7 +92,7 @@ dynamic_filters = true
         }
     })?;
     let started = Instant::now();
-    while !answers_connect(listen) {
+    while !answers_connect(listen, users.first()) {
         if started.elapsed() > Duration::from_secs(5) {
             bail!("the embedded MQTT broker did not answer on {listen} within 5 s");
         }
@@ -56,22 +103,53 @@ dynamic_filters = true
 
 /// Whether an MQTT broker answers a CONNECT on `addr` with a CONNACK. A
 /// bare TCP probe would make the broker log a failed connection.
-fn answers_connect(addr: SocketAddr) -> bool {
+fn answers_connect(addr: SocketAddr, credential: Option<&(String, String)>) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let client_id = b"parkd-probe";
-    // CONNECT, MQTT 3.1.1: protocol name, level 4, clean session, keep-alive 60 s.
-    let mut packet =
-        vec![0x10, (10 + 2 + client_id.len()) as u8, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60];
-    packet.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
-    packet.extend_from_slice(client_id);
     let mut connack = [0u8; 4];
-    let ok =
-        stream.write_all(&packet).is_ok() && stream.read_exact(&mut connack).is_ok() && connack[0] == 0x20;
+    let ok = stream.write_all(&connect_packet(credential)).is_ok()
+        && stream.read_exact(&mut connack).is_ok()
+        && connack[0] == 0x20
+        && connack[3] == 0;
     // DISCONNECT, so the broker sees a clean goodbye.
     let _ = stream.write_all(&[0xE0, 0]);
     ok
+}
+
+/// An MQTT 3.1.1 CONNECT of the probe: clean session, keep-alive 60 s, and
+/// the credential if one is given.
+fn connect_packet(credential: Option<&(String, String)>) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let flags: u8 = if credential.is_some() { 0xC2 } else { 0x02 };
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 60];
+    field(&mut body, b"parkd-probe");
+    if let Some((user, password)) = credential {
+        field(&mut body, user.as_bytes());
+        field(&mut body, password.as_bytes());
+    }
+    // The remaining length fits one byte: the credentials are short.
+    let mut packet = vec![0x10, body.len() as u8];
+    packet.extend(body);
+    packet
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_broker_admits_only_its_two_credentials() {
+        let broker = start_frame_broker().unwrap();
+        assert!(answers_connect(broker.address, Some(&broker.publisher)));
+        assert!(answers_connect(broker.address, Some(&broker.reader)));
+        assert!(!answers_connect(broker.address, None), "an anonymous client was admitted");
+        let guess = ("terminal-push".to_owned(), "guess".to_owned());
+        assert!(!answers_connect(broker.address, Some(&guess)), "a wrong password was admitted");
+    }
 }

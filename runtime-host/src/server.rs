@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -15,13 +16,47 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::bridge::BridgeStats;
+use crate::credentials::Credential;
 use crate::eventing::{self, Eventing};
 use crate::gateway::{self, Gateway};
 use crate::operator;
 use crate::routes::Router;
 
-/// Requests larger than this are refused before a component sees them.
-const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// How the listener guards itself against slow, greedy or too many clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A request's head must arrive within this; on a kept-alive connection
+    /// the wait for the next request counts too (the idle timeout).
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a component may work on one request before it is stopped.
+    pub request_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            request_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The largest body each kind of request may carry, checked before it is
+/// read: a lot definition (up to 20,000 bays) is large, an event is small.
+pub mod body_limits {
+    /// `PUT /api/v1/lots/{lot}`.
+    pub const LOT_SPEC: usize = 4 << 20;
+    /// The events route (an event, or a bridge's micro-batch of them).
+    pub const EVENTS: usize = 1 << 20;
+    /// Anything else (terminal definitions, sweep ticks, reads).
+    pub const OTHER: usize = 64 << 10;
+}
 
 pub struct Server {
     app: Arc<App>,
@@ -34,6 +69,7 @@ pub struct Server {
     /// The runtime components run on. With a gateway, connections live on the
     /// gateway's runtime and everything but its streams comes back here.
     components_runtime: tokio::runtime::Handle,
+    limits: Limits,
 }
 
 /// What `/metrics` reports (Prometheus text format).
@@ -156,6 +192,7 @@ impl Server {
         events_route: Option<String>,
         metrics: Metrics,
         gateway: Option<Arc<Gateway>>,
+        limits: Limits,
     ) -> Arc<Self> {
         Arc::new(Self {
             eventing,
@@ -165,6 +202,7 @@ impl Server {
             metrics,
             gateway,
             components_runtime: tokio::runtime::Handle::current(),
+            limits,
         })
     }
 
@@ -178,9 +216,12 @@ impl Server {
     /// live in this task's JoinSet), so a stopped parkd really is stopped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
         let mut connections = tokio::task::JoinSet::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections.max(1)));
         loop {
             // Reap finished connections so the set does not grow without bound.
             while connections.try_join_next().is_some() {}
+            // At the connection cap, stop accepting until one ends.
+            let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -189,13 +230,18 @@ impl Server {
                 }
             };
             let server = self.clone();
+            let header_read_timeout = self.limits.header_read_timeout;
             let serve = move |stream: tokio::net::TcpStream| async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(server.handle(req).await) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
+                    // Slow or idle clients are cut off rather than holding a slot.
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service)
                     // The terminal gateway's WebSocket upgrades.
                     .with_upgrades()
@@ -258,6 +304,9 @@ impl Server {
             return operator::handle(req.method());
         }
         if path == "/metrics" {
+            if !self.app.credentials.allows(req.headers(), Credential::Admin) {
+                return unauthorised(Credential::Admin);
+            }
             let mut body = self.metrics.render(self.app.components.len());
             body.push_str(&self.app.metrics.render(&self.app.pool_stats()));
             return Response::builder()
@@ -265,24 +314,16 @@ impl Server {
                 .body(Bytes::from(body))
                 .expect("valid response");
         }
-        let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) => {
-                return eventing::error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("request body unreadable or over {MAX_REQUEST_BYTES} bytes: {e}"),
-                );
-            }
-        };
         if self.events_route.as_deref() == Some(path.as_str()) {
-            if parts.method != http::Method::POST {
-                return eventing::error(StatusCode::METHOD_NOT_ALLOWED, "POST CloudEvents to this route");
-            }
-            return self.eventing.ingress(http::Request::from_parts(parts, body)).await;
+            return self.ingress(req).await;
         }
         let Some(component) = self.router.find(&path).and_then(|id| self.app.components.get(id)) else {
             return eventing::error(StatusCode::NOT_FOUND, &format!("no route for {path}"));
+        };
+        let limit = body_limit(!component.subscribes.is_empty(), &path, req.method());
+        let (parts, body) = match self.read_body(req, limit).await {
+            Ok(read) => read,
+            Err(refused) => return refused,
         };
         let request = http::Request::from_parts(parts, Full::new(body));
         match self.app.invoke(component, request).await {
@@ -318,4 +359,80 @@ impl Server {
             }
         }
     }
+
+    /// The events route: the ingest token, then the broker.
+    async fn ingress(&self, req: hyper::Request<Incoming>) -> Response<Bytes> {
+        if !self.app.credentials.allows(req.headers(), Credential::Ingest) {
+            return unauthorised(Credential::Ingest);
+        }
+        if req.method() != http::Method::POST {
+            return eventing::error(StatusCode::METHOD_NOT_ALLOWED, "POST CloudEvents to this route");
+        }
+        match self.read_body(req, body_limits::EVENTS).await {
+            Ok((parts, body)) => self.eventing.ingress(http::Request::from_parts(parts, body)).await,
+            Err(refused) => refused,
+        }
+    }
+
+    /// The whole body, or the answer refusing it: 413 past `limit` (by its
+    /// declared length before anything is read), 408 when it arrives too slowly.
+    async fn read_body(
+        &self,
+        req: hyper::Request<Incoming>,
+        limit: usize,
+    ) -> Result<(http::request::Parts, Bytes), Response<Bytes>> {
+        let too_large = || {
+            eventing::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("this request's body may be at most {limit} bytes"),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let (parts, body) = req.into_parts();
+        match tokio::time::timeout(self.limits.body_read_timeout, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => Ok((parts, collected.to_bytes())),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+            Ok(Err(e)) => {
+                Err(eventing::error(StatusCode::BAD_REQUEST, &format!("request body unreadable: {e}")))
+            }
+            Err(_) => Err(eventing::error(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("the request body did not arrive within {:?}", self.limits.body_read_timeout),
+            )),
+        }
+    }
+}
+
+/// The body limit of a request: to an event receiver, or to `path`.
+fn body_limit(receives_events: bool, path: &str, method: &http::Method) -> usize {
+    let lot =
+        matches!(path.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>()[..], ["api", "v1", "lots", _]);
+    if receives_events && method == http::Method::POST {
+        body_limits::EVENTS
+    } else if lot && method == http::Method::PUT {
+        body_limits::LOT_SPEC
+    } else {
+        body_limits::OTHER
+    }
+}
+
+/// 401, naming the credential to present.
+fn unauthorised(credential: Credential) -> Response<Bytes> {
+    let mut response = eventing::error(
+        StatusCode::UNAUTHORIZED,
+        &format!(
+            "this request needs `Authorization: Bearer <token>` with the configured {} ({})",
+            credential.variable(),
+            credential.environment()
+        ),
+    );
+    response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    response
 }

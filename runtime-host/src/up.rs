@@ -46,6 +46,10 @@ pub struct UpOptions {
     /// The gateway's rate cap: the least time between two frames a
     /// terminal's clients see.
     pub gateway_frame_interval: std::time::Duration,
+    /// Serve beyond loopback even with a credential unset (`--insecure`).
+    pub insecure: bool,
+    /// Timeouts, the connection cap and the request deadline.
+    pub limits: crate::server::Limits,
 }
 
 impl UpOptions {
@@ -71,33 +75,44 @@ pub enum MqttMode {
 }
 
 impl MqttMode {
-    /// For the components' variables: the broker's `mqtt://host:port`, its
-    /// `host:port` (for `allowed_outbound_hosts`) and the credentials in the URL.
-    #[allow(clippy::type_complexity)]
-    pub fn component_address(&self) -> Result<Option<(String, String, Option<(String, String)>)>> {
-        match self {
-            MqttMode::Off => Ok(None),
-            MqttMode::Embedded(listen) => {
-                // A broker listening on every interface is reached on loopback.
-                let ip = if listen.ip().is_unspecified() { "127.0.0.1".parse()? } else { listen.ip() };
-                let host = SocketAddr::new(ip, listen.port()).to_string();
-                Ok(Some((format!("mqtt://{host}"), host, None)))
-            }
-            MqttMode::External(url) => {
-                let parsed = url::Url::parse(url).with_context(|| format!("--mqtt {url:?} is not a URL"))?;
-                let host = match parsed.host() {
-                    Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
-                    Some(h) => h.to_string(),
-                    None => bail!("--mqtt {url:?} names no host"),
-                };
-                let host = format!("{host}:{}", parsed.port().unwrap_or(1883));
-                let credentials = (!parsed.username().is_empty()).then(|| {
-                    (parsed.username().to_owned(), parsed.password().unwrap_or_default().to_owned())
-                });
-                Ok(Some((format!("mqtt://{host}"), host, credentials)))
-            }
-        }
+    /// For the components' variables: the `mqtt://host:port` of an external
+    /// broker and its `host:port` (for `allowed_outbound_hosts`). Never the
+    /// credentials in the URL: those are the bridge's; terminal-push has its
+    /// own (`mqtt_username`, `mqtt_password`), the only ones that may write frames.
+    pub fn component_address(&self) -> Result<Option<(String, String)>> {
+        let MqttMode::External(url) = self else { return Ok(None) };
+        let shown = crate::credentials::redact_url(url);
+        let parsed = url::Url::parse(url).with_context(|| format!("--mqtt {shown:?} is not a URL"))?;
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+            Some(h) => h.to_string(),
+            None => bail!("--mqtt {shown:?} names no host"),
+        };
+        let host = format!("{host}:{}", parsed.port().unwrap_or(1883));
+        Ok(Some((format!("mqtt://{host}"), host)))
     }
+}
+
+/// The variables that point terminal-push at the broker of frames: the
+/// embedded setup's private frame broker (with the credential parkd made up
+/// for it), or the external broker (with terminal-push's own credential,
+/// which the operator sets).
+fn frame_variables(
+    mqtt: &MqttMode,
+    frame_broker: Option<&crate::mqtt_broker::FrameBroker>,
+) -> Result<Vec<(&'static str, String)>> {
+    if let Some(broker) = frame_broker {
+        return Ok(vec![
+            ("mqtt_address", format!("mqtt://{}", broker.address)),
+            ("mqtt_host", broker.address.to_string()),
+            ("mqtt_username", broker.publisher.0.clone()),
+            ("mqtt_password", broker.publisher.1.clone()),
+        ]);
+    }
+    Ok(match mqtt.component_address()? {
+        Some((address, host)) => vec![("mqtt_address", address), ("mqtt_host", host)],
+        None => Vec::new(),
+    })
 }
 
 /// A running system; dropping it stops the listener.
@@ -156,20 +171,29 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     if let (Some(host), true) = (database.host_port(), manifest.variables.contains_key("database_host")) {
         overrides.entry("database_host".into()).or_insert(host);
     }
-    // Terminal frames go to the broker parkd bridges (embedded or external).
-    if let Some((address, host, credentials)) = options.mqtt.component_address()? {
-        for (name, value) in [("mqtt_address", address), ("mqtt_host", host)] {
-            if manifest.variables.contains_key(name) {
+    // Terminal frames: to the external broker parkd bridges, or in the embedded setup, on a private broker only
+    // terminal-push may write to (see mqtt_broker).
+    let frame_broker = match options.mqtt {
+        MqttMode::Embedded(_) => Some(crate::mqtt_broker::start_frame_broker()?),
+        _ => None,
+    };
+    for (name, value) in frame_variables(&options.mqtt, frame_broker.as_ref())? {
+        if manifest.variables.contains_key(name) {
+            if frame_broker.is_some() {
+                overrides.insert(name.into(), value);
+            } else {
                 overrides.entry(name.into()).or_insert(value);
             }
-        }
-        if let Some((user, password)) = credentials {
-            overrides.entry("mqtt_username".into()).or_insert(user);
-            overrides.entry("mqtt_password".into()).or_insert(password);
         }
     }
     let resolved = manifest::resolve_variables(&manifest.variables, &overrides, |k| std::env::var(k).ok())?;
     let variables: BTreeMap<String, String> = resolved.into_iter().map(|(k, (v, _))| (k, v)).collect();
+    crate::credentials::check_exposure(
+        options.listen,
+        &needed_credentials(&manifest, &options.components),
+        &crate::credentials::Credentials::from_variables(&variables),
+        options.insecure,
+    )?;
 
     let sqlite = SqliteCapability::new(&SqliteConfig::in_data_dir(&options.data_dir)).await?;
     let postgres = PostgresCapability::new(PostgresConfig::default());
@@ -180,7 +204,7 @@ pub async fn start(options: UpOptions) -> Result<Running> {
                 manifest_dir: &manifest_dir,
                 variables: &variables,
                 cache_dir: options.cache_dir.clone(),
-                pool: PoolLimits::default(),
+                pool: PoolLimits { request_deadline: options.limits.request_deadline, ..Default::default() },
                 only: options.components.clone(),
             },
             sqlite,
@@ -219,7 +243,8 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         }
         MqttMode::External(url) => Some(url.clone()),
     };
-    let gateway = match (&mqtt_url, options.serving_one()) {
+    let frames_url = frame_broker.as_ref().map(|b| b.reader_url()).or_else(|| mqtt_url.clone());
+    let gateway = match (&frames_url, options.serving_one()) {
         (Some(url), None) => {
             let config = GatewayConfig {
                 keep_alive: options.gateway_keep_alive,
@@ -257,6 +282,7 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         events_route.clone(),
         metrics,
         gateway.clone(),
+        options.limits.clone(),
     );
     tracing::info!(
         "parkd listening on http://{addr} (API under /api/v1, health at /healthz, metrics at /metrics)"
@@ -288,6 +314,16 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         running.demo_traffic = start_demo_traffic(&options.mqtt);
     }
     Ok(running)
+}
+
+/// The credentials the served components use (declare as variables).
+fn needed_credentials(manifest: &Manifest, only: &[String]) -> Vec<crate::credentials::Credential> {
+    let served = manifest.component.iter().filter(|(id, _)| only.is_empty() || only.contains(id));
+    let declared: Vec<&String> = served.flat_map(|(_, def)| def.variables.keys()).collect();
+    crate::credentials::Credential::ALL
+        .into_iter()
+        .filter(|c| declared.iter().any(|v| v.as_str() == c.variable()))
+        .collect()
 }
 
 /// The demo's simulated sensors, on the embedded broker (none otherwise:

@@ -370,6 +370,8 @@ async fn readings_published_while_the_sink_is_down_arrive_once_it_is_back() {
             sweep_schedule: None,
             gateway_keep_alive: std::time::Duration::from_secs(15),
             gateway_frame_interval: parkd::gateway::DEFAULT_FRAME_INTERVAL,
+            insecure: false,
+            limits: Default::default(),
         })
     };
     let base = format!("http://127.0.0.1:{port}");

@@ -28,6 +28,9 @@ async fn the_demo_lot_moves_and_its_kiosk_shows_frames() {
         mqtt: parkd::up::MqttMode::Embedded(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
         sweep_schedule: None,
         gateway_keep_alive: Duration::from_secs(15),
+        gateway_frame_interval: parkd::gateway::DEFAULT_FRAME_INTERVAL,
+        insecure: false,
+        limits: Default::default(),
     })
     .await
     .unwrap();

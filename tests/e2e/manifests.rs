@@ -110,11 +110,34 @@ async fn a_sensor_uplink_reaches_the_availability_api_and_a_ping_runs_the_sweep(
 
     // Every metrics scrape target (the functions' pods, the bridge and the
     // gateway; knative/check checks the monitors point at these) answers.
+    // Each is scraped as its rendered monitor says, with its bearer token.
     for (name, base) in &cluster.services {
-        let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+        let mut request = http.get(format!("{base}/metrics"));
+        if let Some(token) = scrape_token(&cluster, name) {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.unwrap();
         let body = r.text().await.unwrap();
         assert!(body.contains("# TYPE parkd_"), "{name} /metrics: {body}");
     }
+}
+
+/// The bearer token the rendered monitor scraping `name` presents: the
+/// functions' PodMonitor for a Knative Service labelled as a function, the
+/// edge's ServiceMonitor otherwise.
+fn scrape_token(cluster: &Cluster, name: &str) -> Option<String> {
+    let function = cluster.objects.iter().any(|o| {
+        o["kind"] == "Service"
+            && o["metadata"]["name"] == name
+            && o["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "function"
+    });
+    let (kind, endpoints) =
+        if function { ("PodMonitor", "podMetricsEndpoints") } else { ("ServiceMonitor", "endpoints") };
+    let monitors: Vec<&serde_norway::Value> = cluster.objects.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(monitors.len(), 1, "one {kind} rendered");
+    let credentials = &monitors[0]["spec"][endpoints][0]["authorization"]["credentials"];
+    let secret = credentials["name"].as_str()?;
+    Some(cluster.secret(secret, credentials["key"].as_str().expect("the credentials' key")))
 }
 
 /// A terminal's SSE stream (the gateway, through the rendered Ingress path

@@ -82,6 +82,12 @@ pub struct ParkdOptions {
     pub gateway_keep_alive: std::time::Duration,
     /// The terminal gateway's rate cap (least time between two frames).
     pub gateway_frame_interval: std::time::Duration,
+    /// The listener's timeouts and caps, and the request deadline.
+    pub limits: parkd::server::Limits,
+    /// Where parkd listens (a free loopback port by default).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `--insecure`: serve beyond loopback without the tokens.
+    pub insecure: bool,
 }
 
 impl ParkdOptions {
@@ -97,6 +103,9 @@ impl ParkdOptions {
             sweep_schedule: None,
             gateway_keep_alive: std::time::Duration::from_secs(15),
             gateway_frame_interval: parkd::gateway::DEFAULT_FRAME_INTERVAL,
+            limits: Default::default(),
+            listen: None,
+            insecure: false,
         }
     }
 }
@@ -124,6 +133,32 @@ subscribes = [{types}]
     );
     let path = dir.join("spin.toml");
     std::fs::write(&path, manifest + &recorder)?;
+    Ok(path)
+}
+
+/// The repository's manifest plus the `fault-injector` fixture (routed at
+/// `/test/fault/...`, on the configured database). Written into `dir`.
+pub fn manifest_with_fault_injector(dir: &std::path::Path) -> Result<PathBuf> {
+    let root = repo_root().canonicalize()?;
+    let manifest = std::fs::read_to_string(root.join("spin.toml"))?
+        .replace("source = \"", &format!("source = \"{}/", root.display()));
+    let fixture = format!(
+        r#"
+[[trigger.http]]
+route = "/test/fault/..."
+component = "fault-injector"
+
+[component.fault-injector]
+source = "{}/target/wasm32-wasip2/release/fault_injector.wasm"
+sqlite_databases = ["default"]
+allowed_outbound_hosts = ["postgres://{{{{ database_host }}}}"]
+[component.fault-injector.variables]
+database_url = "{{{{ database_url }}}}"
+"#,
+        root.display()
+    );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, manifest + &fixture)?;
     Ok(path)
 }
 
@@ -157,7 +192,7 @@ impl Parkd {
             .unwrap_or_else(|| std::env::temp_dir().join("parkd-test-components"));
         let running = parkd::up::start(UpOptions {
             manifest: options.manifest.unwrap_or_else(|| repo_root().join("spin.toml")),
-            listen: "127.0.0.1:0".parse()?,
+            listen: options.listen.unwrap_or_else(|| "127.0.0.1:0".parse().expect("a socket address")),
             database: database.clone(),
             data_dir: data_dir.path().to_path_buf(),
             cache_dir,
@@ -169,6 +204,8 @@ impl Parkd {
             sweep_schedule: options.sweep_schedule,
             gateway_keep_alive: options.gateway_keep_alive,
             gateway_frame_interval: options.gateway_frame_interval,
+            insecure: options.insecure,
+            limits: options.limits,
         })
         .await?;
         if let Some(bridge) = &running.bridge {

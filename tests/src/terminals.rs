@@ -49,7 +49,19 @@ pub async fn subscribe(
     port: u16,
     filter: &str,
 ) -> Result<(AsyncClient, tokio::sync::mpsc::UnboundedReceiver<Message>)> {
-    let options = MqttOptions::new(format!("test-{}", uuid::Uuid::new_v4().simple()), "127.0.0.1", port);
+    subscribe_as(port, filter, None).await
+}
+
+/// As [`subscribe`], with a user name and password.
+pub async fn subscribe_as(
+    port: u16,
+    filter: &str,
+    credentials: Option<(&str, &str)>,
+) -> Result<(AsyncClient, tokio::sync::mpsc::UnboundedReceiver<Message>)> {
+    let mut options = MqttOptions::new(format!("test-{}", uuid::Uuid::new_v4().simple()), "127.0.0.1", port);
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     client.subscribe(filter, QoS::AtLeastOnce).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

@@ -8,6 +8,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use spin_sdk::{pg3, sqlite};
 
+use crate::error_codes::{self, Kind};
 use crate::sql::{self, Statements};
 
 /// Where a component's data lives.
@@ -286,9 +287,11 @@ fn from_pg(v: pg3::DbValue) -> Result<Value, DbError> {
 
 fn sqlite_error(e: sqlite::Error) -> DbError {
     match e {
-        sqlite::Error::Io(msg) if is_unique_violation(&msg) => DbError::Conflict(msg),
-        sqlite::Error::Io(msg) if msg.contains("locked") || msg.contains("busy") => DbError::Unavailable(msg),
-        sqlite::Error::Io(msg) => DbError::Query(msg),
+        sqlite::Error::Io(msg) => match error_codes::sqlite_kind(&msg) {
+            Kind::UniqueViolation => DbError::Conflict(msg),
+            Kind::Transient => DbError::Unavailable(msg),
+            Kind::Other => DbError::Query(msg),
+        },
         sqlite::Error::NoSuchDatabase => DbError::Config(
             "the SQLite database `default` is not available: add `sqlite_databases = [\"default\"]` \
              to the component in spin.toml"
@@ -306,22 +309,13 @@ fn sqlite_error(e: sqlite::Error) -> DbError {
 fn pg_error(e: pg3::PgError) -> DbError {
     match e {
         pg3::PgError::ConnectionFailed(msg) => DbError::Unavailable(msg),
-        pg3::PgError::QueryFailed(msg) if is_unique_violation(&msg) => DbError::Conflict(msg),
-        pg3::PgError::QueryFailed(msg) if is_transient_pg(&msg) => DbError::Unavailable(msg),
-        pg3::PgError::QueryFailed(msg) => DbError::Query(msg),
+        pg3::PgError::QueryFailed(msg) => match error_codes::postgres_kind(&msg) {
+            Kind::UniqueViolation => DbError::Conflict(msg),
+            Kind::Transient => DbError::Unavailable(msg),
+            Kind::Other => DbError::Query(msg),
+        },
         other => DbError::Query(format!("{other:?}")),
     }
-}
-
-fn is_unique_violation(msg: &str) -> bool {
-    msg.contains("UNIQUE constraint failed") || msg.contains("duplicate key value")
-}
-
-/// Failures a retry can cure: lost connections, deadlocks, serialisation conflicts.
-fn is_transient_pg(msg: &str) -> bool {
-    ["deadlock", "could not serialize", "connection", "terminating", "timed out", "pool"]
-        .iter()
-        .any(|needle| msg.to_ascii_lowercase().contains(needle))
 }
 
 #[cfg(test)]
@@ -338,12 +332,5 @@ mod tests {
         );
         let err = Backend::parse("mysql://x").unwrap_err().to_string();
         assert!(err.contains("database_url") && err.contains("mysql://x"), "{err}");
-    }
-
-    #[test]
-    fn unique_violations_are_conflicts_in_both_dialects() {
-        assert!(is_unique_violation("UNIQUE constraint failed: bays.sensor"));
-        assert!(is_unique_violation("duplicate key value violates unique constraint \"bays_sensor_key\""));
-        assert!(!is_unique_violation("syntax error"));
     }
 }

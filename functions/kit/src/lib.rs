@@ -7,11 +7,14 @@
 //! - [`history`]: roll-ups, the history query, retention deletes, silent sensors;
 //! - [`repo`]: lots, bays and readings as the components use them;
 //! - [`terminals`]: display terminals and the frames rendered for them;
-//! - [`respond`]: JSON answers and the status code each failure maps to.
+//! - [`respond`]: JSON answers and the status code each failure maps to;
+//! - [`auth`]: the bearer credentials (admin and ingest tokens), fail closed.
 
 pub mod alerts;
+pub mod auth;
 pub mod cloudevent;
 pub mod db;
+pub mod error_codes;
 pub mod history;
 pub mod repo;
 pub mod respond;

@@ -85,18 +85,6 @@ pub fn segments(path: &str) -> Vec<&str> {
     path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
-/// Compares a presented bearer token with the configured one in constant time.
-pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
-    let Some(presented) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    let (a, b) = (presented.trim().as_bytes(), expected.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,13 +105,5 @@ mod tests {
     fn segments_ignore_query_and_slashes() {
         assert_eq!(segments("/api/v1/lots/L1/availability?x=1"), ["api", "v1", "lots", "L1", "availability"]);
         assert_eq!(segments("/api/v1/lots/"), ["api", "v1", "lots"]);
-    }
-
-    #[test]
-    fn bearer_tokens_must_match_exactly() {
-        assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
-        assert!(!bearer_matches(Some("Bearer s3cre"), "s3cret"));
-        assert!(!bearer_matches(Some("Basic s3cret"), "s3cret"));
-        assert!(!bearer_matches(None, "s3cret"));
     }
 }

@@ -10,13 +10,15 @@
 //!   routes replies (parkd's) hands it to terminal-push, which renders the
 //!   terminal's frame at once.
 //!
-//! Writes need `Authorization: Bearer <admin_token>` when the `admin_token`
-//! variable is set (`PARKING_ADMIN_TOKEN` under parkd).
+//! Every request (reads show sensor ids and battery levels) needs
+//! `Authorization: Bearer <admin_token>` when the `admin_token` variable is
+//! set (`PARKING_ADMIN_TOKEN` under parkd); an unreadable variable refuses it.
 
 use chrono::Utc;
 use http::{Method, Request, Response, StatusCode};
 use parking_domain::{parse_lot_spec, parse_terminal_spec, validate_id};
 use parking_kit::Database;
+use parking_kit::auth::{self, Credential};
 use parking_kit::repo;
 use parking_kit::respond::{self, ApiError};
 use parking_kit::terminals::{self, TerminalWritten};
@@ -39,9 +41,7 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     };
     validate_id("lot", &lot).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let method = req.method();
-    if *method != Method::GET {
-        authorise(req)?;
-    }
+    auth::require(req, Credential::Admin)?;
     let db = Database::open_configured()?;
     match *method {
         Method::PUT => {
@@ -86,9 +86,7 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
 fn terminal_route(req: &Request<Vec<u8>>, terminal: &str) -> Result<Response<Vec<u8>>, ApiError> {
     validate_id("terminal", terminal).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let method = req.method();
-    if *method != Method::GET {
-        authorise(req)?;
-    }
+    auth::require(req, Credential::Admin)?;
     let db = Database::open_configured()?;
     match *method {
         Method::PUT => {
@@ -142,21 +140,4 @@ fn announce(mut response: Response<Vec<u8>>, terminal: &str) -> Response<Vec<u8>
         }
     }
     response
-}
-
-/// Checks the admin bearer token when one is configured.
-fn authorise(req: &Request<Vec<u8>>) -> Result<(), ApiError> {
-    let expected = spin_sdk::variables::get("admin_token").unwrap_or_default();
-    if expected.is_empty() {
-        return Ok(());
-    }
-    let presented = req.headers().get("authorization").and_then(|v| v.to_str().ok());
-    if respond::bearer_matches(presented, &expected) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "this admin request needs `Authorization: Bearer <token>` with the configured admin token",
-        ))
-    }
 }

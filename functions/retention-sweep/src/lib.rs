@@ -27,6 +27,7 @@ use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, PING, SENSOR_ALERT_V1, SLOT_CHANGED_V1};
 use parking_domain::{SensorModel, heartbeat_window};
 use parking_kit::alerts;
+use parking_kit::auth::{self, Credential};
 use parking_kit::history::{self, HourRolled, RawTable};
 use parking_kit::respond::{self, ApiError};
 use parking_kit::{Database, cloudevent};
@@ -136,6 +137,7 @@ struct Report {
 }
 
 fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    auth::require(&req, Credential::Ingest)?;
     let tick = cloudevent::receive(req, PING, MAX_BODY_BYTES)?;
     let settings = Settings::from_variables()?;
     let db = Database::open_configured()?;

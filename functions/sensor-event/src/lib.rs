@@ -35,6 +35,7 @@ fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
 }
 
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    parking_kit::auth::require(&req, parking_kit::auth::Credential::Ingest)?;
     let event = parse_event(req)?;
     let envelope = decode(&event)?;
     // CloudEvents are unique by (source, id): that pair is the dedup key.

@@ -57,7 +57,8 @@ impl BridgeConfig {
     /// the default mappings (`mqtts://` checks the broker against the
     /// system's roots until `tls` names a CA).
     pub fn from_url(url: &str) -> Result<Self> {
-        let parsed = url::Url::parse(url).with_context(|| format!("--mqtt {url:?} is not a URL"))?;
+        let shown = crate::credentials::redact_url(url);
+        let parsed = url::Url::parse(url).with_context(|| format!("--mqtt {shown:?} is not a URL"))?;
         let (tls, default_port) = match parsed.scheme() {
             "mqtt" => (None, 1883),
             "mqtts" => (Some(MqttTls::default()), 8883),
@@ -67,9 +68,9 @@ impl BridgeConfig {
         for (key, value) in parsed.query_pairs() {
             match &*key {
                 "version" => {
-                    protocol = value.parse().map_err(|e: String| anyhow::anyhow!("--mqtt {url:?}: {e}"))?
+                    protocol = value.parse().map_err(|e: String| anyhow::anyhow!("--mqtt {shown:?}: {e}"))?
                 }
-                other => bail!("--mqtt {url:?}: unknown option {other:?} (known: version=3.1.1|5)"),
+                other => bail!("--mqtt {shown:?}: unknown option {other:?} (known: version=3.1.1|5)"),
             }
         }
         let host = parsed.host_str().context("--mqtt needs a host")?.to_owned();

@@ -139,7 +139,7 @@ impl AllowedHosts {
             }
             Err(_) => Err(NotAllowed {
                 component: self.component.clone(),
-                address: format!("{url:?} (not a valid URL)"),
+                address: format!("{:?} (not a valid URL)", crate::credentials::redact_url(url)),
                 suggestion: "scheme://host:port".into(),
             }),
         }

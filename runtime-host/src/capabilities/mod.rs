@@ -17,13 +17,33 @@ pub mod postgres;
 pub mod sqlite;
 pub mod variables;
 
-/// Tracks whether a statement opened or closed a transaction.
+/// Tracks whether a statement opened or closed a transaction (its first
+/// word after any comments). A connection released while this says "open"
+/// is closed, never pooled.
 pub(crate) fn transaction_state(statement: &str, before: bool) -> bool {
-    let first = statement.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+    let first = without_leading_comments(statement)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
     match first.trim_end_matches(';') {
         "BEGIN" | "START" => true,
         "COMMIT" | "END" | "ROLLBACK" => false,
         _ => before,
+    }
+}
+
+/// `statement` from its first word that is not in a `--` or `/* */` comment.
+fn without_leading_comments(mut statement: &str) -> &str {
+    loop {
+        statement = statement.trim_start();
+        if let Some(rest) = statement.strip_prefix("--") {
+            statement = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if let Some(rest) = statement.strip_prefix("/*") {
+            statement = rest.split_once("*/").map_or("", |(_, after)| after);
+        } else {
+            return statement;
+        }
     }
 }
 

@@ -300,7 +300,7 @@ impl Delivery {
     }
 
     async fn attempt(&self, component: &Arc<LoadedComponent>, event: &Event) -> Attempt {
-        let Some(request) = super::structured_request(event) else {
+        let Some(request) = super::structured_request(&self.app, event) else {
             return Attempt::Refused("the event cannot be serialised".to_owned());
         };
         match self.app.invoke(component, request).await {

@@ -21,6 +21,7 @@ use http_body_util::Full;
 
 use self::derived::DerivedQueue;
 use crate::app::{App, InvokeError, LoadedComponent};
+use crate::credentials::Credential;
 
 const BATCH: &str = "application/cloudevents-batch+json";
 const STRUCTURED: &str = "application/cloudevents+json";
@@ -46,8 +47,15 @@ impl Eventing {
     /// Handles an event arriving over HTTP. With one subscriber its answer is
     /// passed through (so a caller sees a 400 and its reason, or the derived
     /// events); with several, the worst status wins.
+    ///
+    /// Every delivery carries the ingest token, as an external sender's must:
+    /// the events route checked the sender's before handing it here, and
+    /// parkd's own senders (the bridge, the scheduler, replies) are trusted.
     pub async fn ingress(&self, request: http::Request<Bytes>) -> Response<Bytes> {
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        if let Some(authorization) = self.app.credentials.authorization(Credential::Ingest) {
+            parts.headers.insert(http::header::AUTHORIZATION, authorization);
+        }
         let event = match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
             Ok(event) => event,
             Err(e) => {
@@ -123,10 +131,18 @@ pub fn replies(response: &Response<Bytes>) -> Vec<Event> {
     Vec::new()
 }
 
-/// A derived event as a structured-mode request, as a Broker delivers it.
-pub fn structured_request(event: &Event) -> Option<http::Request<Full<Bytes>>> {
+/// A derived event as a structured-mode request, as a Broker delivers it,
+/// with the ingest token when one is configured.
+pub fn structured_request(app: &App, event: &Event) -> Option<http::Request<Full<Bytes>>> {
     let body = serde_json::to_vec(event).ok()?;
-    http::Request::post("/").header("content-type", STRUCTURED).body(Full::new(Bytes::from(body))).ok()
+    let mut request = http::Request::post("/")
+        .header("content-type", STRUCTURED)
+        .body(Full::new(Bytes::from(body)))
+        .ok()?;
+    if let Some(authorization) = app.credentials.authorization(Credential::Ingest) {
+        request.headers_mut().insert(http::header::AUTHORIZATION, authorization);
+    }
+    Some(request)
 }
 
 fn rebuild(parts: &http::request::Parts, body: Bytes) -> http::Request<Full<Bytes>> {

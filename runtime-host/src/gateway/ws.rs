@@ -61,7 +61,7 @@ impl Gateway {
                 }
             };
             let mut socket =
-                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(limits())).await;
             loop {
                 tokio::select! {
                     next = client.next(keep_alive) => {
@@ -92,4 +92,12 @@ impl Gateway {
             .body(full(Bytes::new()))
             .expect("valid response")
     }
+}
+
+/// Terminals only listen: what they send is a ping, a pong or a close, so a
+/// larger message is refused rather than buffered.
+fn limits() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(4 << 10))
+        .max_frame_size(Some(4 << 10))
 }

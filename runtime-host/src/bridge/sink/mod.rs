@@ -52,14 +52,24 @@ impl Sink {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("sink {url:?}: expected an http:// or https:// CloudEvents endpoint");
         }
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-        Ok(Self::Http { url: url.to_owned(), client })
+        Ok(Self::Http { url: url.to_owned(), client: http_client(None)? })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every delivery (a parkd's
+    /// ingest token); only an HTTP sink carries one.
+    pub fn with_token(self, token: Option<&str>) -> Result<Self> {
+        match (self, token.filter(|t| !t.is_empty())) {
+            (Sink::Http { url, .. }, Some(token)) => {
+                Ok(Sink::Http { client: http_client(Some(token))?, url })
+            }
+            (sink, _) => Ok(sink),
+        }
     }
 
     pub fn describe(&self) -> String {
         match self {
             Sink::InProcess(_) => "in-process eventing".to_owned(),
-            Sink::Http { url, .. } => url.clone(),
+            Sink::Http { url, .. } => crate::credentials::redact_url(url),
             Sink::Kafka(kafka) => kafka.describe(),
         }
     }
@@ -81,12 +91,27 @@ impl Sink {
                         let body = response.bytes().await.unwrap_or_default();
                         classify(status, &body)
                     }
-                    Err(e) => Delivery::Retry { reason: format!("{url} unreachable: {e}") },
+                    Err(e) => Delivery::Retry { reason: format!("{} unreachable: {e}", self.describe()) },
                 }
             }
             Sink::Kafka(kafka) => kafka.deliver(event).await,
         }
     }
+}
+
+/// The HTTP sink's client, with the token as a default (sensitive) header.
+fn http_client(token: Option<&str>) -> Result<reqwest::Client> {
+    let mut headers = http::HeaderMap::new();
+    if let Some(token) = token {
+        let mut value = http::HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("--sink-token: not a valid header value"))?;
+        value.set_sensitive(true);
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .default_headers(headers)
+        .build()?)
 }
 
 fn classify(status: StatusCode, body: &Bytes) -> Delivery {

@@ -231,10 +231,14 @@ fn value(row: &PgRow, i: usize) -> Result<DbValue, Error> {
 }
 
 /// Connection trouble is `connection-failed` (retryable); everything else is
-/// `query-failed` with the server's own message, which names the constraint.
+/// `query-failed` with the server's own message, which names the constraint,
+/// and its SQLSTATE, by which the components classify it (`(SQLSTATE 40P01)`).
 fn query_error(e: &sqlx::Error) -> Error {
     match e {
-        sqlx::Error::Database(db) => Error::QueryFailed(db.message().to_owned()),
+        sqlx::Error::Database(db) => Error::QueryFailed(match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        }),
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
             Error::ConnectionFailed(describe(e))
         }

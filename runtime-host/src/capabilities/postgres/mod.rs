@@ -33,6 +33,18 @@ pub struct PgConnection {
     in_transaction: bool,
 }
 
+/// A connection released inside a transaction (its guest trapped, ran past
+/// its deadline, or never ended it) is closed, not pooled: the server rolls
+/// the transaction back, and no later request's `COMMIT` can commit it.
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            tracing::warn!("closing a PostgreSQL connection released inside a transaction (rolled back)");
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// Shared across requests: a pool per connection URL.
 pub struct PostgresCapability {
     config: PostgresConfig,

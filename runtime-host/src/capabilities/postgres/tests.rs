@@ -121,6 +121,61 @@ async fn server_errors_carry_the_server_message() {
     let conn = pg.open(url.clone()).await.unwrap().unwrap();
     let err = pg.query(conn, "SELEC 1".into(), vec![]).await.unwrap().unwrap_err();
     assert!(matches!(&err, Error::QueryFailed(m) if m.contains("syntax error")), "{err:?}");
+    // The SQLSTATE, by which the components classify a failure.
+    assert!(matches!(&err, Error::QueryFailed(m) if m.ends_with("(SQLSTATE 42601)")), "{err:?}");
+}
+
+#[tokio::test]
+async fn sessions_carry_server_side_timeouts() {
+    let url = server_url();
+    let mut pg = instance_for(&url);
+    let conn = pg.open(url.clone()).await.unwrap().unwrap();
+    let c = || Resource::new_borrow(conn.rep());
+    for (setting, expected) in [
+        ("statement_timeout", "30s"),
+        ("lock_timeout", "10s"),
+        ("idle_in_transaction_session_timeout", "1min"),
+    ] {
+        let rows = pg.query(c(), format!("SHOW {setting}"), vec![]).await.unwrap().unwrap();
+        assert_eq!(rows.rows[0], [DbValue::Str(expected.into())], "{setting}");
+    }
+    pg.drop(conn).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_transaction_left_open_by_a_trapped_guest_never_reaches_the_next_request() {
+    let url = server_url();
+    // One connection: had the trapped guest's gone back to the pool, the next
+    // guest would get it, transaction and all.
+    let parsed = url::Url::parse(&url).unwrap();
+    let entry = format!("postgres://{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
+    let cap = PostgresCapability::new(PostgresConfig { max_connections: 1, ..Default::default() });
+    let table = format!("trapped_{}", uuid::Uuid::new_v4().simple());
+    let mut setup = cap.instance(allowed(&[&entry]));
+    let c = setup.open(url.clone()).await.unwrap().unwrap();
+    let create = format!("CREATE TABLE {table} (i INT)");
+    setup.execute(Resource::new_borrow(c.rep()), create, vec![]).await.unwrap().unwrap();
+    setup.drop(c).await.unwrap();
+
+    // A guest that traps mid-transaction never calls `drop`.
+    let mut trapped = cap.instance(allowed(&[&entry]));
+    let c = trapped.open(url.clone()).await.unwrap().unwrap();
+    for statement in ["BEGIN".to_owned(), format!("INSERT INTO {table} VALUES (1)")] {
+        trapped.execute(Resource::new_borrow(c.rep()), statement, vec![]).await.unwrap().unwrap();
+    }
+    drop(trapped);
+
+    // The next guest's own transaction commits only its own row.
+    let mut next = cap.instance(allowed(&[&entry]));
+    let c = next.open(url.clone()).await.unwrap().unwrap();
+    let b = || Resource::new_borrow(c.rep());
+    for statement in ["BEGIN".to_owned(), format!("INSERT INTO {table} VALUES (2)"), "COMMIT".to_owned()] {
+        next.execute(b(), statement, vec![]).await.unwrap().unwrap();
+    }
+    let rows = next.query(b(), format!("SELECT i FROM {table} ORDER BY i"), vec![]).await.unwrap().unwrap();
+    assert_eq!(rows.rows, [[DbValue::Int32(2)]], "the trapped guest's write was committed");
+    next.execute(b(), format!("DROP TABLE {table}"), vec![]).await.unwrap().unwrap();
+    next.drop(c).await.unwrap();
 }
 
 /// Spin's PostgreSQL (tokio-postgres, statements prepared without declared

@@ -24,7 +24,7 @@ impl HostConnection for SqliteInstance {
         };
         let conn = match pool.acquire().await {
             Ok(conn) => conn,
-            Err(e) => return Ok(Err(Error::Io(format!("database busy: {e}")))),
+            Err(e) => return Ok(Err(Error::Io(format!("database busy: {e} (SQLite code {SQLITE_BUSY})")))),
         };
         let handle = self.connections.push(SqliteConnection {
             conn,
@@ -139,11 +139,21 @@ fn column_value(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Value, Error>
     value.map_err(|e| Error::Io(format!("column {i} ({type_name}): {e}")))
 }
 
-/// The database's own message, which names the constraint or syntax at fault.
+/// SQLite's result code for a busy database.
+const SQLITE_BUSY: i32 = 5;
+
+/// The database's own message, which names the constraint or syntax at
+/// fault, and its result code, by which the components classify it
+/// (`(SQLite code 2067)`).
 fn describe(e: &sqlx::Error) -> String {
     match e {
-        sqlx::Error::Database(db) => db.message().to_owned(),
-        sqlx::Error::PoolTimedOut => "database busy: no connection free in time".to_owned(),
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLite code {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        sqlx::Error::PoolTimedOut => {
+            format!("database busy: no connection free in time (SQLite code {SQLITE_BUSY})")
+        }
         other => other.to_string(),
     }
 }

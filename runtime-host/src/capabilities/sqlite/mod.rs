@@ -34,6 +34,19 @@ pub struct SqliteConnection {
     writers: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// A connection released inside a transaction (its guest trapped, ran past
+/// its deadline, or never ended it) is closed, not pooled: SQLite rolls the
+/// transaction back and its write lock goes with it; the write turn is
+/// released as this value drops.
+impl Drop for SqliteConnection {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            tracing::warn!("closing a SQLite connection released inside a transaction (rolled back)");
+            self.conn.close_on_drop();
+        }
+    }
+}
+
 /// Shared across requests: the pool of each database label, and its queue
 /// of writers. SQLite admits one writer at a time and makes the others
 /// retry with sleeps of up to 100 ms; queueing transactions in the host

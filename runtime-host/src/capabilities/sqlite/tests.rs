@@ -68,6 +68,43 @@ async fn errors_carry_the_database_message() {
     let conn = instance.open("default".into()).await.unwrap().unwrap();
     let err = instance.execute(conn, "SELEC 1".into(), vec![]).await.unwrap().unwrap_err();
     assert!(matches!(&err, Error::Io(m) if m.contains("syntax error")), "{err:?}");
+    // The result code, by which the components classify a failure.
+    assert!(matches!(&err, Error::Io(m) if m.ends_with("(SQLite code 1)")), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_transaction_left_open_by_a_trapped_guest_never_reaches_the_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capability(dir.path()).await;
+    let mut setup = cap.instance(&["default".into()]);
+    let c = setup.open("default".into()).await.unwrap().unwrap();
+    setup
+        .execute(Resource::new_borrow(c.rep()), "CREATE TABLE t (i INTEGER)".into(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    setup.drop(c).await.unwrap();
+
+    // A guest that traps mid-transaction never calls `drop`: its instance
+    // state simply goes away, connection and all.
+    let mut trapped = cap.instance(&["default".into()]);
+    let c = trapped.open("default".into()).await.unwrap().unwrap();
+    for statement in ["BEGIN IMMEDIATE", "INSERT INTO t VALUES (1)"] {
+        trapped.execute(Resource::new_borrow(c.rep()), statement.into(), vec![]).await.unwrap().unwrap();
+    }
+    drop(trapped);
+
+    let mut next = cap.instance(&["default".into()]);
+    for _ in 0..8 {
+        let c = next.open("default".into()).await.unwrap().unwrap();
+        let b = || Resource::new_borrow(c.rep());
+        let rows = next.execute(b(), "SELECT COUNT(*) FROM t".into(), vec![]).await.unwrap().unwrap();
+        assert_eq!(rows.rows[0].values, [Value::Integer(0)], "the trapped guest's row is visible");
+        // Its write lock is gone too.
+        next.execute(b(), "BEGIN IMMEDIATE".into(), vec![]).await.unwrap().unwrap();
+        next.execute(b(), "COMMIT".into(), vec![]).await.unwrap().unwrap();
+        next.drop(c).await.unwrap();
+    }
 }
 
 /// Spin's SQLite (rusqlite) refuses a parameter list that does not match
@@ -138,6 +175,10 @@ fn transaction_state_follows_begin_and_commit() {
     assert!(!transaction_state("rollback;", true));
     assert!(transaction_state("INSERT INTO t VALUES (1)", true));
     assert!(!transaction_state("SELECT 1", false));
+    // Comments before the keyword hide nothing.
+    assert!(transaction_state("/* apply */ BEGIN", false));
+    assert!(transaction_state("-- apply\n  begin immediate", false));
+    assert!(!transaction_state("/* done */\nCOMMIT", true));
 }
 
 use wasmtime::component::Resource;
