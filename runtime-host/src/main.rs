@@ -86,6 +86,10 @@ enum Command {
         /// Messages delivered at once; each device's messages stay in order.
         #[arg(long, default_value_t = 8)]
         workers: usize,
+        /// Tries for an event the sink fails on (500) before it is
+        /// dead-lettered; busy or unreachable sinks are retried until they answer.
+        #[arg(long, default_value_t = 5)]
+        fault_attempts: u32,
     },
     /// Runs only the terminal gateway (SSE, WebSocket, kiosk pages), as its
     /// replicas run on a cluster: each subscribes to the broker itself.
@@ -284,10 +288,12 @@ async fn main() -> Result<()> {
             share_group,
             metrics_listen,
             workers,
+            fault_attempts,
         } => {
             let mut config = parkd::bridge::BridgeConfig::from_url(&mqtt)?;
             config.client_id = client_id;
             config.workers = workers;
+            config.fault_attempts = fault_attempts;
             config.share_group = share_group;
             if let Some(tls) = config.tls.as_mut() {
                 tls.ca = mqtt_ca;

@@ -210,6 +210,72 @@ async fn refused_messages_go_to_the_dead_letter_topic_with_the_reason() {
     assert_eq!(four_wheelers(&parkd).await["unknown"], 1);
 }
 
+/// A message the sink keeps failing on (500: here a guest that traps) is
+/// tried a bounded number of times and dead-lettered with its reason, and the
+/// messages behind it in the same lane flow on; nothing else is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_dead_lettered_after_bounded_tries_and_its_lane_flows_on() {
+    use parkd::bridge::sink::Sink;
+    use parkd::bridge::{Bridge, BridgeConfig};
+
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = parking_tests::manifest_with_fault_injector(dir.path()).unwrap();
+    let parkd =
+        Parkd::start_with(ParkdOptions { manifest: Some(manifest), ..ParkdOptions::new(Backend::Sqlite) })
+            .await
+            .unwrap();
+    let (sensor, mut letters) = mqtt_client(&broker, "operator-poison", &["parking/dead-letter"]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // let the subscription settle
+
+    // One lane, so the poison message is in front of the others.
+    let config = BridgeConfig {
+        client_id: "bridge-poison".into(),
+        workers: 1,
+        fault_attempts: 3,
+        retry_delays: (Duration::from_millis(20), Duration::from_millis(100)),
+        ..BridgeConfig::from_url(&broker.url()).unwrap()
+    };
+    let bridge = Bridge::start(config, Sink::http(&parkd.url("/test/fault/event")).unwrap());
+    bridge.ready(Duration::from_secs(10)).await.unwrap();
+
+    let message = |action: &str, key: &str| json!({ "action": action, "key": key }).to_string();
+    publish(&sensor, "parking/uplink/D-1", message("commit", "before")).await;
+    publish(&sensor, "parking/uplink/D-1", message("trap", "poison")).await;
+    for i in 0..20 {
+        publish(&sensor, "parking/uplink/D-1", message("commit", &format!("after-{i}"))).await;
+    }
+
+    let (topic, body) = tokio::time::timeout(Duration::from_secs(30), letters.recv()).await.unwrap().unwrap();
+    assert_eq!(topic, "parking/dead-letter");
+    let letter: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(letter["topic"], "parking/uplink/D-1");
+    assert_eq!(letter["status"], 500, "{letter}");
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(reason.contains("failed 3 times"), "the reason says how often it was tried: {reason}");
+
+    let count = |key: String| {
+        let parkd = &parkd;
+        async move {
+            let r = parkd.client.get(parkd.url(&format!("/test/fault/count/{key}"))).send().await.unwrap();
+            r.json::<Value>().await.unwrap()["count"].as_i64().unwrap()
+        }
+    };
+    eventually("every message behind the poison one applied", || async {
+        count("after-19".into()).await == 1
+    })
+    .await;
+    assert_eq!(count("before".into()).await, 1);
+    for i in 0..20 {
+        assert_eq!(count(format!("after-{i}")).await, 1, "after-{i}");
+    }
+    assert_eq!(count("poison".into()).await, 0, "the trapped write was rolled back");
+    let stats = &bridge.stats;
+    assert_eq!(stats.dead_lettered.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(stats.retries.load(std::sync::atomic::Ordering::Relaxed), 2, "three tries: two retries");
+    assert_eq!(stats.delivered.load(std::sync::atomic::Ordering::Relaxed), 21);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_for_postgres_take_the_same_path() {
     let broker = Mosquitto::start().unwrap();

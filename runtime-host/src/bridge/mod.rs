@@ -3,9 +3,12 @@
 //! Nothing accepted is lost: the bridge keeps a persistent MQTT session
 //! (fixed client id, clean session off) with QoS 1 subscriptions, and
 //! acknowledges a message only after the sink took it. Transient sink faults
-//! are retried with capped exponential backoff, holding back later messages
-//! of the same worker lane, so one device's readings stay in order; events the sink refuses as
-//! malformed go to a dead-letter topic with the reason, then are acknowledged.
+//! (busy, unreachable) are retried with capped, jittered exponential backoff
+//! for as long as they last, holding back later messages of the same worker
+//! lane, so one device's readings stay in order. Events the sink refuses as
+//! malformed, and events it keeps failing on (a 500 after
+//! `fault_attempts` tries: a poison message), go to a dead-letter topic
+//! with the reason, then are acknowledged.
 
 pub mod acks;
 pub mod connection;
@@ -20,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Serialize;
 
 use self::acks::Acks;
@@ -50,6 +54,10 @@ pub struct BridgeConfig {
     pub dead_letter_topic: String,
     /// Messages delivered at once (each device's stay in order).
     pub workers: usize,
+    /// Tries for an event the sink fails on (500): then it is dead-lettered.
+    pub fault_attempts: u32,
+    /// The first and the longest wait between two tries.
+    pub retry_delays: (Duration, Duration),
 }
 
 impl BridgeConfig {
@@ -87,6 +95,8 @@ impl BridgeConfig {
             mappings: topics::default_mappings(),
             dead_letter_topic: "parking/dead-letter".to_owned(),
             workers: 8,
+            fault_attempts: 5,
+            retry_delays: (Duration::from_millis(100), Duration::from_secs(10)),
         })
     }
 }
@@ -298,9 +308,16 @@ async fn handle(client: &Client, config: &BridgeConfig, sink: &Sink, stats: &Bri
         Ok(event) => event,
         Err(reason) => return dead_letter(client, config, stats, message, &reason, None, None).await,
     };
-    let mut backoff = Duration::from_millis(100);
+    let (first, longest) = config.retry_delays;
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(longest)
+        .without_max_times()
+        .with_jitter()
+        .build();
+    let mut failures = 0;
     loop {
-        match sink.deliver(&event).await {
+        let reason = match sink.deliver(&event).await {
             Delivery::Accepted => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -309,13 +326,29 @@ async fn handle(client: &Client, config: &BridgeConfig, sink: &Sink, stats: &Bri
                 return dead_letter(client, config, stats, message, &reason, Some(status), Some(&event.id))
                     .await;
             }
-            Delivery::Retry { reason } => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%topic, event_id = %event.id, %reason, retry_in = ?backoff, "sink unavailable");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+            Delivery::Failed { status, reason } => {
+                failures += 1;
+                if failures >= config.fault_attempts.max(1) {
+                    let reason = format!("failed {failures} times, last with {status}: {reason}");
+                    return dead_letter(
+                        client,
+                        config,
+                        stats,
+                        message,
+                        &reason,
+                        Some(status),
+                        Some(&event.id),
+                    )
+                    .await;
+                }
+                format!("{status}: {reason}")
             }
-        }
+            Delivery::Retry { reason } => reason,
+        };
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        let wait = backoff.next().unwrap_or(longest);
+        tracing::warn!(%topic, event_id = %event.id, %reason, retry_in = ?wait, "delivery failed; retrying");
+        tokio::time::sleep(wait).await;
     }
 }
 

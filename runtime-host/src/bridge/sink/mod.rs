@@ -29,8 +29,13 @@ pub enum Delivery {
     Accepted,
     /// The sink refused it for good (4xx): dead-letter it, then acknowledge.
     Rejected { status: u16, reason: String },
-    /// A transient fault (5xx, 429, no connection): retry, do not acknowledge.
+    /// The sink is busy, unreachable or overloaded (429, 408, 502, 503, 504,
+    /// no connection): retry until it takes the event, do not acknowledge.
     Retry { reason: String },
+    /// The sink failed on this event (500 and the other 5xx): retry a few
+    /// times, then dead-letter it, so one poison message cannot stop its
+    /// lane (and, through the acknowledgements, the bridge).
+    Failed { status: u16, reason: String },
 }
 
 impl Sink {
@@ -128,6 +133,13 @@ fn classify(status: StatusCode, body: &Bytes) -> Delivery {
         && status != StatusCode::REQUEST_TIMEOUT
     {
         Delivery::Rejected { status: status.as_u16(), reason: reason() }
+    } else if status.is_server_error()
+        && !matches!(
+            status,
+            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+        )
+    {
+        Delivery::Failed { status: status.as_u16(), reason: reason() }
     } else {
         Delivery::Retry { reason: format!("{status}: {}", reason()) }
     }
@@ -147,7 +159,14 @@ mod tests {
         );
         assert!(matches!(classify(StatusCode::SERVICE_UNAVAILABLE, &body), Delivery::Retry { .. }));
         assert!(matches!(classify(StatusCode::TOO_MANY_REQUESTS, &body), Delivery::Retry { .. }));
-        assert!(matches!(classify(StatusCode::INTERNAL_SERVER_ERROR, &body), Delivery::Retry { .. }));
+        assert!(matches!(classify(StatusCode::BAD_GATEWAY, &body), Delivery::Retry { .. }));
+        assert!(matches!(classify(StatusCode::GATEWAY_TIMEOUT, &body), Delivery::Retry { .. }));
+        assert!(matches!(classify(StatusCode::REQUEST_TIMEOUT, &body), Delivery::Retry { .. }));
+        assert_eq!(
+            classify(StatusCode::INTERNAL_SERVER_ERROR, &body),
+            Delivery::Failed { status: 500, reason: "unknown device \"X\"".into() }
+        );
+        assert!(matches!(classify(StatusCode::NOT_IMPLEMENTED, &body), Delivery::Failed { status: 501, .. }));
     }
 
     #[test]
