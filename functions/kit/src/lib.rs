@@ -5,7 +5,8 @@
 //! - [`sql`]: every statement a component issues, one module per dialect;
 //! - [`alerts`]: alerts opened, closed, listed and announced;
 //! - [`history`]: roll-ups, the history query, retention deletes, silent sensors;
-//! - [`repo`]: lots, bays and readings as the components use them;
+//! - [`repo`]: lots, bays and their counts as the components use them;
+//! - [`uplink`]: the reading path, one uplink or a batch in one transaction;
 //! - [`terminals`]: display terminals and the frames rendered for them;
 //! - [`respond`]: JSON answers and the status code each failure maps to;
 //! - [`auth`]: the bearer credentials (admin and ingest tokens), fail closed.
@@ -20,6 +21,7 @@ pub mod repo;
 pub mod respond;
 pub mod sql;
 pub mod terminals;
+pub mod uplink;
 
 pub use db::{Database, DbError, Value};
 pub use respond::ApiError;

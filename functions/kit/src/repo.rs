@@ -3,25 +3,18 @@
 
 use chrono::{DateTime, Utc};
 use parking_domain::{
-    AlertKind, BatteryAlert, BatteryThresholds, Thresholds, alert_fullness, battery_alert, fullness_alert,
-    fullness_from_alerts,
-};
-use parking_domain::{
-    AvailabilityChanged, BayStatus, Counts, DecodeError, Envelope, FrameKind, GroupCount, LotAvailability,
-    LotSpec, Observation, Outcome, SensorFrame, SensorModel, SlotChanged, VehicleClass, apply_reading,
-    summarise_groups,
+    BayStatus, Counts, GroupCount, LotAvailability, LotSpec, VehicleClass, summarise_groups,
 };
 use serde::Serialize;
 
-use crate::alerts::{self, AlertSubject};
-use crate::db::{Database, DbError, Row, Value, from_ms, opt_from_ms, to_ms};
+use crate::db::{Database, DbError, Row, Value, opt_from_ms, to_ms};
 
-fn status(row: &Row, i: usize) -> Result<BayStatus, DbError> {
+pub(crate) fn status(row: &Row, i: usize) -> Result<BayStatus, DbError> {
     let s = row.text(i)?;
     BayStatus::parse(&s).map_err(|e| DbError::Decode(e.to_string()))
 }
 
-fn class(row: &Row, i: usize) -> Result<VehicleClass, DbError> {
+pub(crate) fn class(row: &Row, i: usize) -> Result<VehicleClass, DbError> {
     let s = row.text(i)?;
     VehicleClass::parse(&s).map_err(|e| DbError::Decode(e.to_string()))
 }
@@ -176,7 +169,7 @@ pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailabili
 }
 
 /// Counts from five columns (total, free, occupied, unknown, closed) from `first` on.
-fn counts_at(row: &Row, first: usize) -> Result<Counts, DbError> {
+pub(crate) fn counts_at(row: &Row, first: usize) -> Result<Counts, DbError> {
     let n = |i: usize| -> Result<u32, DbError> {
         u32::try_from(row.int(first + i)?).map_err(|e| DbError::Decode(format!("a bay count: {e}")))
     };
@@ -228,309 +221,6 @@ pub fn lot_bays(db: &Database, lot: &str) -> Result<Option<(String, Vec<BayView>
     Ok(Some((name_row.text(0)?, bays)))
 }
 
-// ---------------------------------------------------------------- readings
-
-/// What applying one uplink did.
-#[derive(Debug)]
-pub enum Applied {
-    /// The event was processed before (redelivery): nothing changed.
-    DuplicateEvent,
-    /// No bay has this device as its sensor: the event is rejected.
-    UnknownDevice,
-    /// The payload could not be decoded for this bay's sensor: rejected, nothing stored.
-    Undecodable(DecodeError),
-    /// Stored; the bay's status did not change (duplicate frame, stale, same status).
-    Recorded(Outcome),
-    /// A frame that proves the sensor alive but carries no status (heartbeat,
-    /// start-up, diagnostic): stored, liveness refreshed.
-    Alive(&'static str),
-    /// The bay changed status: the derived events to publish.
-    Changed(Box<Derived>),
-}
-
-/// What applying one uplink did, and the alerts it opened or closed.
-#[derive(Debug)]
-pub struct Uplinked {
-    pub applied: Applied,
-    pub alerts: Vec<crate::alerts::Alert>,
-}
-
-/// The events a status change derives.
-#[derive(Debug)]
-pub struct Derived {
-    pub slot: SlotChanged,
-    pub availability: AvailabilityChanged,
-}
-
-/// Applies one uplink, exactly once per `event_key`, ordered by observation
-/// time. Raw bytes are decoded here, with the codec of the bay's sensor model.
-pub fn apply_uplink(
-    db: &Database,
-    event_key: &str,
-    envelope: &Envelope,
-    received_at: DateTime<Utc>,
-) -> Result<Uplinked, DbError> {
-    // Stored times have millisecond precision: compare like with like.
-    let observed_at = from_ms(to_ms(envelope.received_at))?;
-    let device = parking_domain::normalise_device_id(&envelope.device);
-    let mut alerts = Vec::new();
-    let applied = db
-        .transaction(|db| {
-            if db.query(db.sql.claim_event, &[event_key.into(), to_ms(received_at).into()])?.is_empty() {
-                return Ok(Applied::DuplicateEvent);
-            }
-            let Some(bay) = db.query(db.sql.bay_by_sensor, &[device.as_str().into()])?.into_iter().next()
-            else {
-                // Rolled back with the claim: a device provisioned later may resend.
-                return Err(ApplyError::Refused(Applied::UnknownDevice));
-            };
-            let (lot, bay_id, zone) = (bay.text(0)?, bay.text(1)?, bay.opt_text(2)?);
-            let class = class(&bay, 3)?;
-            let current = Observation {
-                status: status(&bay, 4)?,
-                observed_at: opt_from_ms(bay.opt_int(5)?)?,
-                seq: bay.opt_int(6)?.and_then(|s| u32::try_from(s).ok()),
-            };
-            let model = match bay.opt_text(7)? {
-                Some(m) => {
-                    Some(SensorModel::parse(&m).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?)
-                }
-                None => None,
-            };
-            let frame = envelope.frame(model).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?;
-            let key: [Value; 2] = [lot.as_str().into(), bay_id.as_str().into()];
-            if let Some(volts) = frame.battery {
-                let about = AlertSubject {
-                    lot: Some(&lot),
-                    bay: Some(&bay_id),
-                    zone: zone.as_deref(),
-                    class: Some(class.as_str()),
-                    device: Some(&device),
-                };
-                let subject = format!("{lot}/{bay_id}");
-                let thresholds = BatteryThresholds::default();
-                match battery_alert(bay.opt_real(8)?, volts, &thresholds) {
-                    BatteryAlert::Open => {
-                        let detail = format!(
-                            "battery at {volts:.2} V, below {:.2} V: replace it soon",
-                            thresholds.low_below
-                        );
-                        alerts.extend(alerts::open_alert(
-                            db,
-                            AlertKind::BatteryLow,
-                            &subject,
-                            &about,
-                            &detail,
-                            received_at,
-                            true,
-                        )?);
-                    }
-                    BatteryAlert::Close => {
-                        alerts.extend(alerts::close_alert(db, AlertKind::BatteryLow, &subject, received_at)?)
-                    }
-                    BatteryAlert::Keep => {}
-                }
-            }
-            let Some(occupied) = frame.status() else {
-                let kind = match &frame.kind {
-                    FrameKind::Heartbeat { .. } => "heartbeat",
-                    FrameKind::Startup { .. } => "startup",
-                    FrameKind::Diagnostic { .. } => "diagnostic",
-                    FrameKind::Status { .. } => "status",
-                };
-                let detail = match &frame.kind {
-                    FrameKind::Diagnostic { what } => Some(what.clone()),
-                    FrameKind::Startup { firmware, reset_cause, .. } => Some(format!(
-                        "firmware {}, reset cause {}",
-                        firmware.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into()),
-                        reset_cause.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into())
-                    )),
-                    _ => None,
-                };
-                db.execute(
-                    db.sql.insert_sensor_frame,
-                    &[
-                        event_key.into(),
-                        device.as_str().into(),
-                        key[0].clone(),
-                        key[1].clone(),
-                        kind.into(),
-                        frame.reported_occupancy().map_or(Value::Null, Value::Bool),
-                        Value::opt_int(envelope.frame_counter.map(i64::from)),
-                        to_ms(observed_at).into(),
-                        to_ms(received_at).into(),
-                        Value::opt_real(frame.battery),
-                        Value::opt_real(frame.temperature),
-                        Value::opt_text(detail.as_deref()),
-                    ],
-                )?;
-                touch(db, &key, received_at, &frame)?;
-                return Ok(Applied::Alive(kind));
-            };
-            let outcome = apply_reading(&current, occupied, observed_at, envelope.frame_counter);
-            let outcome_name = match &outcome {
-                Outcome::Changed(_) => "changed",
-                Outcome::Refreshed(_) => "refreshed",
-                Outcome::Duplicate => "duplicate",
-                Outcome::Stale => "stale",
-            };
-            db.execute(
-                db.sql.insert_reading,
-                &[
-                    event_key.into(),
-                    device.as_str().into(),
-                    key[0].clone(),
-                    key[1].clone(),
-                    Value::Bool(occupied),
-                    Value::opt_int(envelope.frame_counter.map(i64::from)),
-                    to_ms(observed_at).into(),
-                    to_ms(received_at).into(),
-                    Value::opt_real(frame.battery),
-                    outcome_name.into(),
-                    Value::opt_real(frame.temperature),
-                ],
-            )?;
-            let next = match outcome {
-                Outcome::Changed(next) | Outcome::Refreshed(next) => next,
-                other @ (Outcome::Duplicate | Outcome::Stale) => {
-                    touch(db, &key, received_at, &frame)?;
-                    return Ok(Applied::Recorded(other));
-                }
-            };
-            db.execute(
-                db.sql.set_bay_observation,
-                &[
-                    key[0].clone(),
-                    key[1].clone(),
-                    Value::opt_int(next.observed_at.map(to_ms)),
-                    Value::opt_int(next.seq.map(i64::from)),
-                    to_ms(received_at).into(),
-                    Value::opt_real(frame.battery),
-                    Value::opt_real(frame.temperature),
-                ],
-            )?;
-            if next.status == current.status {
-                return Ok(Applied::Recorded(Outcome::Refreshed(next)));
-            }
-            db.execute(
-                db.sql.set_bay_status,
-                &[key[0].clone(), key[1].clone(), next.status.as_str().into(), to_ms(observed_at).into()],
-            )?;
-            db.execute(
-                db.sql.insert_status_change,
-                &[
-                    lot.as_str().into(),
-                    bay_id.as_str().into(),
-                    Value::opt_text(zone.as_deref()),
-                    class.as_str().into(),
-                    current.status.as_str().into(),
-                    next.status.as_str().into(),
-                    to_ms(observed_at).into(),
-                    to_ms(received_at).into(),
-                    event_key.into(),
-                ],
-            )?;
-            let (counts, changed_at) = group_counts(db, &lot, zone.as_deref(), &class)?;
-            alerts.extend(update_fullness_alerts(db, &lot, &class, received_at)?);
-            Ok(Applied::Changed(Box::new(Derived {
-                slot: SlotChanged {
-                    lot: lot.clone(),
-                    bay: bay_id,
-                    zone: zone.clone(),
-                    class: class.clone(),
-                    device: Some(device.clone()),
-                    previous: current.status,
-                    status: next.status,
-                    observed_at,
-                },
-                availability: AvailabilityChanged {
-                    lot,
-                    zone,
-                    class,
-                    counts,
-                    changed_at: changed_at.unwrap_or(observed_at),
-                },
-            })))
-        })
-        .or_else(|e: ApplyError| match e {
-            ApplyError::Refused(applied) => Ok(applied),
-            ApplyError::Db(e) => Err(e),
-        })?;
-    if let Applied::UnknownDevice = applied {
-        // Kept although the reading is refused; the next sweep announces it.
-        alerts::open_alert(
-            db,
-            AlertKind::UnknownDevice,
-            &device,
-            &AlertSubject { device: Some(&device), ..Default::default() },
-            "a device reports, but no bay has it as its sensor: provision it or remove it",
-            received_at,
-            false,
-        )?;
-    }
-    if !matches!(applied, Applied::Changed(_) | Applied::Recorded(_) | Applied::Alive(_)) {
-        alerts.clear();
-    }
-    Ok(Uplinked { applied, alerts })
-}
-
-/// Opens and closes the lot-full and lot-almost-full alerts of a (lot,
-/// class) as its counts move, with the sign's hysteresis: the open alert is
-/// the state the sign showed before.
-fn update_fullness_alerts(
-    db: &Database,
-    lot: &str,
-    class: &VehicleClass,
-    now: DateTime<Utc>,
-) -> Result<Vec<alerts::Alert>, DbError> {
-    let row = db.query(db.sql.lot_class_counts, &[lot.into(), class.as_str().into()])?;
-    let counts = match row.first() {
-        Some(row) => counts_at(row, 0)?,
-        None => Counts::default(),
-    };
-    let subject = format!("{lot}/{class}");
-    let previous = fullness_from_alerts(&alerts::open_alert_kinds(db, &subject)?);
-    let next = alert_fullness(previous, &counts, &Thresholds::default());
-    if next == previous {
-        return Ok(Vec::new());
-    }
-    let mut changed = Vec::new();
-    if let Some(kind) = fullness_alert(previous) {
-        changed.extend(alerts::close_alert(db, kind, &subject, now)?);
-    }
-    if let Some(kind) = fullness_alert(next) {
-        let detail = format!(
-            "{} of {} usable {class} bays taken ({} free)",
-            counts.occupied,
-            counts.usable(),
-            counts.free
-        );
-        let about = AlertSubject { lot: Some(lot), class: Some(class.as_str()), ..Default::default() };
-        changed.extend(alerts::open_alert(db, kind, &subject, &about, &detail, now, true)?);
-    }
-    Ok(changed)
-}
-
-/// Any frame proves the sensor alive, and may carry battery and temperature.
-fn touch(
-    db: &Database,
-    key: &[Value; 2],
-    received_at: DateTime<Utc>,
-    frame: &SensorFrame,
-) -> Result<(), DbError> {
-    db.execute(
-        db.sql.touch_bay,
-        &[
-            key[0].clone(),
-            key[1].clone(),
-            to_ms(received_at).into(),
-            Value::opt_real(frame.battery),
-            Value::opt_real(frame.temperature),
-        ],
-    )?;
-    Ok(())
-}
-
 /// Counts for one (lot, zone, class) and when any of its bays last changed.
 pub(crate) fn group_counts(
     db: &Database,
@@ -543,18 +233,5 @@ pub(crate) fn group_counts(
     match rows.first() {
         Some(row) => Ok((counts_at(row, 0)?, opt_from_ms(row.opt_int(5)?)?)),
         None => Ok((Counts::default(), None)),
-    }
-}
-
-/// Lets the transaction roll back for a reason that is not a database error.
-enum ApplyError {
-    /// Refused without storing anything (the claim of the event is rolled back too).
-    Refused(Applied),
-    Db(DbError),
-}
-
-impl From<DbError> for ApplyError {
-    fn from(e: DbError) -> Self {
-        ApplyError::Db(e)
     }
 }

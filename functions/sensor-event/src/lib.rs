@@ -15,8 +15,8 @@ use cloudevents::{AttributesReader, Data, Event};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, SENSOR_ALERT_V1, SLOT_CHANGED_V1, UPLINK_V1};
 use parking_domain::{Envelope, PayloadFormat, parse_envelope};
-use parking_kit::repo::{self, Applied};
 use parking_kit::respond::{self, ApiError};
+use parking_kit::uplink::{self, Applied};
 use parking_kit::{Database, cloudevent};
 use spin_sdk::http_component;
 
@@ -42,7 +42,7 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let event_key = format!("{}\u{1f}{}", event.source(), event.id());
 
     let db = Database::open_configured()?;
-    let uplinked = repo::apply_uplink(&db, &event_key, &envelope, Utc::now())?;
+    let uplinked = uplink::apply_uplink(&db, &event_key, &envelope, Utc::now())?;
     let alerts = uplinked
         .alerts
         .iter()
@@ -65,7 +65,7 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             _ => "refreshed",
         }),
         Applied::Changed(derived_events) => {
-            let parking_kit::repo::Derived { slot, availability } = *derived_events;
+            let uplink::Derived { slot, availability } = *derived_events;
             let slot_subject = format!("{}/{}", slot.lot, slot.bay);
             let availability_subject = format!(
                 "{}/{}/{}",
