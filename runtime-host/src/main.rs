@@ -90,6 +90,15 @@ enum Command {
         /// dead-lettered; busy or unreachable sinks are retried until they answer.
         #[arg(long, default_value_t = 5)]
         fault_attempts: u32,
+        /// The most messages a lane delivers at once as one CloudEvents batch.
+        /// A parkd's events route takes batches; a Knative Broker does not
+        /// (keep 1 for it).
+        #[arg(long, default_value_t = 1)]
+        batch_size: usize,
+        /// How long a lane waits for more messages to fill a batch (0: only
+        /// what is already queued goes with it).
+        #[arg(long, default_value_t = 0)]
+        batch_window_ms: u64,
     },
     /// Runs only the terminal gateway (SSE, WebSocket, kiosk pages), as its
     /// replicas run on a cluster: each subscribes to the broker itself.
@@ -289,11 +298,15 @@ async fn main() -> Result<()> {
             metrics_listen,
             workers,
             fault_attempts,
+            batch_size,
+            batch_window_ms,
         } => {
             let mut config = parkd::bridge::BridgeConfig::from_url(&mqtt)?;
             config.client_id = client_id;
             config.workers = workers;
             config.fault_attempts = fault_attempts;
+            config.batch_size = batch_size.max(1);
+            config.batch_window = std::time::Duration::from_millis(batch_window_ms);
             config.share_group = share_group;
             if let Some(tls) = config.tls.as_mut() {
                 tls.ca = mqtt_ca;

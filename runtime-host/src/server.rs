@@ -107,6 +107,11 @@ fn bridge_metrics(b: &BridgeStats) -> String {
                 &b.dead_lettered,
             ),
             (
+                "parkd_bridge_batches_total",
+                "deliveries that carried more than one event (a CloudEvents batch)",
+                &b.batches,
+            ),
+            (
                 "parkd_bridge_connections_total",
                 "connections made to the MQTT broker (more than one: it was lost and made again)",
                 &b.connections,

@@ -22,6 +22,9 @@ use crate::manifest::{self, Manifest};
 use crate::routes::Router;
 use crate::server::{Metrics, Server};
 
+/// The most readings one delivery of the in-process bridge carries.
+pub const IN_PROCESS_BATCH: usize = 100;
+
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub manifest: PathBuf,
@@ -258,7 +261,8 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     };
     let bridge = match mqtt_url {
         Some(url) => {
-            let config = BridgeConfig::from_url(&url)?;
+            // In-process, the bridge hands batches to sensor-event.
+            let config = BridgeConfig { batch_size: IN_PROCESS_BATCH, ..BridgeConfig::from_url(&url)? };
             Some(Bridge::start(config, Sink::InProcess(eventing.clone())))
         }
         None => None,

@@ -8,6 +8,72 @@ use serde::Serialize;
 
 use crate::respond::ApiError;
 
+/// Media type of a CloudEvents batch (JSON event format, batched mode).
+pub const BATCH: &str = "application/cloudevents-batch+json";
+/// Media type of the answer to a batch: what became of each event, in
+/// order, and the events they derived (`{"results": [...], "events": [...]}`).
+pub const RESULTS: &str = "application/vnd.parking.results+json";
+
+/// Whether a request carries a CloudEvents batch.
+pub fn is_batch(req: &Request<Vec<u8>>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with(BATCH))
+}
+
+/// The events of a POSTed CloudEvents batch, each read on its own: one that
+/// is not a CloudEvent of type `accepts` is refused alone (its index keeps
+/// its place). The whole batch is refused when it is too large, holds too
+/// many events or is not a JSON array.
+pub fn receive_batch(
+    req: Request<Vec<u8>>,
+    accepts: &str,
+    max_events: usize,
+    max_bytes: usize,
+) -> Result<Vec<Result<Event, ApiError>>, ApiError> {
+    if req.method() != http::Method::POST {
+        return Err(ApiError::method_not_allowed(
+            req.method(),
+            req.uri().path(),
+            "POST with a CloudEvents batch",
+        ));
+    }
+    let body = req.into_body();
+    if body.len() > max_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("batch of {} bytes is over the {max_bytes}-byte limit", body.len()),
+        ));
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("not a CloudEvents batch (a JSON array of events): {e}"))
+    })?;
+    if items.len() > max_events {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "batch of {} events is over the limit of {max_events}: send smaller batches",
+                items.len()
+            ),
+        ));
+    }
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let event: Event = serde_json::from_value(item)
+                .map_err(|e| ApiError::bad_request(format!("not a CloudEvent (JSON event format): {e}")))?;
+            if event.ty() != accepts {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported event type {:?}: this function accepts {accepts}",
+                    event.ty()
+                )));
+            }
+            Ok(event)
+        })
+        .collect())
+}
+
 /// The CloudEvent of a POST (binary or structured mode), refused with a
 /// reason when it is too large, not a CloudEvent, or not of type `accepts`
 /// (400s: Knative does not retry them).

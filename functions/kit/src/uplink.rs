@@ -76,6 +76,11 @@ pub fn apply_uplinks(
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Uplinked>, DbError> {
     let results = db.transaction(|db| {
+        if let (Some(lock), true) = (db.sql.lock_counts, uplinks.len() > 1) {
+            let devices: Vec<String> =
+                uplinks.iter().map(|u| parking_domain::normalise_device_id(&u.envelope.device)).collect();
+            db.query(lock, &[devices.join("\u{1f}").into()])?;
+        }
         let mut results = Vec::with_capacity(uplinks.len());
         for uplink in uplinks {
             let mut alerts = Vec::new();

@@ -9,57 +9,127 @@
 //! events as a CloudEvents batch when the bay changed status, plus
 //! `io.parking.sensor.alert.v1` when a battery ran low (or was replaced) or a
 //! lot class became full or almost full (or stopped being so).
+//!
+//! A CloudEvents batch (`application/cloudevents-batch+json`, what parkd's
+//! bridge sends under load) is applied in one transaction, each event as if
+//! alone and in order; the answer says what became of each
+//! (`application/vnd.parking.results+json`). A Knative trigger delivers
+//! single events: both paths are first-class.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, Data, Event};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, SENSOR_ALERT_V1, SLOT_CHANGED_V1, UPLINK_V1};
 use parking_domain::{Envelope, PayloadFormat, parse_envelope};
+use parking_kit::Database;
+use parking_kit::cloudevent::{self, BATCH, RESULTS};
 use parking_kit::respond::{self, ApiError};
-use parking_kit::uplink::{self, Applied};
-use parking_kit::{Database, cloudevent};
+use parking_kit::uplink::{self, Applied, Uplink, Uplinked};
+use serde_json::{Value, json};
 use spin_sdk::http_component;
 
 /// The CloudEvents `source` of the events this function derives.
 const SOURCE: &str = "/parking/functions/sensor-event";
-/// Media type of a CloudEvents batch (JSON event format, batched mode).
-const BATCH: &str = "application/cloudevents-batch+json";
 /// How far ahead of this host's clock an observation may be.
 const MAX_CLOCK_SKEW_MINUTES: i64 = 5;
 /// Larger bodies are not sensor readings.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A batch holds at most this many events ...
+const MAX_BATCH_EVENTS: usize = 1000;
+/// ... in at most this many bytes.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 #[http_component]
 fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
-    respond::finish(handle_event(req))
+    respond::finish(handle_request(req))
 }
 
-fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+fn handle_request(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     parking_kit::auth::require(&req, parking_kit::auth::Credential::Ingest)?;
-    let event = parse_event(req)?;
-    let envelope = decode(&event)?;
-    // CloudEvents are unique by (source, id): that pair is the dedup key.
-    let event_key = format!("{}\u{1f}{}", event.source(), event.id());
+    if cloudevent::is_batch(&req) { handle_batch(req) } else { handle_event(req) }
+}
 
+/// One event (binary or structured mode): 202 with its outcome, 200 with the
+/// events it derived as a CloudEvents batch, or 4xx with the reason.
+fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    let event = parse_event(req)?;
+    let uplink = to_uplink(&event)?;
     let db = Database::open_configured()?;
-    let uplinked = uplink::apply_uplink(&db, &event_key, &envelope, Utc::now())?;
+    let uplinked = uplink::apply_uplink(&db, &uplink.event_key, &uplink.envelope, Utc::now())?;
+    let Answer { outcome, events } = answer(&event, &uplink.envelope, uplinked)?;
+    if events.is_empty() { Ok(accepted(outcome)) } else { derived_batch(outcome, &events) }
+}
+
+/// A CloudEvents batch, applied in one transaction: 200 with what became of
+/// each event, in order (`{"results": [...], "events": [...]}`, the events
+/// all of them derived). A bad event is refused alone; a database fault
+/// fails the whole batch as retryable (nothing of it is committed).
+fn handle_batch(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    let items = cloudevent::receive_batch(req, UPLINK_V1, MAX_BATCH_EVENTS, MAX_BATCH_BYTES)?;
+    // Each event read and decoded on its own; the readable ones applied together.
+    let read: Vec<Result<(Event, Uplink), ApiError>> = items
+        .into_iter()
+        .map(|item| item.and_then(|event| to_uplink(&event).map(|uplink| (event, uplink))))
+        .collect();
+    let uplinks: Vec<Uplink> = read.iter().filter_map(|r| r.as_ref().ok()).map(|(_, u)| u.clone()).collect();
+    let db = Database::open_configured()?;
+    let mut applied = uplink::apply_uplinks(&db, &uplinks, Utc::now())?.into_iter();
+    let mut results = Vec::with_capacity(read.len());
+    let mut events = Vec::new();
+    for item in read {
+        let result = match item {
+            Ok((event, uplink)) => {
+                let uplinked = applied.next().expect("one result per applied uplink");
+                match answer(&event, &uplink.envelope, uplinked) {
+                    Ok(Answer { outcome, events: derived }) => {
+                        let status = if derived.is_empty() { StatusCode::ACCEPTED } else { StatusCode::OK };
+                        events.extend(derived);
+                        json!({ "id": event.id(), "status": status.as_u16(), "outcome": outcome })
+                    }
+                    Err(e) => refused(Some(event.id()), &e),
+                }
+            }
+            Err(e) => refused(None, &e),
+        };
+        results.push(result);
+    }
+    let body = serde_json::to_vec(&json!({ "results": results, "events": events }))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", RESULTS)
+        .body(body)
+        .expect("static response parts are valid"))
+}
+
+fn refused(id: Option<&str>, e: &ApiError) -> Value {
+    json!({ "id": id, "status": e.status.as_u16(), "error": e.message })
+}
+
+/// What one applied event came to: its outcome and the events it derived.
+struct Answer {
+    outcome: &'static str,
+    events: Vec<Value>,
+}
+
+/// The answer for one event, or why it is refused (unknown device,
+/// undecodable for the bay's sensor).
+fn answer(event: &Event, envelope: &Envelope, uplinked: Uplinked) -> Result<Answer, ApiError> {
     let alerts = uplinked
         .alerts
         .iter()
-        .map(|a| derived(&event, &format!("alert/{}/{}", a.id, a.state), SENSOR_ALERT_V1, &a.subject, a))
+        .map(|a| derived(event, &format!("alert/{}/{}", a.id, a.state), SENSOR_ALERT_V1, &a.subject, a))
         .collect::<Result<Vec<_>, _>>()?;
-    // Alerts turn a 202 into a 200 carrying them as derived events.
-    let answer =
-        |outcome: &str| if alerts.is_empty() { Ok(accepted(outcome)) } else { batch(outcome, &alerts) };
+    let with_alerts = |outcome| Ok(Answer { outcome, events: alerts.clone() });
     match uplinked.applied {
         Applied::UnknownDevice => Err(ApiError::bad_request(format!(
             "unknown device {:?}: no bay has it as its sensor; provision it with PUT /api/v1/lots/{{lot}}",
             envelope.device
         ))),
         Applied::Undecodable(e) => Err(ApiError::bad_request(format!("device {:?}: {e}", envelope.device))),
-        Applied::Alive(kind) => answer(kind),
-        Applied::DuplicateEvent => answer("duplicate-event"),
-        Applied::Recorded(outcome) => answer(match outcome {
+        Applied::Alive(kind) => with_alerts(kind),
+        Applied::DuplicateEvent => with_alerts("duplicate-event"),
+        Applied::Recorded(outcome) => with_alerts(match outcome {
             parking_domain::Outcome::Duplicate => "duplicate-frame",
             parking_domain::Outcome::Stale => "stale",
             _ => "refreshed",
@@ -74,23 +144,23 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
                 availability.class
             );
             let mut events = vec![
-                derived(&event, "slot", SLOT_CHANGED_V1, &slot_subject, &slot)?,
+                derived(event, "slot", SLOT_CHANGED_V1, &slot_subject, &slot)?,
                 derived(
-                    &event,
+                    event,
                     "availability",
                     AVAILABILITY_CHANGED_V1,
                     &availability_subject,
                     &availability,
                 )?,
             ];
-            events.extend(alerts.iter().cloned());
-            batch("changed", &events)
+            events.extend(alerts);
+            Ok(Answer { outcome: "changed", events })
         }
     }
 }
 
 /// Derived events as a CloudEvents batch (200), with what the reading did.
-fn batch(outcome: &str, events: &[serde_json::Value]) -> Result<Response<Vec<u8>>, ApiError> {
+fn derived_batch(outcome: &str, events: &[Value]) -> Result<Response<Vec<u8>>, ApiError> {
     let body = serde_json::to_vec(events)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Response::builder()
@@ -109,6 +179,13 @@ fn accepted(outcome: &str) -> Response<Vec<u8>> {
         .expect("static response parts are valid")
 }
 
+/// The uplink an event carries, keyed for exactly-once handling:
+/// CloudEvents are unique by (source, id).
+fn to_uplink(event: &Event) -> Result<Uplink, ApiError> {
+    let envelope = decode(event, Utc::now())?;
+    Ok(Uplink { event_key: format!("{}\u{1f}{}", event.source(), event.id()), envelope })
+}
+
 /// Reads a CloudEvent in binary or structured content mode.
 fn parse_event(req: Request<Vec<u8>>) -> Result<Event, ApiError> {
     cloudevent::receive(req, UPLINK_V1, MAX_BODY_BYTES)
@@ -116,7 +193,7 @@ fn parse_event(req: Request<Vec<u8>>) -> Result<Event, ApiError> {
 
 /// Reads the uplink's envelope in the format the `format` extension names
 /// (raw sensor bytes are decoded later, with the codec of the bay's sensor).
-fn decode(event: &Event) -> Result<Envelope, ApiError> {
+fn decode(event: &Event, now: DateTime<Utc>) -> Result<Envelope, ApiError> {
     let format = match event.extension("format") {
         None => PayloadFormat::ParkingJson,
         Some(value) => {
@@ -132,7 +209,7 @@ fn decode(event: &Event) -> Result<Envelope, ApiError> {
     let envelope = parse_envelope(format, &payload)
         .map_err(|e| ApiError::bad_request(format!("format {format}: {e}")))?;
     // A clock far ahead would make every later true reading look stale.
-    let horizon = Utc::now() + chrono::Duration::minutes(MAX_CLOCK_SKEW_MINUTES);
+    let horizon = now + chrono::Duration::minutes(MAX_CLOCK_SKEW_MINUTES);
     if envelope.received_at > horizon {
         return Err(ApiError::bad_request(format!(
             "observation time {} is more than {MAX_CLOCK_SKEW_MINUTES} minutes in the future: check the sensor's clock",
@@ -159,6 +236,6 @@ fn derived<T: serde::Serialize>(
     ty: &str,
     subject: &str,
     data: &T,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Value, ApiError> {
     cloudevent::derived(cause, SOURCE, suffix, ty, subject, data)
 }

@@ -9,6 +9,11 @@
 //! malformed, and events it keeps failing on (a 500 after
 //! `fault_attempts` tries: a poison message), go to a dead-letter topic
 //! with the reason, then are acknowledged.
+//!
+//! Under load a lane delivers what is queued on it as one CloudEvents batch
+//! (`batch_size`, `batch_window`), which the receiver applies in one
+//! transaction and answers per event; each message is still acknowledged
+//! only once its event is committed or dead-lettered.
 
 pub mod acks;
 pub mod connection;
@@ -28,7 +33,7 @@ use serde::Serialize;
 
 use self::acks::Acks;
 use self::connection::{Client, Incoming, Message, Protocol};
-use self::sink::{Delivery, Sink};
+use self::sink::{BatchDelivery, Delivery, Sink};
 use self::tls::MqttTls;
 use self::topics::TopicMapping;
 
@@ -56,6 +61,13 @@ pub struct BridgeConfig {
     pub workers: usize,
     /// Tries for an event the sink fails on (500): then it is dead-lettered.
     pub fault_attempts: u32,
+    /// The most messages a lane delivers at once, as one CloudEvents batch
+    /// (1: one event per delivery). A lane takes what is queued, so batches
+    /// grow with the load and a lone reading goes alone, at once.
+    pub batch_size: usize,
+    /// How long a lane waits for more messages to fill a batch (zero: it
+    /// takes only what is already queued).
+    pub batch_window: Duration,
     /// The first and the longest wait between two tries.
     pub retry_delays: (Duration, Duration),
 }
@@ -96,6 +108,8 @@ impl BridgeConfig {
             dead_letter_topic: "parking/dead-letter".to_owned(),
             workers: 8,
             fault_attempts: 5,
+            batch_size: 1,
+            batch_window: Duration::ZERO,
             retry_delays: (Duration::from_millis(100), Duration::from_secs(10)),
         })
     }
@@ -108,6 +122,8 @@ pub struct BridgeStats {
     pub delivered: AtomicU64,
     pub retries: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// Deliveries that carried more than one event (a CloudEvents batch).
+    pub batches: AtomicU64,
     /// Connections made to the broker: more than one means it was lost (or
     /// dropped by the broker) and made again.
     pub connections: AtomicU64,
@@ -212,10 +228,15 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
         let (client, config, stats, sink, acks) =
             (client.clone(), config.clone(), stats.clone(), sink.clone(), acks.clone());
         workers.push(tokio::spawn(async move {
-            while let Some((number, message)) = rx.recv().await {
-                handle(&client, &config, &sink, &stats, &message).await;
-                stats.done(number);
-                acks.done(number);
+            let mut batch = Vec::new();
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                gather(&mut rx, &mut batch, config.batch_size, config.batch_window).await;
+                handle_batch(&client, &config, &sink, &stats, &batch).await;
+                for (number, _) in batch.drain(..) {
+                    stats.done(number);
+                    acks.done(number);
+                }
             }
         }));
         lanes.push(tx);
@@ -289,35 +310,164 @@ fn lane_of(topic: &str, lanes: usize) -> usize {
     (hasher.finish() % lanes.max(1) as u64) as usize
 }
 
-async fn handle(client: &Client, config: &BridgeConfig, sink: &Sink, stats: &BridgeStats, message: &Message) {
+/// Adds what is queued on the lane to `batch`, up to `size` messages,
+/// waiting at most `window` for more.
+async fn gather(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(u64, Box<Message>)>,
+    batch: &mut Vec<(u64, Box<Message>)>,
+    size: usize,
+    window: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + window;
+    while batch.len() < size {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) if window.is_zero() => break,
+            Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(next)) => batch.push(next),
+                _ => break,
+            },
+        }
+    }
+}
+
+/// The event a message becomes, or why it cannot be one (dead-lettered).
+fn to_event(config: &BridgeConfig, message: &Message) -> Result<message::BridgedEvent, String> {
     let topic = message.topic.as_str();
     if message.payload.len() > MAX_PAYLOAD_BYTES {
-        let reason =
-            format!("payload of {} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit", message.payload.len());
-        return dead_letter(client, config, stats, message, &reason, None, None).await;
+        return Err(format!(
+            "payload of {} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit",
+            message.payload.len()
+        ));
     }
     let Some(matched) = topics::resolve(&config.mappings, topic) else {
-        let reason = "no topic mapping matches this topic";
-        return dead_letter(client, config, stats, message, reason, None, None).await;
+        return Err("no topic mapping matches this topic".to_owned());
     };
     let properties = message::Mqtt5Properties {
         user_properties: &message.user_properties,
         content_type: message.content_type.as_deref(),
     };
-    let event = match message::from_message(topic, message.payload.clone(), properties, &matched) {
-        Ok(event) => event,
-        Err(reason) => return dead_letter(client, config, stats, message, &reason, None, None).await,
-    };
+    message::from_message(topic, message.payload.clone(), properties, &matched)
+}
+
+fn backoff(config: &BridgeConfig) -> impl Iterator<Item = Duration> {
     let (first, longest) = config.retry_delays;
-    let mut backoff = ExponentialBuilder::default()
+    ExponentialBuilder::default()
         .with_min_delay(first)
         .with_max_delay(longest)
         .without_max_times()
         .with_jitter()
-        .build();
+        .build()
+}
+
+/// Delivers a lane's messages, as one batch when there are several and the
+/// sink takes batches. Returns once each is delivered or dead-lettered; a
+/// batch the sink keeps failing on, or refuses whole, is delivered one by
+/// one, so a poison message is found and dead-lettered alone.
+async fn handle_batch(
+    client: &Client,
+    config: &BridgeConfig,
+    sink: &Sink,
+    stats: &BridgeStats,
+    batch: &[(u64, Box<Message>)],
+) {
+    if batch.len() == 1 || !sink.takes_batches() {
+        for (_, message) in batch {
+            handle(client, config, sink, stats, message).await;
+        }
+        return;
+    }
+    let mut ready = Vec::with_capacity(batch.len());
+    for (_, message) in batch {
+        match to_event(config, message) {
+            Ok(event) => ready.push((message, event)),
+            Err(reason) => dead_letter(client, config, stats, message, &reason, None, None).await,
+        }
+    }
+    let events: Vec<&message::BridgedEvent> = ready.iter().map(|(_, event)| event).collect();
+    if events.len() > 1 {
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        let (mut waits, mut failures) = (backoff(config), 0);
+        let reason = loop {
+            match sink.deliver_batch(&events).await {
+                BatchDelivery::Each(deliveries) => {
+                    for ((message, event), delivery) in ready.iter().zip(deliveries) {
+                        match delivery {
+                            Delivery::Accepted => {
+                                stats.delivered.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Delivery::Rejected { status, reason } => {
+                                dead_letter(
+                                    client,
+                                    config,
+                                    stats,
+                                    message,
+                                    &reason,
+                                    Some(status),
+                                    Some(&event.id),
+                                )
+                                .await
+                            }
+                            // (Not answered per event: then it goes alone.)
+                            Delivery::Retry { .. } | Delivery::Failed { .. } => {
+                                deliver(client, config, sink, stats, message, event).await
+                            }
+                        }
+                    }
+                    return;
+                }
+                BatchDelivery::Whole(Delivery::Accepted) => {
+                    stats.delivered.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                BatchDelivery::Whole(Delivery::Rejected { status, reason }) => {
+                    break format!("the batch was refused ({status}: {reason})");
+                }
+                BatchDelivery::Whole(Delivery::Failed { status, reason }) => {
+                    failures += 1;
+                    if failures >= config.fault_attempts.max(1) {
+                        break format!("the batch failed {failures} times, last with {status}: {reason}");
+                    }
+                }
+                BatchDelivery::Whole(Delivery::Retry { reason }) => {
+                    tracing::debug!(%reason, "batch delivery: transient fault");
+                }
+            }
+            stats.retries.fetch_add(1, Ordering::Relaxed);
+            let wait = waits.next().unwrap_or(config.retry_delays.1);
+            tracing::warn!(events = events.len(), retry_in = ?wait, "batch delivery failed; retrying");
+            tokio::time::sleep(wait).await;
+        };
+        tracing::warn!(%reason, events = events.len(), "delivering the batch's events one by one");
+    }
+    for (message, event) in &ready {
+        deliver(client, config, sink, stats, message, event).await;
+    }
+}
+
+async fn handle(client: &Client, config: &BridgeConfig, sink: &Sink, stats: &BridgeStats, message: &Message) {
+    match to_event(config, message) {
+        Ok(event) => deliver(client, config, sink, stats, message, &event).await,
+        Err(reason) => dead_letter(client, config, stats, message, &reason, None, None).await,
+    }
+}
+
+/// Delivers one event: retried while the sink is busy or unreachable,
+/// dead-lettered when refused or failed on `fault_attempts` times.
+async fn deliver(
+    client: &Client,
+    config: &BridgeConfig,
+    sink: &Sink,
+    stats: &BridgeStats,
+    message: &Message,
+    event: &message::BridgedEvent,
+) {
+    let topic = message.topic.as_str();
+    let mut waits = backoff(config);
+    let longest = config.retry_delays.1;
     let mut failures = 0;
     loop {
-        let reason = match sink.deliver(&event).await {
+        let reason = match sink.deliver(event).await {
             Delivery::Accepted => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -346,7 +496,7 @@ async fn handle(client: &Client, config: &BridgeConfig, sink: &Sink, stats: &Bri
             Delivery::Retry { reason } => reason,
         };
         stats.retries.fetch_add(1, Ordering::Relaxed);
-        let wait = backoff.next().unwrap_or(longest);
+        let wait = waits.next().unwrap_or(longest);
         tracing::warn!(%topic, event_id = %event.id, %reason, retry_in = ?wait, "delivery failed; retrying");
         tokio::time::sleep(wait).await;
     }

@@ -23,7 +23,10 @@ use self::derived::DerivedQueue;
 use crate::app::{App, InvokeError, LoadedComponent};
 use crate::credentials::Credential;
 
-const BATCH: &str = "application/cloudevents-batch+json";
+pub const BATCH: &str = "application/cloudevents-batch+json";
+/// What a component answers a batch with: each event's result, in order,
+/// and the events they derived (sensor-event's `{"results", "events"}`).
+pub const RESULTS: &str = "application/vnd.parking.results+json";
 const STRUCTURED: &str = "application/cloudevents+json";
 
 pub struct Eventing {
@@ -56,20 +59,15 @@ impl Eventing {
         if let Some(authorization) = self.app.credentials.authorization(Credential::Ingest) {
             parts.headers.insert(http::header::AUTHORIZATION, authorization);
         }
-        let event = match cloudevents::binding::http::to_event(&parts.headers, body.to_vec()) {
-            Ok(event) => event,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("not a CloudEvent (binary or structured mode): {e}"),
-                );
-            }
+        let ty = match event_type(&parts.headers, &body) {
+            Ok(ty) => ty,
+            Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
         };
-        let subscribers = self.app.subscribers(event.ty());
+        let subscribers = self.app.subscribers(&ty);
         if subscribers.is_empty() {
             return error(
                 StatusCode::BAD_REQUEST,
-                &format!("unknown event type {:?}: no component subscribes to it", event.ty()),
+                &format!("unknown event type {ty:?}: no component subscribes to it"),
             );
         }
         let mut answers = Vec::with_capacity(subscribers.len());
@@ -109,10 +107,49 @@ impl Eventing {
     }
 }
 
-/// The events in a component's answer: a batch, or a single event.
+/// The type of the event a request carries, or of every event of its batch
+/// (a batch goes whole to the subscribers of that one type).
+fn event_type(headers: &http::HeaderMap, body: &Bytes) -> Result<String, String> {
+    let content_type =
+        headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.starts_with(BATCH) {
+        return cloudevents::binding::http::to_event(headers, body.to_vec())
+            .map(|event| event.ty().to_owned())
+            .map_err(|e| format!("not a CloudEvent (binary or structured mode): {e}"));
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+    }
+    let events: Vec<Typed> = serde_json::from_slice(body)
+        .map_err(|e| format!("not a CloudEvents batch (a JSON array of events): {e}"))?;
+    let mut types = events.into_iter().map(|e| e.ty.unwrap_or_default());
+    let Some(ty) = types.next() else { return Err("an empty CloudEvents batch".to_owned()) };
+    if let Some(other) = types.find(|t| *t != ty) {
+        return Err(format!("a batch carries events of one type: {ty:?} and {other:?}"));
+    }
+    Ok(ty)
+}
+
+/// The events in a component's answer: a batch, a batch's results (their
+/// `events`), or a single event.
 pub fn replies(response: &Response<Bytes>) -> Vec<Event> {
     let content_type =
         response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.starts_with(RESULTS) {
+        #[derive(serde::Deserialize)]
+        struct Results {
+            events: Vec<Event>,
+        }
+        return match serde_json::from_slice::<Results>(response.body()) {
+            Ok(results) => results.events,
+            Err(e) => {
+                tracing::warn!(error = %e, "a component answered a batch with unreadable results");
+                Vec::new()
+            }
+        };
+    }
     if content_type.starts_with(BATCH) {
         return match serde_json::from_slice::<Vec<Event>>(response.body()) {
             Ok(events) => events,

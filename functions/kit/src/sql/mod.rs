@@ -14,6 +14,11 @@ pub struct Statements {
     /// Opens a write transaction (SQLite takes the write lock at once, so two
     /// writers never deadlock upgrading a read lock).
     pub begin: &'static str,
+    /// (devices joined by U+001F): locks the counts rows of the lots those
+    /// devices' bays are in, in one order, before a batch changes any bay,
+    /// so two batches never deadlock taking them in different orders. None
+    /// where `begin` already serialises writers (SQLite).
+    pub lock_counts: Option<&'static str>,
 
     // --- lots ---
     /// (lot) -> name

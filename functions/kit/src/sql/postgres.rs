@@ -4,6 +4,11 @@ use super::Statements;
 
 pub static STATEMENTS: Statements = Statements {
     begin: "BEGIN",
+    lock_counts: Some(
+        "SELECT 1 FROM availability_counts WHERE lot_id IN \
+         (SELECT lot_id FROM bays WHERE sensor = ANY(string_to_array($1, chr(31)))) \
+         ORDER BY lot_id, zone, class FOR UPDATE",
+    ),
 
     lot_name: "SELECT name FROM lots WHERE lot_id = $1",
     upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $3) \

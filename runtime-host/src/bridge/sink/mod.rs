@@ -38,6 +38,15 @@ pub enum Delivery {
     Failed { status: u16, reason: String },
 }
 
+/// What became of a batch: each event's delivery (accepted or refused), in
+/// order, or one outcome for the whole batch (retry it, or deliver its
+/// events one by one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchDelivery {
+    Each(Vec<Delivery>),
+    Whole(Delivery),
+}
+
 impl Sink {
     /// The sink a `--sink` URL names.
     pub fn from_url(url: &str) -> Result<Self> {
@@ -102,6 +111,119 @@ impl Sink {
             Sink::Kafka(kafka) => kafka.deliver(event).await,
         }
     }
+
+    /// Whether several events may travel as one CloudEvents batch (a Kafka
+    /// topic keeps one record per event).
+    pub fn takes_batches(&self) -> bool {
+        !matches!(self, Sink::Kafka(_))
+    }
+
+    /// Delivers events as one CloudEvents batch. A receiver answering with
+    /// per-event results (parkd's sensor-event) has each event accepted or
+    /// refused on its own; one answering 2xx without them took them all.
+    pub async fn deliver_batch(&self, events: &[&BridgedEvent]) -> BatchDelivery {
+        let body = match batch_body(events) {
+            Ok(body) => body,
+            Err(reason) => return BatchDelivery::Whole(Delivery::Rejected { status: 400, reason }),
+        };
+        let (status, content_type, body) = match self {
+            Sink::InProcess(eventing) => {
+                let request = http::Request::post("/")
+                    .header(http::header::CONTENT_TYPE, crate::eventing::BATCH)
+                    .body(body)
+                    .expect("valid request");
+                let response = eventing.ingress(request).await;
+                (response.status(), content_type(response.headers()), response.into_body())
+            }
+            Sink::Http { url, client } => {
+                let request =
+                    client.post(url).header(http::header::CONTENT_TYPE, crate::eventing::BATCH).body(body);
+                match request.send().await {
+                    Ok(response) => {
+                        let (status, content_type) = (response.status(), content_type(response.headers()));
+                        (status, content_type, response.bytes().await.unwrap_or_default())
+                    }
+                    Err(e) => {
+                        let reason = format!("{} unreachable: {e}", self.describe());
+                        return BatchDelivery::Whole(Delivery::Retry { reason });
+                    }
+                }
+            }
+            Sink::Kafka(kafka) => {
+                let mut each = Vec::with_capacity(events.len());
+                for event in events {
+                    match kafka.deliver(event).await {
+                        Delivery::Accepted => each.push(Delivery::Accepted),
+                        Delivery::Rejected { status, reason } => {
+                            each.push(Delivery::Rejected { status, reason })
+                        }
+                        other => return BatchDelivery::Whole(other),
+                    }
+                }
+                return BatchDelivery::Each(each);
+            }
+        };
+        if !status.is_success() {
+            return BatchDelivery::Whole(classify(status, &body));
+        }
+        if !content_type.starts_with(crate::eventing::RESULTS) {
+            return BatchDelivery::Each(vec![Delivery::Accepted; events.len()]);
+        }
+        batch_results(&body, events.len())
+    }
+}
+
+/// Each event's result in a batch's answer, in order: 2xx accepted, 4xx
+/// refused with its reason; anything else makes the batch retried whole
+/// (what was applied of it is recognised as a duplicate then).
+fn batch_results(body: &[u8], expected: usize) -> BatchDelivery {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        results: Vec<Result_>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Result_ {
+        status: u16,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    let results = match serde_json::from_slice::<Answer>(body) {
+        Ok(answer) if answer.results.len() == expected => answer.results,
+        Ok(answer) => {
+            let reason = format!("{} results answered for a batch of {expected}", answer.results.len());
+            return BatchDelivery::Whole(Delivery::Failed { status: 500, reason });
+        }
+        Err(e) => {
+            let reason = format!("unreadable batch results: {e}");
+            return BatchDelivery::Whole(Delivery::Failed { status: 500, reason });
+        }
+    };
+    let mut each = Vec::with_capacity(results.len());
+    for result in results {
+        let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&serde_json::json!({ "error": result.error })).unwrap_or_default();
+        match classify(status, &Bytes::from(body)) {
+            delivery @ (Delivery::Accepted | Delivery::Rejected { .. }) => each.push(delivery),
+            other => return BatchDelivery::Whole(other),
+        }
+    }
+    BatchDelivery::Each(each)
+}
+
+/// Events in JSON event format, as one CloudEvents batch.
+fn batch_body(events: &[&BridgedEvent]) -> Result<Bytes, String> {
+    let events = events
+        .iter()
+        .map(|e| {
+            cloudevents::binding::http::to_event(e.request.headers(), e.request.body().to_vec())
+                .map_err(|error| format!("event {}: {error}", e.id))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    serde_json::to_vec(&events).map(Bytes::from).map_err(|e| e.to_string())
+}
+
+fn content_type(headers: &http::HeaderMap) -> String {
+    headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
 }
 
 /// The HTTP sink's client, with the token as a default (sensitive) header.
@@ -167,6 +289,25 @@ mod tests {
             Delivery::Failed { status: 500, reason: "unknown device \"X\"".into() }
         );
         assert!(matches!(classify(StatusCode::NOT_IMPLEMENTED, &body), Delivery::Failed { status: 501, .. }));
+    }
+
+    #[test]
+    fn batch_results_accept_or_refuse_each_event_or_retry_the_batch() {
+        let answer = br#"{"results": [{"id": "a", "status": 200, "outcome": "changed"},
+            {"id": "b", "status": 400, "error": "unknown device \"X\""}, {"id": "c", "status": 202}], "events": []}"#;
+        assert_eq!(
+            batch_results(answer, 3),
+            BatchDelivery::Each(vec![
+                Delivery::Accepted,
+                Delivery::Rejected { status: 400, reason: "unknown device \"X\"".into() },
+                Delivery::Accepted,
+            ])
+        );
+        assert!(matches!(batch_results(answer, 4), BatchDelivery::Whole(Delivery::Failed { .. })));
+        assert!(matches!(batch_results(b"[]", 1), BatchDelivery::Whole(Delivery::Failed { .. })));
+        let busy =
+            br#"{"results": [{"id": "a", "status": 200}, {"id": "b", "status": 503, "error": "busy"}]}"#;
+        assert!(matches!(batch_results(busy, 2), BatchDelivery::Whole(Delivery::Retry { .. })));
     }
 
     #[test]
