@@ -18,9 +18,13 @@ stop_pg() {
     rm -rf "$pg_dir"
 }
 trap stop_pg EXIT
+# Tests need no durability; benchmarks measure with it (PARKING_PG_FSYNC=on).
+fsync="${PARKING_PG_FSYNC:-off}"
+export PARKING_PG_FSYNC="$fsync"
 "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -U parking -A trust --no-sync >/dev/null
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/server.log" -w \
-    -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
-echo "with-postgres: PostgreSQL on 127.0.0.1:$port" >&2
+    -o "-p $port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c synchronous_commit=$fsync -c max_connections=300" \
+    start >/dev/null
+echo "with-postgres: PostgreSQL on 127.0.0.1:$port (fsync $fsync)" >&2
 export PARKING_TEST_DATABASE_URL="postgres://parking@127.0.0.1:$port/postgres"
 "$@"

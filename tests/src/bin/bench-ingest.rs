@@ -1,27 +1,32 @@
-//! Ingest benchmark: `parkd simulate` at rising rates through a real
-//! Mosquitto and the bridge into parkd on PostgreSQL. Prints the sustained
-//! readings/s and the latency from MQTT publish to the derived slot change,
-//! beside `pgbench`'s single-row update rate on the same server in the same
-//! run, as a ratio (machines are noisy: compare ratios).
+//! Ingest benchmark: `parkd simulate` at rising rates through a broker (the
+//! embedded one and Mosquitto) and the bridge into sensor-event, once per
+//! bridge batch size. Prints the sustained readings/s and the latency from
+//! MQTT publish (the reading's observation time) to its commit (the status
+//! change's record time, read from the database), with two baselines from the same
+//! run: the unbatched bridge (batch size 1) and, on PostgreSQL, `pgbench`'s
+//! single-row update rate on the same server (machines are noisy: compare
+//! ratios). Durable settings are the headline:
 //!
-//! `bash scripts/with-postgres.sh cargo run --release -p parking-tests --bin bench-ingest`
+//! `PARKING_PG_FSYNC=on bash scripts/with-postgres.sh target/debug/bench-ingest`
+//! (built by `cargo test --no-run`, the tests' own build).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use parkd::bridge::sink::Sink;
+use parkd::bridge::{Bridge, BridgeConfig};
 use parkd::simulate::{SimulateOptions, lot_definition};
-use parkd::up::MqttMode;
+use parking_tests::db::Db;
 use parking_tests::mosquitto::Mosquitto;
-use parking_tests::{Backend, Parkd, ParkdOptions, manifest_with_recorder, test_server_url};
-use serde_json::Value;
+use parking_tests::{Backend, Parkd, ParkdOptions, test_server_url};
 
 #[derive(Parser)]
-#[command(about = "Sustained ingest and publish-to-change latency, against pgbench on the same PostgreSQL")]
+#[command(about = "Sustained ingest and publish-to-change latency, by broker and bridge batch size")]
 struct Args {
     /// Target readings per second, one round each.
-    #[arg(long, value_delimiter = ',', default_value = "50,100,200,400")]
+    #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,4000")]
     rates: Vec<f64>,
     /// Seconds of traffic per round.
     #[arg(long, default_value_t = 10)]
@@ -29,18 +34,29 @@ struct Args {
     /// Simulated bays.
     #[arg(long, default_value_t = 500)]
     bays: usize,
-    /// Seconds pgbench runs.
+    /// Bridge batch sizes, each with all rates (1 is the unbatched baseline).
+    #[arg(long, value_delimiter = ',', default_value = "1,100")]
+    batch_sizes: Vec<usize>,
+    /// Brokers: embedded (parkd's default) and/or mosquitto.
+    #[arg(long, value_delimiter = ',', default_value = "embedded,mosquitto")]
+    brokers: Vec<String>,
+    /// postgres (under scripts/with-postgres.sh) or sqlite.
+    #[arg(long, default_value = "postgres")]
+    database: String,
+    /// Seconds pgbench runs (PostgreSQL only).
     #[arg(long, default_value_t = 10)]
     pgbench_seconds: u64,
 }
 
 struct Round {
+    broker: String,
+    batch: usize,
     target: f64,
     sent: u64,
     sustained: f64,
     p50_ms: f64,
     p99_ms: f64,
-    samples: usize,
+    batches: u64,
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -50,94 +66,162 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
+/// A broker for one set of rounds: its port, and Mosquitto's process.
+fn start_broker(name: &str) -> Result<(u16, Option<Mosquitto>)> {
+    match name {
+        "mosquitto" => {
+            let broker = Mosquitto::start()?;
+            Ok((broker.port, Some(broker)))
+        }
+        "embedded" => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            parkd::mqtt_broker::start_embedded(format!("127.0.0.1:{port}").parse()?)?;
+            Ok((port, None))
+        }
+        other => bail!("--brokers: unknown broker {other:?} (embedded or mosquitto)"),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let broker = Mosquitto::start()?;
-    let dir = tempfile::tempdir()?;
-    let manifest = manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"])?;
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        manifest: Some(manifest),
-        ..ParkdOptions::new(Backend::Postgres)
-    })
-    .await
-    .context("starting parkd on PostgreSQL (run under scripts/with-postgres.sh)")?;
+    let backend = match args.database.as_str() {
+        "postgres" => Backend::Postgres,
+        "sqlite" => Backend::Sqlite,
+        other => bail!("--database {other:?}: postgres or sqlite"),
+    };
+    let parkd = Parkd::start_with(ParkdOptions::new(backend))
+        .await
+        .context("starting parkd (PostgreSQL: run under scripts/with-postgres.sh)")?;
+    let db = Db::open(&parkd).await?;
     let put = parkd.put_lot("sim", &lot_definition("Sim", "SIM", args.bays)).await;
     if !put.status().is_success() {
         bail!("provisioning the lot failed: {}", put.status());
     }
-    let bridge = parkd.running.bridge.as_ref().context("no bridge")?;
 
     let mut rounds = Vec::new();
-    for (i, &rate) in args.rates.iter().enumerate() {
-        let before = bridge.stats.delivered.load(Ordering::Relaxed);
-        let started_ms = chrono::Utc::now().timestamp_millis();
-        let started = Instant::now();
-        let readings = (rate * args.seconds as f64) as u64;
-        eprintln!("round {}: {readings} readings at {rate}/s", i + 1);
-        let summary = parkd::simulate::run(SimulateOptions {
-            mqtt_port: broker.port,
-            bays: args.bays,
-            rate,
-            readings,
-            seed: i as u64 + 1,
-            ..Default::default()
-        })
-        .await?;
-        // Sustained: until the last reading of the round was applied.
-        while bridge.stats.delivered.load(Ordering::Relaxed) < before + summary.sent {
-            if started.elapsed() > Duration::from_secs(args.seconds * 10 + 60) {
-                bail!("round {}: readings still undelivered long after publishing ended", i + 1);
+    let mut seed = 0;
+    for broker in &args.brokers {
+        let (port, _mosquitto) = start_broker(broker)?;
+        for &batch in &args.batch_sizes {
+            let config = BridgeConfig {
+                client_id: format!("bench-{broker}-{batch}"),
+                batch_size: batch.max(1),
+                ..BridgeConfig::from_url(&format!("mqtt://127.0.0.1:{port}"))?
+            };
+            let bridge = Bridge::start(config, Sink::InProcess(parkd.running.eventing.clone()));
+            bridge.ready(Duration::from_secs(10)).await?;
+            for &rate in &args.rates {
+                seed += 1;
+                let round = run_round(&db, &bridge, port, &args, rate, seed).await?;
+                rounds.push(Round { broker: broker.clone(), batch, ..round });
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let sustained = summary.sent as f64 / started.elapsed().as_secs_f64();
-        let recorded: Vec<Value> = parkd.client.get(parkd.url("/test/recorded")).send().await?.json().await?;
-        let mut latencies: Vec<f64> = recorded
-            .iter()
-            .filter(|e| e["receivedMs"].as_i64().unwrap_or_default() >= started_ms)
-            .filter_map(|e| {
-                let observed: chrono::DateTime<chrono::Utc> = e["observedAt"].as_str()?.parse().ok()?;
-                Some((e["receivedMs"].as_i64()? - observed.timestamp_millis()) as f64)
-            })
-            .collect();
-        latencies.sort_by(f64::total_cmp);
-        rounds.push(Round {
-            target: rate,
-            sent: summary.sent,
-            sustained,
-            p50_ms: percentile(&latencies, 0.5),
-            p99_ms: percentile(&latencies, 0.99),
-            samples: latencies.len(),
-        });
     }
 
-    let pgbench_tps = pgbench(args.pgbench_seconds).await?;
+    let pgbench_tps = match backend {
+        Backend::Postgres => Some(pgbench(args.pgbench_seconds).await?),
+        Backend::Sqlite => None,
+    };
+    let durability = match backend {
+        Backend::Postgres => {
+            format!("PostgreSQL, fsync {}", std::env::var("PARKING_PG_FSYNC").unwrap_or("?".into()))
+        }
+        Backend::Sqlite => "SQLite (WAL)".to_owned(),
+    };
     println!(
-        "bench-ingest: {} bays, {} s per round, PostgreSQL, Mosquitto, bridge -> sensor-event",
+        "bench-ingest: {} bays, {} s per round, {durability}, bridge (8 lanes) -> sensor-event in-process",
         args.bays, args.seconds
     );
     println!(
-        "{:>8} {:>8} {:>14} {:>10} {:>10} {:>9} {:>16}",
-        "target/s", "sent", "sustained/s", "p50 ms", "p99 ms", "changes", "vs pgbench tps"
+        "{:>9} {:>5} {:>8} {:>7} {:>11} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "broker",
+        "batch",
+        "target/s",
+        "sent",
+        "sustained/s",
+        "p50 ms",
+        "p99 ms",
+        "batches",
+        "vs batch 1",
+        "vs pgbench"
     );
     for r in &rounds {
+        let baseline = rounds
+            .iter()
+            .find(|b| b.broker == r.broker && b.batch == 1 && b.target == r.target)
+            .map(|b| format!("{:.2}x", r.sustained / b.sustained))
+            .unwrap_or_else(|| "-".into());
+        let pgbench = pgbench_tps.map(|t| format!("{:.3}x", r.sustained / t)).unwrap_or_else(|| "-".into());
         println!(
-            "{:>8.0} {:>8} {:>14.1} {:>10.1} {:>10.1} {:>9} {:>15.3}x",
+            "{:>9} {:>5} {:>8.0} {:>7} {:>11.0} {:>8.1} {:>8.1} {:>8} {:>10} {:>10}",
+            r.broker,
+            r.batch,
             r.target,
             r.sent,
             r.sustained,
             r.p50_ms,
             r.p99_ms,
-            r.samples,
-            r.sustained / pgbench_tps
+            r.batches,
+            baseline,
+            pgbench
         );
     }
-    println!("pgbench single-row UPDATE, 4 clients, same server: {pgbench_tps:.0} tps");
+    if let Some(tps) = pgbench_tps {
+        println!("pgbench single-row UPDATE, 4 clients, same server and settings: {tps:.0} tps");
+    }
     Ok(())
 }
 
+/// One round: `rate` readings/s for `seconds`; sustained until the last was applied.
+async fn run_round(db: &Db, bridge: &Bridge, port: u16, args: &Args, rate: f64, seed: u64) -> Result<Round> {
+    let stats = &bridge.stats;
+    let (delivered_before, batches_before) =
+        (stats.delivered.load(Ordering::Relaxed), stats.batches.load(Ordering::Relaxed));
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    let started = Instant::now();
+    let readings = (rate * args.seconds as f64) as u64;
+    eprintln!("round {seed}: {readings} readings at {rate}/s");
+    let summary = parkd::simulate::run(SimulateOptions {
+        mqtt_port: port,
+        bays: args.bays,
+        rate,
+        readings,
+        seed,
+        progress: false,
+        ..Default::default()
+    })
+    .await?;
+    while stats.delivered.load(Ordering::Relaxed) + stats.dead_lettered.load(Ordering::Relaxed)
+        < delivered_before + summary.sent
+    {
+        if started.elapsed() > Duration::from_secs(args.seconds * 10 + 60) {
+            bail!("round {seed}: readings still undelivered long after publishing ended");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let sustained = summary.sent as f64 / started.elapsed().as_secs_f64();
+    // Publish (observation) to commit (record) of every status change of the round.
+    let mut latencies: Vec<f64> = db
+        .strings(&format!(
+            "SELECT CAST(recorded_at_ms - changed_at_ms AS TEXT) FROM status_changes WHERE recorded_at_ms >= {started_ms}"
+        ))
+        .await
+        .iter()
+        .filter_map(|ms| ms.parse().ok())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok(Round {
+        broker: String::new(),
+        batch: 0,
+        target: rate,
+        sent: summary.sent,
+        sustained,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        batches: stats.batches.load(Ordering::Relaxed) - batches_before,
+    })
+}
 /// pgbench's rate of single-row updates on the benchmark's PostgreSQL server.
 async fn pgbench(seconds: u64) -> Result<f64> {
     let url = url::Url::parse(&test_server_url())?;
