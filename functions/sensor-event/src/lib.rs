@@ -14,7 +14,11 @@
 //! bridge sends under load) is applied in one transaction, each event as if
 //! alone and in order; the answer says what became of each
 //! (`application/vnd.parking.results+json`). A Knative trigger delivers
-//! single events: both paths are first-class.
+//! single events: both paths are first-class. A Knative Broker also takes a
+//! single event as a reply: unless the caller accepts a batch (parkd's
+//! deliveries do), a changed bay is answered with its
+//! `availability.changed` alone (or an alert), in structured mode; slot
+//! changes and alerts stay in the database for the history and alert APIs.
 
 use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, Data, Event};
@@ -52,12 +56,40 @@ fn handle_request(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> 
 /// One event (binary or structured mode): 202 with its outcome, 200 with the
 /// events it derived as a CloudEvents batch, or 4xx with the reason.
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    let batch_replies = accepts_batches(&req);
     let event = parse_event(req)?;
     let uplink = to_uplink(&event)?;
     let db = Database::open_configured()?;
     let uplinked = uplink::apply_uplink(&db, &uplink.event_key, &uplink.envelope, Utc::now())?;
     let Answer { outcome, events } = answer(&event, &uplink.envelope, uplinked)?;
-    if events.is_empty() { Ok(accepted(outcome)) } else { derived_batch(outcome, &events) }
+    if events.is_empty() {
+        Ok(accepted(outcome))
+    } else if batch_replies {
+        derived_batch(outcome, &events)
+    } else {
+        derived_one(outcome, &events)
+    }
+}
+
+/// Whether the caller takes a CloudEvents batch as a reply (parkd says so;
+/// a Knative Broker takes one event).
+fn accepts_batches(req: &Request<Vec<u8>>) -> bool {
+    req.headers().get_all(http::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains(BATCH)))
+}
+
+/// The one derived event a caller that takes a single reply gets: the
+/// availability change (what signs and apps show), else the first alert.
+/// The rest stay in the database (status changes, alerts).
+fn derived_one(outcome: &str, events: &[Value]) -> Result<Response<Vec<u8>>, ApiError> {
+    let chosen = events.iter().find(|e| e["type"] == AVAILABILITY_CHANGED_V1).unwrap_or(&events[0]);
+    let body = serde_json::to_vec(chosen)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/cloudevents+json")
+        .header("parking-outcome", outcome)
+        .body(body)
+        .expect("static response parts are valid"))
 }
 
 /// A CloudEvents batch, applied in one transaction: 200 with what became of

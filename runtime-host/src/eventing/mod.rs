@@ -27,6 +27,10 @@ pub const BATCH: &str = "application/cloudevents-batch+json";
 /// What a component answers a batch with: each event's result, in order,
 /// and the events they derived (sensor-event's `{"results", "events"}`).
 pub const RESULTS: &str = "application/vnd.parking.results+json";
+/// What parkd's deliveries accept as a reply: a batch of events too (a
+/// component answers a caller that does not say so, such as a Knative
+/// Broker, with one event at most).
+const REPLIES: &str = "application/cloudevents-batch+json, application/cloudevents+json;q=0.9";
 const STRUCTURED: &str = "application/cloudevents+json";
 
 pub struct Eventing {
@@ -59,6 +63,8 @@ impl Eventing {
         if let Some(authorization) = self.app.credentials.authorization(Credential::Ingest) {
             parts.headers.insert(http::header::AUTHORIZATION, authorization);
         }
+        // Unlike a Knative Broker, parkd takes every event of a reply.
+        parts.headers.insert(http::header::ACCEPT, HeaderValue::from_static(REPLIES));
         let ty = match event_type(&parts.headers, &body) {
             Ok(ty) => ty,
             Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
@@ -179,6 +185,7 @@ pub fn structured_request(app: &App, event: &Event) -> Option<http::Request<Full
     if let Some(authorization) = app.credentials.authorization(Credential::Ingest) {
         request.headers_mut().insert(http::header::AUTHORIZATION, authorization);
     }
+    request.headers_mut().insert(http::header::ACCEPT, HeaderValue::from_static(REPLIES));
     Some(request)
 }
 
