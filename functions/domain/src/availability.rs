@@ -308,25 +308,15 @@ pub struct BayCount<'a> {
 /// Builds a lot's availability from its bays. Bays without a zone count in
 /// the lot's classes but in no zone.
 pub fn summarise<'a>(lot: &str, bays: impl IntoIterator<Item = BayCount<'a>>) -> LotAvailability {
-    let mut classes: BTreeMap<VehicleClass, Counts> = BTreeMap::new();
-    let mut zones: BTreeMap<&'a str, BTreeMap<VehicleClass, Counts>> = BTreeMap::new();
-    let mut updated_at = None;
-    for bay in bays {
-        classes.entry(bay.class.clone()).or_default().add(bay.status);
-        if let Some(zone) = bay.zone {
-            zones.entry(zone).or_default().entry(bay.class.clone()).or_default().add(bay.status);
-        }
-        updated_at = updated_at.max(bay.changed_at);
-    }
-    LotAvailability {
-        lot: lot.to_owned(),
-        updated_at,
-        classes,
-        zones: zones
-            .into_iter()
-            .map(|(zone, classes)| ZoneAvailability { zone: zone.to_owned(), classes })
-            .collect(),
-    }
+    // Each bay is a group of one.
+    summarise_groups(
+        lot,
+        bays.into_iter().map(|bay| {
+            let mut counts = Counts::default();
+            counts.add(bay.status);
+            GroupCount { zone: bay.zone, class: bay.class, counts, changed_at: bay.changed_at }
+        }),
+    )
 }
 
 /// One (zone, class) group's counts, as kept per group (the counts table).
