@@ -8,34 +8,7 @@ use std::net::SocketAddr;
 use anyhow::{Result, bail};
 use subtle::ConstantTimeEq;
 
-/// A token of the application, by its variable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
-    /// `admin_token` (`PARKING_ADMIN_TOKEN`).
-    Admin,
-    /// `ingest_token` (`PARKING_INGEST_TOKEN`).
-    Ingest,
-}
-
-impl Credential {
-    pub const ALL: [Credential; 2] = [Credential::Admin, Credential::Ingest];
-
-    /// The application variable (spin.toml) holding the token.
-    pub fn variable(self) -> &'static str {
-        match self {
-            Credential::Admin => "admin_token",
-            Credential::Ingest => "ingest_token",
-        }
-    }
-
-    /// The environment variable parkd reads it from.
-    pub fn environment(self) -> &'static str {
-        match self {
-            Credential::Admin => "PARKING_ADMIN_TOKEN",
-            Credential::Ingest => "PARKING_INGEST_TOKEN",
-        }
-    }
-}
+pub use parking_domain::Credential;
 
 /// The configured tokens (an empty variable is no token).
 #[derive(Debug, Clone, Default)]

@@ -9,6 +9,7 @@ pub mod availability;
 pub mod bay;
 pub mod class;
 pub mod codecs;
+pub mod credential;
 pub mod error;
 pub mod events;
 pub mod fiware;
@@ -32,6 +33,7 @@ pub use codecs::{
     Envelope, FirmwareVersion, FrameKind, MAX_ENVELOPE_BYTES, MAX_FRAME_BYTES, PayloadFormat, ResetCause,
     SensorFrame, SensorModel, decode_frame, interpret_decoded, parse_envelope,
 };
+pub use credential::Credential;
 pub use error::{DecodeError, DomainError};
 pub use events::{AvailabilityChanged, SlotChanged};
 pub use history::{

@@ -11,32 +11,9 @@ use subtle::ConstantTimeEq;
 
 use crate::respond::ApiError;
 
-/// A credential a route may need, and the variable that configures it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential {
-    /// `admin_token` (`PARKING_ADMIN_TOKEN`): provisioning, and reads that show sensors.
-    Admin,
-    /// `ingest_token` (`PARKING_INGEST_TOKEN`): `POST /api/v1/events` and `POST /api/v1/sweep`.
-    Ingest,
-}
-
-impl Credential {
-    /// The Spin variable holding the token.
-    pub fn variable(self) -> &'static str {
-        match self {
-            Credential::Admin => "admin_token",
-            Credential::Ingest => "ingest_token",
-        }
-    }
-
-    /// The environment variable parkd reads it from.
-    pub fn environment(self) -> &'static str {
-        match self {
-            Credential::Admin => "PARKING_ADMIN_TOKEN",
-            Credential::Ingest => "PARKING_INGEST_TOKEN",
-        }
-    }
-}
+/// A credential a route may need (the variable that configures it is
+/// [`Credential::variable`]).
+pub use parking_domain::Credential;
 
 /// Refuses `req` unless it carries `credential` (when one is configured).
 pub fn require<B>(req: &http::Request<B>, credential: Credential) -> Result<(), ApiError> {

@@ -201,8 +201,7 @@ fn batch_results(body: &[u8], expected: usize) -> BatchDelivery {
     let mut each = Vec::with_capacity(results.len());
     for result in results {
         let status = StatusCode::from_u16(result.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&serde_json::json!({ "error": result.error })).unwrap_or_default();
-        match classify(status, &Bytes::from(body)) {
+        match delivery_for(status, || result.error.unwrap_or_default()) {
             delivery @ (Delivery::Accepted | Delivery::Rejected { .. }) => each.push(delivery),
             other => return BatchDelivery::Whole(other),
         }
@@ -241,13 +240,19 @@ fn http_client(token: Option<&str>) -> Result<reqwest::Client> {
         .build()?)
 }
 
+/// What an answer's status means, with the reason its body gives.
 fn classify(status: StatusCode, body: &Bytes) -> Delivery {
-    let reason = || {
+    delivery_for(status, || {
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned())
-    };
+    })
+}
+
+/// What a status means for the delivery: accepted, refused for good, failed
+/// on (tried a few times), or retried while the sink is busy or unreachable.
+fn delivery_for(status: StatusCode, reason: impl FnOnce() -> String) -> Delivery {
     if status.is_success() {
         Delivery::Accepted
     } else if status.is_client_error()
