@@ -1,18 +1,23 @@
 //! The reading path: one sensor uplink, or a batch of them, applied to its
-//! bay exactly once, in named steps. A batch is one transaction; an event
-//! it refuses (unknown device, undecodable payload) is refused before it
-//! writes anything, so the others go on without it.
+//! bay exactly once, in named steps. A batch is one transaction with
+//! set-based statements: a handful for the whole batch, whatever its size.
+//! The rules run in memory over rows read (and locked) once; an event the
+//! batch refuses (unknown device, undecodable payload) is refused before
+//! anything is written, so the others go on without it.
+
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use parking_domain::{
     AlertKind, AvailabilityChanged, BatteryAlert, BatteryThresholds, BayStatus, Counts, DecodeError,
-    Envelope, FrameKind, Observation, Outcome, SensorFrame, SensorModel, SlotChanged, Thresholds,
+    Envelope, FrameKind, Fullness, Observation, Outcome, SensorFrame, SensorModel, SlotChanged, Thresholds,
     VehicleClass, alert_fullness, apply_reading, battery_alert, fullness_alert, fullness_from_alerts,
 };
+use serde_json::json;
 
 use crate::alerts::{self, Alert, AlertSubject};
-use crate::db::{Database, DbError, Row, Value, from_ms, opt_from_ms, to_ms};
-use crate::repo::{class, counts_at, group_counts, status};
+use crate::db::{Database, DbError, Row, from_ms, opt_from_ms, to_ms};
+use crate::repo::{class, counts_at, status};
 
 /// What applying one uplink did.
 #[derive(Debug)]
@@ -76,23 +81,10 @@ pub fn apply_uplinks(
     received_at: DateTime<Utc>,
 ) -> Result<Vec<Uplinked>, DbError> {
     let results = db.transaction(|db| {
-        if let (Some(lock), true) = (db.sql.lock_counts, uplinks.len() > 1) {
-            let devices: Vec<String> =
-                uplinks.iter().map(|u| parking_domain::normalise_device_id(&u.envelope.device)).collect();
-            db.query(lock, &[devices.join("\u{1f}").into()])?;
-        }
-        let mut results = Vec::with_capacity(uplinks.len());
-        for uplink in uplinks {
-            let mut alerts = Vec::new();
-            let applied = match apply_one(db, uplink, received_at, &mut alerts) {
-                Ok(applied) => applied,
-                // Refused before anything was written: the batch goes on.
-                Err(ApplyError::Refused(applied)) => applied,
-                Err(ApplyError::Db(e)) => return Err(e),
-            };
-            results.push(Uplinked { applied, alerts });
-        }
-        Ok(results)
+        let mut batch = Batch::load(db, uplinks, received_at)?;
+        let results = batch.apply(db, uplinks)?;
+        batch.write(db)?;
+        Ok::<_, DbError>(results)
     })?;
     results
         .into_iter()
@@ -109,48 +101,33 @@ pub fn apply_uplinks(
         .collect()
 }
 
-/// The steps of one uplink, inside the caller's transaction. Refusals come
-/// first, before any write (the claim included): a device provisioned later
-/// may resend the same event.
-fn apply_one(
-    db: &Database,
-    uplink: &Uplink,
+/// A batch in flight: the rows it read (and locked) once, the state the
+/// rules move in memory, and the rows it writes at the end.
+struct Batch {
     received_at: DateTime<Utc>,
-    alerts: &mut Vec<Alert>,
-) -> Result<Applied, ApplyError> {
-    let envelope = &uplink.envelope;
-    // Stored times have millisecond precision: compare like with like.
-    let observed_at = from_ms(to_ms(envelope.received_at))?;
-    let device = parking_domain::normalise_device_id(&envelope.device);
-    let Some(bay) = locate(db, &device)? else {
-        return Err(ApplyError::Refused(Applied::UnknownDevice));
-    };
-    let frame = envelope.frame(bay.model).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?;
-    if !claim(db, &uplink.event_key, received_at)? {
-        return Ok(Applied::DuplicateEvent);
-    }
-    let now =
-        Reading { event_key: &uplink.event_key, device: &device, frame: &frame, observed_at, received_at };
-    alerts.extend(battery_alerts(db, &bay, &now)?);
-    let Some(occupied) = frame.status() else {
-        return Ok(Applied::Alive(record_alive(db, &bay, &now, envelope.frame_counter)?));
-    };
-    let outcome = apply_reading(&bay.current, occupied, observed_at, envelope.frame_counter);
-    record_reading(db, &bay, &now, occupied, envelope.frame_counter, &outcome)?;
-    let next = match outcome {
-        Outcome::Changed(next) | Outcome::Refreshed(next) => next,
-        other @ (Outcome::Duplicate | Outcome::Stale) => {
-            touch(db, &bay, received_at, &frame)?;
-            return Ok(Applied::Recorded(other));
-        }
-    };
-    observe(db, &bay, &now, &next)?;
-    if next.status == bay.current.status {
-        return Ok(Applied::Recorded(Outcome::Refreshed(next)));
-    }
-    let derived = change_status(db, &bay, &now, next.status)?;
-    alerts.extend(update_fullness_alerts(db, &bay.lot, &bay.class, received_at)?);
-    Ok(Applied::Changed(Box::new(derived)))
+    /// The bays of the batch's devices, by sensor (the normalised device id).
+    bays: HashMap<String, BayState>,
+    /// The counts of every group of those bays' lots.
+    groups: HashMap<GroupKey, Group>,
+    /// What the sign of a (lot, class) shows, by alert subject, once read.
+    fullness: HashMap<String, Fullness>,
+    rows: Rows,
+}
+
+/// (lot, zone or '', class), as the counts table keys a group.
+type GroupKey = (String, String, String);
+
+struct Group {
+    counts: Counts,
+    changed_at: Option<DateTime<Utc>>,
+}
+
+/// The rows a batch inserts, in its order.
+#[derive(Default)]
+struct Rows {
+    readings: Vec<serde_json::Value>,
+    frames: Vec<serde_json::Value>,
+    changes: Vec<serde_json::Value>,
 }
 
 /// A bay as the reading path sees it (its row locked on PostgreSQL).
@@ -160,14 +137,25 @@ struct Bay {
     zone: Option<String>,
     class: VehicleClass,
     current: Observation,
-    model: Option<SensorModel>,
+    /// Its sensor's codec; an unknown model refuses the bay's uplinks.
+    model: Result<Option<SensorModel>, DecodeError>,
     battery: Option<f64>,
 }
 
-impl Bay {
-    fn key(&self) -> [Value; 2] {
-        [self.lot.as_str().into(), self.id.as_str().into()]
-    }
+/// A bay and what the batch did to it.
+struct BayState {
+    bay: Bay,
+    /// A reading reached the bay: its row is written back.
+    touched: bool,
+    temperature: Option<f64>,
+    status_changed_at: Option<DateTime<Utc>>,
+}
+
+/// An uplink past the refusals: its bay exists and its frame decoded.
+struct Prepared {
+    device: String,
+    frame: SensorFrame,
+    observed_at: DateTime<Utc>,
 }
 
 /// The reading being applied.
@@ -175,41 +163,386 @@ struct Reading<'a> {
     event_key: &'a str,
     device: &'a str,
     frame: &'a SensorFrame,
+    frame_counter: Option<u32>,
     observed_at: DateTime<Utc>,
     received_at: DateTime<Utc>,
 }
 
-/// The bay whose sensor is `device`; refused when its sensor model is unknown.
-fn locate(db: &Database, device: &str) -> Result<Option<Bay>, ApplyError> {
-    let Some(row) = db.query(db.sql.bay_by_sensor, &[device.into()])?.into_iter().next() else {
-        return Ok(None);
-    };
-    bay_from(&row).map(Some)
+impl Batch {
+    /// Reads the counts of the batch's lots, then its bays: two statements,
+    /// each locking its rows in one order.
+    fn load(db: &Database, uplinks: &[Uplink], received_at: DateTime<Utc>) -> Result<Self, DbError> {
+        let mut seen = HashSet::new();
+        let devices: Vec<String> = uplinks
+            .iter()
+            .map(|u| parking_domain::normalise_device_id(&u.envelope.device))
+            .filter(|d| seen.insert(d.clone()))
+            .collect();
+        let devices = json_param(&devices);
+        let groups = db
+            .query(db.sql.counts_of_sensors, std::slice::from_ref(&devices))?
+            .iter()
+            .map(|r| {
+                let key = (r.text(0)?, r.text(1)?, r.text(2)?);
+                Ok((key, Group { counts: counts_at(r, 3)?, changed_at: opt_from_ms(r.opt_int(8)?)? }))
+            })
+            .collect::<Result<_, DbError>>()?;
+        let bays = db
+            .query(db.sql.bays_by_sensors, &[devices])?
+            .iter()
+            .map(|r| {
+                let state = BayState {
+                    bay: bay_from(r)?,
+                    touched: false,
+                    temperature: None,
+                    status_changed_at: None,
+                };
+                Ok((r.text(0)?, state))
+            })
+            .collect::<Result<_, DbError>>()?;
+        Ok(Batch { received_at, bays, groups, fullness: HashMap::new(), rows: Rows::default() })
+    }
+
+    /// The batch's uplinks in order: refusals, then one claim for all the
+    /// others, then the rules for each one claimed.
+    fn apply(&mut self, db: &Database, uplinks: &[Uplink]) -> Result<Vec<Uplinked>, DbError> {
+        let prepared = uplinks.iter().map(|u| self.prepare(u)).collect::<Result<Vec<_>, DbError>>()?;
+        let fresh = self.claim(db, uplinks, &prepared)?;
+        let mut results = Vec::with_capacity(uplinks.len());
+        for ((uplink, prepared), fresh) in uplinks.iter().zip(prepared).zip(fresh) {
+            let mut alerts = Vec::new();
+            let applied = match prepared {
+                Err(refused) => refused,
+                Ok(_) if !fresh => Applied::DuplicateEvent,
+                Ok(prepared) => self.apply_one(db, uplink, prepared, &mut alerts)?,
+            };
+            results.push(Uplinked { applied, alerts });
+        }
+        Ok(results)
+    }
+
+    /// Refuses an uplink no bay has the device of, or whose payload does not
+    /// decode with its bay's codec.
+    fn prepare(&self, uplink: &Uplink) -> Result<Result<Prepared, Applied>, DbError> {
+        let envelope = &uplink.envelope;
+        let device = parking_domain::normalise_device_id(&envelope.device);
+        let Some(state) = self.bays.get(&device) else { return Ok(Err(Applied::UnknownDevice)) };
+        let model = match &state.bay.model {
+            Ok(model) => *model,
+            Err(e) => return Ok(Err(Applied::Undecodable(e.clone()))),
+        };
+        let frame = match envelope.frame(model) {
+            Ok(frame) => frame,
+            Err(e) => return Ok(Err(Applied::Undecodable(e))),
+        };
+        // Stored times have millisecond precision: compare like with like.
+        let observed_at = from_ms(to_ms(envelope.received_at))?;
+        Ok(Ok(Prepared { device, frame, observed_at }))
+    }
+
+    /// Claims the events not refused, in one statement: true for the first
+    /// copy of each event never processed before, false for redeliveries.
+    fn claim(
+        &self,
+        db: &Database,
+        uplinks: &[Uplink],
+        prepared: &[Result<Prepared, Applied>],
+    ) -> Result<Vec<bool>, DbError> {
+        let mut keys = Vec::new();
+        let mut seen = HashSet::new();
+        for (uplink, prepared) in uplinks.iter().zip(prepared) {
+            if prepared.is_ok() && seen.insert(uplink.event_key.as_str()) {
+                keys.push(uplink.event_key.as_str());
+            }
+        }
+        let claimed: HashSet<String> = if keys.is_empty() {
+            HashSet::new()
+        } else {
+            db.query(db.sql.claim_events, &[json_param(&keys), to_ms(self.received_at).into()])?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_, _>>()?
+        };
+        let mut taken = HashSet::new();
+        Ok(uplinks
+            .iter()
+            .zip(prepared)
+            .map(|(u, p)| p.is_ok() && claimed.contains(&u.event_key) && taken.insert(u.event_key.as_str()))
+            .collect())
+    }
+
+    /// The rules for one claimed uplink, in memory; rows to write are kept.
+    fn apply_one(
+        &mut self,
+        db: &Database,
+        uplink: &Uplink,
+        prepared: Prepared,
+        alerts: &mut Vec<Alert>,
+    ) -> Result<Applied, DbError> {
+        let Prepared { device, frame, observed_at } = prepared;
+        let now = Reading {
+            event_key: &uplink.event_key,
+            device: &device,
+            frame: &frame,
+            frame_counter: uplink.envelope.frame_counter,
+            observed_at,
+            received_at: self.received_at,
+        };
+        let state = self.bays.get_mut(&device).expect("a prepared uplink has its bay");
+        alerts.extend(battery_alerts(db, &state.bay, &now)?);
+        state.touch(&frame);
+        let Some(occupied) = frame.status() else {
+            return Ok(Applied::Alive(self.rows.alive(&state.bay, &now)));
+        };
+        let outcome = apply_reading(&state.bay.current, occupied, observed_at, now.frame_counter);
+        self.rows.reading(&state.bay, &now, occupied, &outcome);
+        let next = match outcome {
+            Outcome::Changed(next) | Outcome::Refreshed(next) => next,
+            other @ (Outcome::Duplicate | Outcome::Stale) => return Ok(Applied::Recorded(other)),
+        };
+        let previous = state.bay.current.status;
+        state.bay.current = next;
+        if next.status == previous {
+            return Ok(Applied::Recorded(Outcome::Refreshed(next)));
+        }
+        state.status_changed_at = Some(observed_at);
+        self.rows.change(&state.bay, previous, &now);
+        let bay = &state.bay;
+        let slot = SlotChanged {
+            lot: bay.lot.clone(),
+            bay: bay.id.clone(),
+            zone: bay.zone.clone(),
+            class: bay.class.clone(),
+            device: Some(device.clone()),
+            previous,
+            status: next.status,
+            observed_at,
+        };
+        let availability = count_change(&mut self.groups, bay, previous, next.status, observed_at)?;
+        let (lot, class) = (bay.lot.clone(), bay.class.clone());
+        alerts.extend(self.update_fullness_alerts(db, &lot, &class)?);
+        Ok(Applied::Changed(Box::new(Derived { slot, availability })))
+    }
+
+    /// Opens and closes the lot-full and lot-almost-full alerts of a (lot,
+    /// class) as its counts move, with the sign's hysteresis: the open alert is
+    /// the state the sign showed before.
+    fn update_fullness_alerts(
+        &mut self,
+        db: &Database,
+        lot: &str,
+        class: &VehicleClass,
+    ) -> Result<Vec<Alert>, DbError> {
+        let subject = format!("{lot}/{class}");
+        let previous = match self.fullness.get(&subject) {
+            Some(fullness) => *fullness,
+            None => fullness_from_alerts(&alerts::open_alert_kinds(db, &subject)?),
+        };
+        let counts = self
+            .groups
+            .iter()
+            .filter(|((l, _, c), _)| l == lot && c == class.as_str())
+            .fold(Counts::default(), |sum, (_, group)| sum.plus(&group.counts));
+        let next = alert_fullness(previous, &counts, &Thresholds::default());
+        self.fullness.insert(subject.clone(), next);
+        if next == previous {
+            return Ok(Vec::new());
+        }
+        let now = self.received_at;
+        let mut changed = Vec::new();
+        if let Some(kind) = fullness_alert(previous) {
+            changed.extend(alerts::close_alert(db, kind, &subject, now)?);
+        }
+        if let Some(kind) = fullness_alert(next) {
+            let detail = format!(
+                "{} of {} usable {class} bays taken ({} free)",
+                counts.occupied,
+                counts.usable(),
+                counts.free
+            );
+            let about = AlertSubject { lot: Some(lot), class: Some(class.as_str()), ..Default::default() };
+            changed.extend(alerts::open_alert(db, kind, &subject, &about, &detail, now, true)?);
+        }
+        Ok(changed)
+    }
+
+    /// Writes what the batch did: at most four statements, whatever its size.
+    fn write(self, db: &Database) -> Result<(), DbError> {
+        let mut bays: Vec<&BayState> = self.bays.values().filter(|s| s.touched).collect();
+        bays.sort_by(|a, b| a.bay.key().cmp(&b.bay.key()));
+        let bays: Vec<serde_json::Value> = bays.into_iter().map(|s| s.row(self.received_at)).collect();
+        let Rows { readings, frames, changes } = self.rows;
+        for (statement, rows) in [
+            (db.sql.insert_readings, readings),
+            (db.sql.insert_sensor_frames, frames),
+            (db.sql.update_bays, bays),
+            (db.sql.insert_status_changes, changes),
+        ] {
+            if !rows.is_empty() {
+                db.execute(statement, &[json_param(&rows)])?;
+            }
+        }
+        Ok(())
+    }
 }
 
-fn bay_from(row: &Row) -> Result<Bay, ApplyError> {
-    let model = match row.opt_text(7)? {
-        Some(m) => Some(SensorModel::parse(&m).map_err(|e| ApplyError::Refused(Applied::Undecodable(e)))?),
-        None => None,
+/// Moves one bay between statuses in its group's counts, as the counts
+/// table's triggers do when the batch writes the bay; answers the group's
+/// availability right after this change.
+fn count_change(
+    groups: &mut HashMap<GroupKey, Group>,
+    bay: &Bay,
+    previous: BayStatus,
+    next: BayStatus,
+    observed_at: DateTime<Utc>,
+) -> Result<AvailabilityChanged, DbError> {
+    let key = (bay.lot.clone(), bay.zone.clone().unwrap_or_default(), bay.class.as_str().to_owned());
+    let out_of_step = |why: String| {
+        DbError::Decode(format!(
+            "the counts of lot {:?} zone {:?} class {}: {why}; the counts table is out of step with the bays",
+            key.0, key.1, key.2
+        ))
     };
-    Ok(Bay {
-        lot: row.text(0)?,
-        id: row.text(1)?,
-        zone: row.opt_text(2)?,
-        class: class(row, 3)?,
-        current: Observation {
-            status: status(row, 4)?,
-            observed_at: opt_from_ms(row.opt_int(5)?)?,
-            seq: row.opt_int(6)?.and_then(|s| u32::try_from(s).ok()),
-        },
-        model,
-        battery: row.opt_real(8)?,
+    let Some(group) = groups.get_mut(&key) else { return Err(out_of_step("no row".into())) };
+    group.counts.transition(previous, next).map_err(|e| out_of_step(e.to_string()))?;
+    let changed_at = group.changed_at.map_or(observed_at, |at| at.max(observed_at));
+    group.changed_at = Some(changed_at);
+    Ok(AvailabilityChanged {
+        lot: bay.lot.clone(),
+        zone: bay.zone.clone(),
+        class: bay.class.clone(),
+        counts: group.counts,
+        changed_at,
     })
 }
 
-/// Claims the event: false when it was processed before (a redelivery).
-fn claim(db: &Database, event_key: &str, received_at: DateTime<Utc>) -> Result<bool, DbError> {
-    Ok(!db.query(db.sql.claim_event, &[event_key.into(), to_ms(received_at).into()])?.is_empty())
+impl Bay {
+    fn key(&self) -> (&str, &str) {
+        (&self.lot, &self.id)
+    }
+}
+
+impl BayState {
+    /// Any frame proves the sensor alive, and may carry battery and temperature.
+    fn touch(&mut self, frame: &SensorFrame) {
+        self.touched = true;
+        self.bay.battery = frame.battery.or(self.bay.battery);
+        self.temperature = frame.temperature.or(self.temperature);
+    }
+
+    /// The bay's row after the batch, for `update_bays`: heard at `received_at`.
+    fn row(&self, received_at: DateTime<Utc>) -> serde_json::Value {
+        let bay = &self.bay;
+        json!({
+            "lot_id": bay.lot,
+            "bay_id": bay.id,
+            "status": bay.current.status.as_str(),
+            "status_changed_at_ms": self.status_changed_at.map(to_ms),
+            "observed_at_ms": bay.current.observed_at.map(to_ms),
+            "seq": bay.current.seq,
+            "last_seen_at_ms": to_ms(received_at),
+            "battery": bay.battery,
+            "temperature": self.temperature,
+        })
+    }
+}
+
+impl Rows {
+    /// Stores a frame without a status (heartbeat, start-up, diagnostic);
+    /// answers its kind.
+    fn alive(&mut self, bay: &Bay, now: &Reading<'_>) -> &'static str {
+        let frame = now.frame;
+        let kind = match &frame.kind {
+            FrameKind::Heartbeat { .. } => "heartbeat",
+            FrameKind::Startup { .. } => "startup",
+            FrameKind::Diagnostic { .. } => "diagnostic",
+            FrameKind::Status { .. } => "status",
+        };
+        let detail = match &frame.kind {
+            FrameKind::Diagnostic { what } => Some(what.clone()),
+            FrameKind::Startup { firmware, reset_cause, .. } => Some(format!(
+                "firmware {}, reset cause {}",
+                firmware.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into()),
+                reset_cause.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into())
+            )),
+            _ => None,
+        };
+        self.frames.push(json!({
+            "event_key": now.event_key,
+            "device": now.device,
+            "lot_id": bay.lot,
+            "bay_id": bay.id,
+            "kind": kind,
+            "reported_occupied": frame.reported_occupancy(),
+            "frame_counter": now.frame_counter,
+            "observed_at_ms": to_ms(now.observed_at),
+            "received_at_ms": to_ms(now.received_at),
+            "battery": frame.battery,
+            "temperature": frame.temperature,
+            "detail": detail,
+        }));
+        kind
+    }
+
+    /// Stores the reading with what it did to the bay.
+    fn reading(&mut self, bay: &Bay, now: &Reading<'_>, occupied: bool, outcome: &Outcome) {
+        let outcome = match outcome {
+            Outcome::Changed(_) => "changed",
+            Outcome::Refreshed(_) => "refreshed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+        };
+        self.readings.push(json!({
+            "event_key": now.event_key,
+            "device": now.device,
+            "lot_id": bay.lot,
+            "bay_id": bay.id,
+            "occupied": occupied,
+            "seq": now.frame_counter,
+            "observed_at_ms": to_ms(now.observed_at),
+            "received_at_ms": to_ms(now.received_at),
+            "battery": now.frame.battery,
+            "outcome": outcome,
+            "temperature": now.frame.temperature,
+        }));
+    }
+
+    /// Keeps the bay's change in its history.
+    fn change(&mut self, bay: &Bay, previous: BayStatus, now: &Reading<'_>) {
+        self.changes.push(json!({
+            "lot_id": bay.lot,
+            "bay_id": bay.id,
+            "zone": bay.zone,
+            "class": bay.class.as_str(),
+            "previous": previous.as_str(),
+            "status": bay.current.status.as_str(),
+            "changed_at_ms": to_ms(now.observed_at),
+            "recorded_at_ms": to_ms(now.received_at),
+            "event_key": now.event_key,
+        }));
+    }
+}
+
+/// One statement parameter carrying many values: a JSON array.
+fn json_param<T: serde::Serialize>(values: &[T]) -> crate::db::Value {
+    serde_json::to_string(values).expect("plain data serialises").into()
+}
+
+/// A bay from `bays_by_sensors`' columns (the sensor first).
+fn bay_from(row: &Row) -> Result<Bay, DbError> {
+    Ok(Bay {
+        lot: row.text(1)?,
+        id: row.text(2)?,
+        zone: row.opt_text(3)?,
+        class: class(row, 4)?,
+        current: Observation {
+            status: status(row, 5)?,
+            observed_at: opt_from_ms(row.opt_int(6)?)?,
+            seq: row.opt_int(7)?.and_then(|s| u32::try_from(s).ok()),
+        },
+        model: row.opt_text(8)?.map(|m| SensorModel::parse(&m)).transpose(),
+        battery: row.opt_real(9)?,
+    })
 }
 
 /// Opens or closes the bay's low-battery alert as its voltage crosses the thresholds.
@@ -245,146 +578,6 @@ fn battery_alerts(db: &Database, bay: &Bay, now: &Reading<'_>) -> Result<Vec<Ale
     }
 }
 
-/// Stores a frame without a status (heartbeat, start-up, diagnostic) and
-/// refreshes the bay's liveness; answers the frame's kind.
-fn record_alive(
-    db: &Database,
-    bay: &Bay,
-    now: &Reading<'_>,
-    frame_counter: Option<u32>,
-) -> Result<&'static str, DbError> {
-    let frame = now.frame;
-    let kind = match &frame.kind {
-        FrameKind::Heartbeat { .. } => "heartbeat",
-        FrameKind::Startup { .. } => "startup",
-        FrameKind::Diagnostic { .. } => "diagnostic",
-        FrameKind::Status { .. } => "status",
-    };
-    let detail = match &frame.kind {
-        FrameKind::Diagnostic { what } => Some(what.clone()),
-        FrameKind::Startup { firmware, reset_cause, .. } => Some(format!(
-            "firmware {}, reset cause {}",
-            firmware.map(|f| f.to_string()).unwrap_or_else(|| "unknown".into()),
-            reset_cause.map(|r| format!("{r:?}")).unwrap_or_else(|| "unknown".into())
-        )),
-        _ => None,
-    };
-    let [lot, id] = bay.key();
-    db.execute(
-        db.sql.insert_sensor_frame,
-        &[
-            now.event_key.into(),
-            now.device.into(),
-            lot,
-            id,
-            kind.into(),
-            frame.reported_occupancy().map_or(Value::Null, Value::Bool),
-            Value::opt_int(frame_counter.map(i64::from)),
-            to_ms(now.observed_at).into(),
-            to_ms(now.received_at).into(),
-            Value::opt_real(frame.battery),
-            Value::opt_real(frame.temperature),
-            Value::opt_text(detail.as_deref()),
-        ],
-    )?;
-    touch(db, bay, now.received_at, frame)?;
-    Ok(kind)
-}
-
-/// Stores the reading with what it did to the bay.
-fn record_reading(
-    db: &Database,
-    bay: &Bay,
-    now: &Reading<'_>,
-    occupied: bool,
-    frame_counter: Option<u32>,
-    outcome: &Outcome,
-) -> Result<(), DbError> {
-    let outcome = match outcome {
-        Outcome::Changed(_) => "changed",
-        Outcome::Refreshed(_) => "refreshed",
-        Outcome::Duplicate => "duplicate",
-        Outcome::Stale => "stale",
-    };
-    let [lot, id] = bay.key();
-    db.execute(
-        db.sql.insert_reading,
-        &[
-            now.event_key.into(),
-            now.device.into(),
-            lot,
-            id,
-            Value::Bool(occupied),
-            Value::opt_int(frame_counter.map(i64::from)),
-            to_ms(now.observed_at).into(),
-            to_ms(now.received_at).into(),
-            Value::opt_real(now.frame.battery),
-            outcome.into(),
-            Value::opt_real(now.frame.temperature),
-        ],
-    )?;
-    Ok(())
-}
-
-/// The bay's newest observation, liveness, battery and temperature.
-fn observe(db: &Database, bay: &Bay, now: &Reading<'_>, next: &Observation) -> Result<(), DbError> {
-    let [lot, id] = bay.key();
-    db.execute(
-        db.sql.set_bay_observation,
-        &[
-            lot,
-            id,
-            Value::opt_int(next.observed_at.map(to_ms)),
-            Value::opt_int(next.seq.map(i64::from)),
-            to_ms(now.received_at).into(),
-            Value::opt_real(now.frame.battery),
-            Value::opt_real(now.frame.temperature),
-        ],
-    )?;
-    Ok(())
-}
-
-/// Sets the bay's status, keeps the change in its history and answers the
-/// derived events with the counts the triggers keep.
-fn change_status(db: &Database, bay: &Bay, now: &Reading<'_>, next: BayStatus) -> Result<Derived, DbError> {
-    let [lot, id] = bay.key();
-    db.execute(db.sql.set_bay_status, &[lot, id, next.as_str().into(), to_ms(now.observed_at).into()])?;
-    db.execute(
-        db.sql.insert_status_change,
-        &[
-            bay.lot.as_str().into(),
-            bay.id.as_str().into(),
-            Value::opt_text(bay.zone.as_deref()),
-            bay.class.as_str().into(),
-            bay.current.status.as_str().into(),
-            next.as_str().into(),
-            to_ms(now.observed_at).into(),
-            to_ms(now.received_at).into(),
-            now.event_key.into(),
-        ],
-    )?;
-    let (counts, changed_at) = group_counts(db, &bay.lot, bay.zone.as_deref(), &bay.class)?;
-    Ok(Derived {
-        slot: SlotChanged {
-            lot: bay.lot.clone(),
-            bay: bay.id.clone(),
-            zone: bay.zone.clone(),
-            class: bay.class.clone(),
-            device: Some(now.device.to_owned()),
-            previous: bay.current.status,
-            status: next,
-            observed_at: now.observed_at,
-        },
-        availability: AvailabilityChanged {
-            lot: bay.lot.clone(),
-            zone: bay.zone.clone(),
-            class: bay.class.clone(),
-            counts,
-            changed_at: changed_at.unwrap_or(now.observed_at),
-        },
-    })
-}
-
 /// Kept although the reading is refused; the next sweep announces it.
 fn announce_unknown_device(db: &Database, envelope: &Envelope, now: DateTime<Utc>) -> Result<(), DbError> {
     let device = parking_domain::normalise_device_id(&envelope.device);
@@ -398,70 +591,4 @@ fn announce_unknown_device(db: &Database, envelope: &Envelope, now: DateTime<Utc
         false,
     )?;
     Ok(())
-}
-
-/// Opens and closes the lot-full and lot-almost-full alerts of a (lot,
-/// class) as its counts move, with the sign's hysteresis: the open alert is
-/// the state the sign showed before.
-fn update_fullness_alerts(
-    db: &Database,
-    lot: &str,
-    class: &VehicleClass,
-    now: DateTime<Utc>,
-) -> Result<Vec<Alert>, DbError> {
-    let row = db.query(db.sql.lot_class_counts, &[lot.into(), class.as_str().into()])?;
-    let counts = match row.first() {
-        Some(row) => counts_at(row, 0)?,
-        None => Counts::default(),
-    };
-    let subject = format!("{lot}/{class}");
-    let previous = fullness_from_alerts(&alerts::open_alert_kinds(db, &subject)?);
-    let next = alert_fullness(previous, &counts, &Thresholds::default());
-    if next == previous {
-        return Ok(Vec::new());
-    }
-    let mut changed = Vec::new();
-    if let Some(kind) = fullness_alert(previous) {
-        changed.extend(alerts::close_alert(db, kind, &subject, now)?);
-    }
-    if let Some(kind) = fullness_alert(next) {
-        let detail = format!(
-            "{} of {} usable {class} bays taken ({} free)",
-            counts.occupied,
-            counts.usable(),
-            counts.free
-        );
-        let about = AlertSubject { lot: Some(lot), class: Some(class.as_str()), ..Default::default() };
-        changed.extend(alerts::open_alert(db, kind, &subject, &about, &detail, now, true)?);
-    }
-    Ok(changed)
-}
-
-/// Any frame proves the sensor alive, and may carry battery and temperature.
-fn touch(db: &Database, bay: &Bay, received_at: DateTime<Utc>, frame: &SensorFrame) -> Result<(), DbError> {
-    let [lot, id] = bay.key();
-    db.execute(
-        db.sql.touch_bay,
-        &[
-            lot,
-            id,
-            to_ms(received_at).into(),
-            Value::opt_real(frame.battery),
-            Value::opt_real(frame.temperature),
-        ],
-    )?;
-    Ok(())
-}
-
-/// Lets the transaction roll back for a reason that is not a database error.
-enum ApplyError {
-    /// Refused without storing anything.
-    Refused(Applied),
-    Db(DbError),
-}
-
-impl From<DbError> for ApplyError {
-    fn from(e: DbError) -> Self {
-        ApplyError::Db(e)
-    }
 }

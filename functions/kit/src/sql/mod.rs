@@ -14,11 +14,6 @@ pub struct Statements {
     /// Opens a write transaction (SQLite takes the write lock at once, so two
     /// writers never deadlock upgrading a read lock).
     pub begin: &'static str,
-    /// (devices joined by U+001F): locks the counts rows of the lots those
-    /// devices' bays are in, in one order, before a batch changes any bay,
-    /// so two batches never deadlock taking them in different orders. None
-    /// where `begin` already serialises writers (SQLite).
-    pub lock_counts: Option<&'static str>,
 
     // --- lots ---
     /// (lot) -> name
@@ -53,24 +48,35 @@ pub struct Statements {
     /// (lot) -> zone ('' for none), class, total, free, occupied, unknown, closed, changed_at_ms
     pub lot_group_counts: &'static str,
 
-    // --- readings ---
-    /// (event_key, now_ms) -> event_key when the event is new, no row when seen before.
-    pub claim_event: &'static str,
-    /// (sensor) -> lot, bay, zone, class, status, observed_at_ms, seq, model, battery; locks the row.
-    pub bay_by_sensor: &'static str,
-    /// (event_key, device, lot, bay, occupied, seq, observed_at_ms, received_at_ms, battery, outcome, temperature)
-    pub insert_reading: &'static str,
-    /// (event_key, device, lot, bay, kind, reported_occupied, frame_counter, observed_at_ms,
-    /// received_at_ms, battery, temperature, detail)
-    pub insert_sensor_frame: &'static str,
+    // --- readings, set-based: one statement per step for a whole batch ---
+    // A batch's rows travel as one JSON array parameter (objects named by
+    // column), so a statement costs the same for one reading as for a
+    // thousand. Inserts keep the array's order (history is ordered by id).
+    /// (devices: JSON array of strings) -> lot, zone ('' for none), class, total, free, occupied,
+    /// unknown, closed, changed_at_ms: every group of the lots those devices' bays are in. Locks
+    /// the rows in one order (PostgreSQL), before any bay, so two writers never deadlock.
+    pub counts_of_sensors: &'static str,
+    /// (devices: JSON array of strings) -> sensor, lot, bay, zone, class, status, observed_at_ms,
+    /// seq, model, battery; locks the rows in (lot, bay) order.
+    pub bays_by_sensors: &'static str,
+    /// (event keys: JSON array of distinct strings, now_ms) -> the keys not seen before, now claimed.
+    pub claim_events: &'static str,
+    /// (JSON array of {event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms,
+    /// received_at_ms, battery, outcome, temperature})
+    pub insert_readings: &'static str,
+    /// (JSON array of {event_key, device, lot_id, bay_id, kind, reported_occupied, frame_counter,
+    /// observed_at_ms, received_at_ms, battery, temperature, detail})
+    pub insert_sensor_frames: &'static str,
+    /// (JSON array of {lot_id, bay_id, status, status_changed_at_ms (null: unchanged),
+    /// observed_at_ms, seq, last_seen_at_ms, battery, temperature}), one object per bay: the
+    /// bay's state after the batch. Liveness only moves forward; a null battery or temperature
+    /// keeps the stored one.
+    pub update_bays: &'static str,
+    /// (JSON array of {lot_id, bay_id, zone, class, previous, status, changed_at_ms,
+    /// recorded_at_ms, event_key})
+    pub insert_status_changes: &'static str,
     /// (lot, bay, status, status_changed_at_ms)
     pub set_bay_status: &'static str,
-    /// (lot, bay, observed_at_ms, seq, last_seen_at_ms, battery, temperature): a newer
-    /// observation, which also proves the sensor alive (one statement on the hot path).
-    pub set_bay_observation: &'static str,
-    /// (lot, bay, last_seen_at_ms, battery, temperature): any frame, even a late
-    /// one, proves the sensor is alive.
-    pub touch_bay: &'static str,
     /// (lot, bay, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key)
     pub insert_status_change: &'static str,
     /// (lot, zone or '', class) -> total, free, occupied, unknown, closed, changed_at_ms
@@ -128,8 +134,6 @@ pub struct Statements {
     pub close_alert: &'static str,
     /// (subject) -> kind of every open alert of the subject.
     pub open_alert_kinds: &'static str,
-    /// (lot, class) -> total, free, occupied, unknown, closed, changed_at_ms over the lot's zones
-    pub lot_class_counts: &'static str,
     /// (now_ms) -> the alert columns of alerts not announced yet, now marked announced.
     pub announce_alerts: &'static str,
     /// (now_ms) -> the alert columns of unknown-device alerts closed because the device is now a bay's sensor.

@@ -4,11 +4,6 @@ use super::Statements;
 
 pub static STATEMENTS: Statements = Statements {
     begin: "BEGIN",
-    lock_counts: Some(
-        "SELECT 1 FROM availability_counts WHERE lot_id IN \
-         (SELECT lot_id FROM bays WHERE sensor = ANY(string_to_array($1, chr(31)))) \
-         ORDER BY lot_id, zone, class FOR UPDATE",
-    ),
 
     lot_name: "SELECT name FROM lots WHERE lot_id = $1",
     upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $3) \
@@ -38,25 +33,40 @@ pub static STATEMENTS: Statements = Statements {
                last_seen_at_ms, battery FROM bays WHERE lot_id = $1 ORDER BY bay_id",
     lot_group_counts: "SELECT zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts WHERE lot_id = $1",
 
-    claim_event: "INSERT INTO processed_events (event_key, processed_at_ms) VALUES ($1, $2) \
-                  ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
-    // The row lock orders concurrent readings of one bay.
-    bay_by_sensor: "SELECT lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery FROM bays \
-                    WHERE sensor = $1 FOR UPDATE",
-    insert_reading: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
-                     received_at_ms, battery, outcome, temperature) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    insert_sensor_frame: "INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
-                          frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    // The row locks order concurrent writers: counts first, then bays, each in key order.
+    counts_of_sensors: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms \
+                        FROM availability_counts WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
+                        (SELECT json_array_elements_text($1::json))) ORDER BY lot_id, zone, class FOR UPDATE",
+    bays_by_sensors: "SELECT sensor, lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery \
+                      FROM bays WHERE sensor IN (SELECT json_array_elements_text($1::json)) \
+                      ORDER BY lot_id, bay_id FOR UPDATE",
+    claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) \
+                   SELECT k, $2 FROM json_array_elements_text($1::json) AS k \
+                   ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
+    insert_readings: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
+                      received_at_ms, battery, outcome, temperature) \
+                      SELECT event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, received_at_ms, \
+                      battery, outcome, temperature \
+                      FROM json_populate_recordset(NULL::readings, $1::json) WITH ORDINALITY ORDER BY ordinality",
+    insert_sensor_frames: "INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
+                           frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
+                           SELECT event_key, device, lot_id, bay_id, kind, reported_occupied, frame_counter, \
+                           observed_at_ms, received_at_ms, battery, temperature, detail \
+                           FROM json_populate_recordset(NULL::sensor_frames, $1::json) WITH ORDINALITY \
+                           ORDER BY ordinality",
+    update_bays: "UPDATE bays SET status = u.status, \
+                  status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
+                  observed_at_ms = u.observed_at_ms, seq = u.seq, \
+                  last_seen_at_ms = GREATEST(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), \
+                  battery = COALESCE(u.battery, bays.battery), temperature = COALESCE(u.temperature, bays.temperature) \
+                  FROM json_populate_recordset(NULL::bays, $1::json) AS u \
+                  WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
+    insert_status_changes: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
+                            recorded_at_ms, event_key) \
+                            SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key \
+                            FROM json_populate_recordset(NULL::status_changes, $1::json) WITH ORDINALITY \
+                            ORDER BY ordinality",
     set_bay_status: "UPDATE bays SET status = $3, status_changed_at_ms = $4 WHERE lot_id = $1 AND bay_id = $2",
-    set_bay_observation: "UPDATE bays SET observed_at_ms = $3, seq = $4, \
-                          last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $5), \
-                          battery = COALESCE($6, battery), temperature = COALESCE($7, temperature) \
-                          WHERE lot_id = $1 AND bay_id = $2",
-    touch_bay: "UPDATE bays SET last_seen_at_ms = GREATEST(COALESCE(last_seen_at_ms, 0), $3), \
-                battery = COALESCE($4, battery), temperature = COALESCE($5, temperature) \
-                WHERE lot_id = $1 AND bay_id = $2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
                            changed_at_ms, recorded_at_ms, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     group_counts: "SELECT total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts \
@@ -124,9 +134,6 @@ pub static STATEMENTS: Statements = Statements {
     close_alert: "UPDATE alerts SET closed_at_ms = $3 WHERE kind = $1 AND subject = $2 AND closed_at_ms IS NULL \
                   RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
     open_alert_kinds: "SELECT kind FROM alerts WHERE subject = $1 AND closed_at_ms IS NULL",
-    lot_class_counts: "SELECT COALESCE(SUM(total), 0), COALESCE(SUM(free), 0), COALESCE(SUM(occupied), 0), \
-                       COALESCE(SUM(unknown), 0), COALESCE(SUM(closed), 0), MAX(changed_at_ms) \
-                       FROM availability_counts WHERE lot_id = $1 AND class = $2",
     announce_alerts: "UPDATE alerts SET announced_at_ms = $1 WHERE announced_at_ms IS NULL \
                       RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
     close_provisioned_device_alerts: "UPDATE alerts SET closed_at_ms = $1 WHERE kind = 'unknown_device' \

@@ -4,7 +4,6 @@ use super::Statements;
 
 pub static STATEMENTS: Statements = Statements {
     begin: "BEGIN IMMEDIATE",
-    lock_counts: None,
 
     lot_name: "SELECT name FROM lots WHERE lot_id = ?1",
     upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3) \
@@ -33,24 +32,45 @@ pub static STATEMENTS: Statements = Statements {
                last_seen_at_ms, battery FROM bays WHERE lot_id = ?1 ORDER BY bay_id",
     lot_group_counts: "SELECT zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts WHERE lot_id = ?1",
 
-    claim_event: "INSERT INTO processed_events (event_key, processed_at_ms) VALUES (?1, ?2) \
-                  ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
     // SQLite has no row locks: BEGIN IMMEDIATE already serialises writers.
-    bay_by_sensor: "SELECT lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery FROM bays WHERE sensor = ?1",
-    insert_reading: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
-                     received_at_ms, battery, outcome, temperature) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    insert_sensor_frame: "INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
-                          frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
-                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    counts_of_sensors: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM \
+                       availability_counts WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN (SELECT value FROM \
+                       json_each(?1))) ORDER BY lot_id, zone, class",
+    bays_by_sensors: "SELECT sensor, lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery FROM bays \
+                     WHERE sensor IN (SELECT value FROM json_each(?1)) ORDER BY lot_id, bay_id",
+    claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) SELECT value, ?2 FROM json_each(?1) WHERE \
+                  true ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
+    insert_readings: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
+                     received_at_ms, battery, outcome, temperature) SELECT json_extract(value, '$.event_key'), \
+                     json_extract(value, '$.device'), json_extract(value, '$.lot_id'), json_extract(value, '$.bay_id'), \
+                     json_extract(value, '$.occupied'), json_extract(value, '$.seq'), json_extract(value, \
+                     '$.observed_at_ms'), json_extract(value, '$.received_at_ms'), json_extract(value, '$.battery'), \
+                     json_extract(value, '$.outcome'), json_extract(value, '$.temperature') FROM json_each(?1) ORDER BY \
+                     key",
+    insert_sensor_frames: "INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
+                          frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) SELECT \
+                          json_extract(value, '$.event_key'), json_extract(value, '$.device'), json_extract(value, \
+                          '$.lot_id'), json_extract(value, '$.bay_id'), json_extract(value, '$.kind'), json_extract(value, \
+                          '$.reported_occupied'), json_extract(value, '$.frame_counter'), json_extract(value, \
+                          '$.observed_at_ms'), json_extract(value, '$.received_at_ms'), json_extract(value, '$.battery'), \
+                          json_extract(value, '$.temperature'), json_extract(value, '$.detail') FROM json_each(?1) ORDER BY \
+                          key",
+    update_bays: "WITH u (lot_id, bay_id, status, status_changed_at_ms, observed_at_ms, seq, last_seen_at_ms, battery, \
+                 temperature) AS (SELECT json_extract(value, '$.lot_id'), json_extract(value, '$.bay_id'), \
+                 json_extract(value, '$.status'), json_extract(value, '$.status_changed_at_ms'), json_extract(value, \
+                 '$.observed_at_ms'), json_extract(value, '$.seq'), json_extract(value, '$.last_seen_at_ms'), \
+                 json_extract(value, '$.battery'), json_extract(value, '$.temperature') FROM json_each(?1)) UPDATE \
+                 bays SET status = u.status, status_changed_at_ms = COALESCE(u.status_changed_at_ms, \
+                 bays.status_changed_at_ms), observed_at_ms = u.observed_at_ms, seq = u.seq, last_seen_at_ms = \
+                 MAX(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), battery = COALESCE(u.battery, \
+                 bays.battery), temperature = COALESCE(u.temperature, bays.temperature) FROM u WHERE bays.lot_id = \
+                 u.lot_id AND bays.bay_id = u.bay_id",
+    insert_status_changes: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
+                           recorded_at_ms, event_key) SELECT json_extract(value, '$.lot_id'), json_extract(value, '$.bay_id'), \
+                           json_extract(value, '$.zone'), json_extract(value, '$.class'), json_extract(value, '$.previous'), \
+                           json_extract(value, '$.status'), json_extract(value, '$.changed_at_ms'), json_extract(value, \
+                           '$.recorded_at_ms'), json_extract(value, '$.event_key') FROM json_each(?1) ORDER BY key",
     set_bay_status: "UPDATE bays SET status = ?3, status_changed_at_ms = ?4 WHERE lot_id = ?1 AND bay_id = ?2",
-    set_bay_observation: "UPDATE bays SET observed_at_ms = ?3, seq = ?4, \
-                          last_seen_at_ms = MAX(COALESCE(last_seen_at_ms, 0), ?5), \
-                          battery = COALESCE(?6, battery), temperature = COALESCE(?7, temperature) \
-                          WHERE lot_id = ?1 AND bay_id = ?2",
-    touch_bay: "UPDATE bays SET last_seen_at_ms = MAX(COALESCE(last_seen_at_ms, 0), ?3), \
-                battery = COALESCE(?4, battery), temperature = COALESCE(?5, temperature) \
-                WHERE lot_id = ?1 AND bay_id = ?2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
                            changed_at_ms, recorded_at_ms, event_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     group_counts: "SELECT total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts \
@@ -118,9 +138,6 @@ pub static STATEMENTS: Statements = Statements {
     close_alert: "UPDATE alerts SET closed_at_ms = ?3 WHERE kind = ?1 AND subject = ?2 AND closed_at_ms IS NULL \
                   RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
     open_alert_kinds: "SELECT kind FROM alerts WHERE subject = ?1 AND closed_at_ms IS NULL",
-    lot_class_counts: "SELECT COALESCE(SUM(total), 0), COALESCE(SUM(free), 0), COALESCE(SUM(occupied), 0), \
-                       COALESCE(SUM(unknown), 0), COALESCE(SUM(closed), 0), MAX(changed_at_ms) \
-                       FROM availability_counts WHERE lot_id = ?1 AND class = ?2",
     announce_alerts: "UPDATE alerts SET announced_at_ms = ?1 WHERE announced_at_ms IS NULL \
                       RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
     close_provisioned_device_alerts: "UPDATE alerts SET closed_at_ms = ?1 WHERE kind = 'unknown_device' \
