@@ -76,6 +76,8 @@ pub struct PoolStats {
     pub connections: u32,
     pub idle: usize,
     pub max: u32,
+    /// Statements run on it since parkd started.
+    pub statements: u64,
 }
 
 pub struct HostMetrics {
@@ -90,6 +92,7 @@ pub struct HostMetrics {
     pool_connections: Family<PoolLabels, Gauge>,
     pool_idle: Family<PoolLabels, Gauge>,
     pool_max: Family<PoolLabels, Gauge>,
+    pool_statements: Family<PoolLabels, Counter>,
     derived: Family<TypeLabels, Counter>,
     undelivered: Family<ComponentLabels, Counter>,
     alerts: Family<AlertLabels, Counter>,
@@ -147,6 +150,12 @@ impl Default for HostMetrics {
             "The most connections a database pool opens",
             pool_max.clone(),
         );
+        let pool_statements = Family::<PoolLabels, Counter>::default();
+        registry.register(
+            "database_statements",
+            "Statements the components ran on a database (each a round trip to it)",
+            pool_statements.clone(),
+        );
         let derived = Family::<TypeLabels, Counter>::default();
         registry.register(
             "derived_events",
@@ -182,6 +191,7 @@ impl Default for HostMetrics {
             pool_connections,
             pool_idle,
             pool_max,
+            pool_statements,
             derived,
             undelivered,
             alerts,
@@ -299,6 +309,8 @@ impl HostMetrics {
             self.pool_connections.get_or_create(&labels).set(i64::from(pool.connections));
             self.pool_idle.get_or_create(&labels).set(i64::try_from(pool.idle).unwrap_or(i64::MAX));
             self.pool_max.get_or_create(&labels).set(i64::from(pool.max));
+            let statements = self.pool_statements.get_or_create(&labels);
+            statements.inc_by(pool.statements.saturating_sub(statements.get()));
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
@@ -344,8 +356,10 @@ mod tests {
             connections: 2,
             idle: 1,
             max: 8,
+            statements: 42,
         }]);
         for line in [
+            r#"parkd_database_statements_total{database="sqlite:default"} 42"#,
             r#"parkd_requests_total{component="sensor-event",code="200"} 2"#,
             r#"parkd_requests_total{component="sensor-event",code="400"} 1"#,
             r#"parkd_events_total{outcome="changed"} 2"#,

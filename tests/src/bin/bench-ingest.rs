@@ -57,6 +57,8 @@ struct Round {
     p50_ms: f64,
     p99_ms: f64,
     batches: u64,
+    /// Database statements per reading (round trips from the components).
+    statements: f64,
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -113,7 +115,7 @@ async fn main() -> Result<()> {
             bridge.ready(Duration::from_secs(10)).await?;
             for &rate in &args.rates {
                 seed += 1;
-                let round = run_round(&db, &bridge, port, &args, rate, seed).await?;
+                let round = run_round(&parkd, &db, &bridge, port, &args, rate, seed).await?;
                 rounds.push(Round { broker: broker.clone(), batch, ..round });
             }
         }
@@ -134,7 +136,7 @@ async fn main() -> Result<()> {
         args.bays, args.seconds
     );
     println!(
-        "{:>9} {:>5} {:>8} {:>7} {:>11} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "{:>9} {:>5} {:>8} {:>7} {:>11} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10}",
         "broker",
         "batch",
         "target/s",
@@ -143,6 +145,7 @@ async fn main() -> Result<()> {
         "p50 ms",
         "p99 ms",
         "batches",
+        "stmts/rdg",
         "vs batch 1",
         "vs pgbench"
     );
@@ -154,7 +157,7 @@ async fn main() -> Result<()> {
             .unwrap_or_else(|| "-".into());
         let pgbench = pgbench_tps.map(|t| format!("{:.3}x", r.sustained / t)).unwrap_or_else(|| "-".into());
         println!(
-            "{:>9} {:>5} {:>8.0} {:>7} {:>11.0} {:>8.1} {:>8.1} {:>8} {:>10} {:>10}",
+            "{:>9} {:>5} {:>8.0} {:>7} {:>11.0} {:>8.1} {:>8.1} {:>8} {:>9.2} {:>10} {:>10}",
             r.broker,
             r.batch,
             r.target,
@@ -163,6 +166,7 @@ async fn main() -> Result<()> {
             r.p50_ms,
             r.p99_ms,
             r.batches,
+            r.statements,
             baseline,
             pgbench
         );
@@ -174,8 +178,17 @@ async fn main() -> Result<()> {
 }
 
 /// One round: `rate` readings/s for `seconds`; sustained until the last was applied.
-async fn run_round(db: &Db, bridge: &Bridge, port: u16, args: &Args, rate: f64, seed: u64) -> Result<Round> {
+async fn run_round(
+    parkd: &Parkd,
+    db: &Db,
+    bridge: &Bridge,
+    port: u16,
+    args: &Args,
+    rate: f64,
+    seed: u64,
+) -> Result<Round> {
     let stats = &bridge.stats;
+    let statements_before = statements(parkd).await?;
     let (delivered_before, batches_before) =
         (stats.delivered.load(Ordering::Relaxed), stats.batches.load(Ordering::Relaxed));
     let started_ms = chrono::Utc::now().timestamp_millis();
@@ -201,6 +214,7 @@ async fn run_round(db: &Db, bridge: &Bridge, port: u16, args: &Args, rate: f64, 
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let sustained = summary.sent as f64 / started.elapsed().as_secs_f64();
+    let statements = (statements(parkd).await? - statements_before) as f64 / summary.sent.max(1) as f64;
     // Publish (observation) to commit (record) of every status change of the round.
     let mut latencies: Vec<f64> = db
         .strings(&format!(
@@ -220,7 +234,18 @@ async fn run_round(db: &Db, bridge: &Bridge, port: u16, args: &Args, rate: f64, 
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),
         batches: stats.batches.load(Ordering::Relaxed) - batches_before,
+        statements,
     })
+}
+
+/// The statements parkd's components ran so far, from its `/metrics`.
+async fn statements(parkd: &Parkd) -> Result<u64> {
+    let text = reqwest::get(parkd.url("/metrics")).await?.error_for_status()?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("parkd_database_statements_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum())
 }
 /// pgbench's rate of single-row updates on the benchmark's PostgreSQL server.
 async fn pgbench(seconds: u64) -> Result<f64> {

@@ -20,7 +20,7 @@ impl HostConnection for PostgresInstance {
             tracing::warn!(%refused, "refused a PostgreSQL connection");
             return Ok(Err(Error::Other(refused.to_string())));
         }
-        let pool = match self.shared.pool(&address) {
+        let (pool, statements) = match self.shared.pool(&address) {
             Ok(pool) => pool,
             Err(e) => return Ok(Err(Error::ConnectionFailed(format!("invalid PostgreSQL address: {e}")))),
         };
@@ -28,7 +28,7 @@ impl HostConnection for PostgresInstance {
             Ok(conn) => conn,
             Err(e) => return Ok(Err(Error::ConnectionFailed(describe(&e)))),
         };
-        Ok(Ok(self.connections.push(PgConnection { conn, in_transaction: false })?))
+        Ok(Ok(self.connections.push(PgConnection { conn, in_transaction: false, statements })?))
     }
 
     async fn query(
@@ -38,6 +38,7 @@ impl HostConnection for PostgresInstance {
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<RowSet, Error>> {
         let connection = self.connections.get_mut(&connection)?;
+        connection.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = check_parameter_count(&statement, params.len()) {
             return Ok(Err(e));
         }
@@ -60,6 +61,7 @@ impl HostConnection for PostgresInstance {
         params: Vec<ParameterValue>,
     ) -> wasmtime::Result<Result<u64, Error>> {
         let connection = self.connections.get_mut(&connection)?;
+        connection.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = check_parameter_count(&statement, params.len()) {
             return Ok(Err(e));
         }

@@ -15,6 +15,7 @@ pub mod runtime_config;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -31,6 +32,8 @@ use crate::capabilities::bindings::spin::postgres::postgres;
 pub struct PgConnection {
     conn: PoolConnection<sqlx::Postgres>,
     in_transaction: bool,
+    /// Its pool's count of statements run.
+    statements: Arc<AtomicU64>,
 }
 
 /// A connection released inside a transaction (its guest trapped, ran past
@@ -48,7 +51,8 @@ impl Drop for PgConnection {
 /// Shared across requests: a pool per connection URL.
 pub struct PostgresCapability {
     config: PostgresConfig,
-    pools: Mutex<HashMap<String, PgPool>>,
+    /// By URL: the pool and its count of statements run.
+    pools: Mutex<HashMap<String, (PgPool, Arc<AtomicU64>)>>,
 }
 
 impl PostgresCapability {
@@ -61,7 +65,7 @@ impl PostgresCapability {
         let pools = self.pools.lock().expect("pool map lock");
         pools
             .iter()
-            .map(|(url, pool)| {
+            .map(|(url, (pool, statements))| {
                 let database = match url::Url::parse(url) {
                     Ok(u) => format!(
                         "postgres://{}:{}{}",
@@ -76,18 +80,19 @@ impl PostgresCapability {
                     connections: pool.size(),
                     idle: pool.num_idle(),
                     max: pool.options().get_max_connections(),
+                    statements: statements.load(Ordering::Relaxed),
                 }
             })
             .collect()
     }
 
     /// The pool for `url`, created (without connecting) on first use.
-    fn pool(&self, url: &str) -> Result<PgPool, sqlx::Error> {
+    fn pool(&self, url: &str) -> Result<(PgPool, Arc<AtomicU64>), sqlx::Error> {
         let mut pools = self.pools.lock().expect("pool map lock");
         if let Some(pool) = pools.get(url) {
             return Ok(pool.clone());
         }
-        let pool = self.config.lazy_pool(url)?;
+        let pool = (self.config.lazy_pool(url)?, Arc::default());
         pools.insert(url.to_owned(), pool.clone());
         Ok(pool)
     }

@@ -19,10 +19,10 @@ impl HostConnection for SqliteInstance {
         if !self.labels.contains(&database) {
             return Ok(Err(Error::AccessDenied));
         }
-        let Some((pool, writers)) = self.shared.pools.get(&database) else {
+        let Some(db) = self.shared.pools.get(&database) else {
             return Ok(Err(Error::NoSuchDatabase));
         };
-        let conn = match pool.acquire().await {
+        let conn = match db.pool.acquire().await {
             Ok(conn) => conn,
             Err(e) => return Ok(Err(Error::Io(format!("database busy: {e} (SQLite code {SQLITE_BUSY})")))),
         };
@@ -30,7 +30,8 @@ impl HostConnection for SqliteInstance {
             conn,
             in_transaction: false,
             write_turn: None,
-            writers: writers.clone(),
+            writers: db.writers.clone(),
+            statements: db.statements.clone(),
         })?;
         Ok(Ok(handle))
     }
@@ -42,6 +43,7 @@ impl HostConnection for SqliteInstance {
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<QueryResult, Error>> {
         let connection = self.connections.get_mut(&connection)?;
+        connection.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let opens = !connection.in_transaction && transaction_state(&statement, false);
         if opens && connection.write_turn.is_none() {
             connection.write_turn = Some(connection.writers.clone().lock_owned().await);

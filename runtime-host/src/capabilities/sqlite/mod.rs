@@ -12,6 +12,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Result;
 use sqlx::SqlitePool;
@@ -32,6 +33,8 @@ pub struct SqliteConnection {
     write_turn: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// The database's queue of writers.
     writers: Arc<tokio::sync::Mutex<()>>,
+    /// The database's count of statements run.
+    statements: Arc<AtomicU64>,
 }
 
 /// A connection released inside a transaction (its guest trapped, ran past
@@ -52,7 +55,14 @@ impl Drop for SqliteConnection {
 /// retry with sleeps of up to 100 ms; queueing transactions in the host
 /// instead hands the lock over at once and in arrival order.
 pub struct SqliteCapability {
-    pools: BTreeMap<String, (SqlitePool, Arc<tokio::sync::Mutex<()>>)>,
+    pools: BTreeMap<String, SqliteDatabase>,
+}
+
+/// One database label: its pool, its queue of writers, its statements run.
+struct SqliteDatabase {
+    pool: SqlitePool,
+    writers: Arc<tokio::sync::Mutex<()>>,
+    statements: Arc<AtomicU64>,
 }
 
 impl SqliteCapability {
@@ -60,7 +70,8 @@ impl SqliteCapability {
         let mut pools = BTreeMap::new();
         for (label, path) in &config.databases {
             let pool = runtime_config::open_pool(path).await?;
-            pools.insert(label.clone(), (pool, Arc::new(tokio::sync::Mutex::new(()))));
+            let writers = Arc::new(tokio::sync::Mutex::new(()));
+            pools.insert(label.clone(), SqliteDatabase { pool, writers, statements: Arc::default() });
         }
         Ok(Arc::new(Self { pools }))
     }
@@ -69,11 +80,12 @@ impl SqliteCapability {
     pub fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
         self.pools
             .iter()
-            .map(|(label, (pool, _))| crate::metrics::PoolStats {
+            .map(|(label, db)| crate::metrics::PoolStats {
                 database: format!("sqlite:{label}"),
-                connections: pool.size(),
-                idle: pool.num_idle(),
-                max: pool.options().get_max_connections(),
+                connections: db.pool.size(),
+                idle: db.pool.num_idle(),
+                max: db.pool.options().get_max_connections(),
+                statements: db.statements.load(Ordering::Relaxed),
             })
             .collect()
     }
