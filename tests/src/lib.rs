@@ -180,6 +180,8 @@ impl Parkd {
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,parkd=info,rumqttd=error")),
             )
             .with_test_writer()
+            // Plain text where it is not read on a terminal (a benchmark's output file).
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .try_init();
         let data_dir = tempfile::tempdir()?;
         let database = match (options.database, options.backend) {
