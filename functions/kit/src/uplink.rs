@@ -82,8 +82,9 @@ pub fn apply_uplinks(
 ) -> Result<Vec<Uplinked>, DbError> {
     let results = db.transaction(|db| {
         let mut batch = Batch::load(db, uplinks, received_at)?;
-        let results = batch.apply(db, uplinks)?;
-        batch.write(db)?;
+        let (mut results, changes) = batch.apply(db, uplinks)?;
+        batch.write_history(db)?;
+        batch.settle(db, changes, &mut results)?;
         Ok::<_, DbError>(results)
     })?;
     results
@@ -103,11 +104,19 @@ pub fn apply_uplinks(
 
 /// A batch in flight: the rows it read (and locked) once, the state the
 /// rules move in memory, and the rows it writes at the end.
+///
+/// Locks are taken bays first, then counts, each in key order, as every
+/// writer of bays does (their triggers take the counts). Counts are shared
+/// by every reading of a lot, so they are locked last and only when a bay
+/// changes: concurrent batches of one lot serialise only on writing their
+/// bays and committing.
 struct Batch {
     received_at: DateTime<Utc>,
+    /// The batch's devices, as the statement parameter.
+    devices: crate::db::Value,
     /// The bays of the batch's devices, by sensor (the normalised device id).
     bays: HashMap<String, BayState>,
-    /// The counts of every group of those bays' lots.
+    /// The counts of every group of those bays' lots, once locked.
     groups: HashMap<GroupKey, Group>,
     /// What the sign of a (lot, class) shows, by alert subject, once read.
     fullness: HashMap<String, Fullness>,
@@ -169,8 +178,7 @@ struct Reading<'a> {
 }
 
 impl Batch {
-    /// Reads the counts of the batch's lots, then its bays: two statements,
-    /// each locking its rows in one order.
+    /// Reads and locks the batch's bays, in one statement.
     fn load(db: &Database, uplinks: &[Uplink], received_at: DateTime<Utc>) -> Result<Self, DbError> {
         let mut seen = HashSet::new();
         let devices: Vec<String> = uplinks
@@ -179,16 +187,8 @@ impl Batch {
             .filter(|d| seen.insert(d.clone()))
             .collect();
         let devices = json_param(&devices);
-        let groups = db
-            .query(db.sql.counts_of_sensors, std::slice::from_ref(&devices))?
-            .iter()
-            .map(|r| {
-                let key = (r.text(0)?, r.text(1)?, r.text(2)?);
-                Ok((key, Group { counts: counts_at(r, 3)?, changed_at: opt_from_ms(r.opt_int(8)?)? }))
-            })
-            .collect::<Result<_, DbError>>()?;
         let bays = db
-            .query(db.sql.bays_by_sensors, &[devices])?
+            .query(db.sql.bays_by_sensors, std::slice::from_ref(&devices))?
             .iter()
             .map(|r| {
                 let state = BayState {
@@ -200,25 +200,77 @@ impl Batch {
                 Ok((r.text(0)?, state))
             })
             .collect::<Result<_, DbError>>()?;
-        Ok(Batch { received_at, bays, groups, fullness: HashMap::new(), rows: Rows::default() })
+        Ok(Batch {
+            received_at,
+            devices,
+            bays,
+            groups: HashMap::new(),
+            fullness: HashMap::new(),
+            rows: Rows::default(),
+        })
     }
 
     /// The batch's uplinks in order: refusals, then one claim for all the
-    /// others, then the rules for each one claimed.
-    fn apply(&mut self, db: &Database, uplinks: &[Uplink]) -> Result<Vec<Uplinked>, DbError> {
+    /// others, then the rules for each one claimed. Answers the results and
+    /// the status changes, by result, still to count ([`Batch::settle`]).
+    fn apply(&mut self, db: &Database, uplinks: &[Uplink]) -> Result<(Vec<Uplinked>, Vec<Pending>), DbError> {
         let prepared = uplinks.iter().map(|u| self.prepare(u)).collect::<Result<Vec<_>, DbError>>()?;
         let fresh = self.claim(db, uplinks, &prepared)?;
         let mut results = Vec::with_capacity(uplinks.len());
+        let mut changes = Vec::new();
         for ((uplink, prepared), fresh) in uplinks.iter().zip(prepared).zip(fresh) {
             let mut alerts = Vec::new();
             let applied = match prepared {
                 Err(refused) => refused,
                 Ok(_) if !fresh => Applied::DuplicateEvent,
-                Ok(prepared) => self.apply_one(db, uplink, prepared, &mut alerts)?,
+                Ok(prepared) => match self.apply_one(db, uplink, prepared, &mut alerts)? {
+                    Step::Done(applied) => applied,
+                    Step::Changed(slot) => {
+                        changes.push((results.len(), slot));
+                        // Replaced by the change with its counts when settled.
+                        Applied::DuplicateEvent
+                    }
+                },
             };
             results.push(Uplinked { applied, alerts });
         }
-        Ok(results)
+        Ok((results, changes))
+    }
+
+    /// Counts the batch's status changes in order, under the counts' locks:
+    /// each change answers its group's availability right after it and moves
+    /// its lot's full and almost-full alerts. Then writes the bays (their
+    /// triggers keep the counts table).
+    fn settle(
+        &mut self,
+        db: &Database,
+        changes: Vec<Pending>,
+        results: &mut [Uplinked],
+    ) -> Result<(), DbError> {
+        if !changes.is_empty() {
+            self.groups = db
+                .query(db.sql.counts_of_sensors, std::slice::from_ref(&self.devices))?
+                .iter()
+                .map(|r| {
+                    let key = (r.text(0)?, r.text(1)?, r.text(2)?);
+                    Ok((key, Group { counts: counts_at(r, 3)?, changed_at: opt_from_ms(r.opt_int(8)?)? }))
+                })
+                .collect::<Result<_, DbError>>()?;
+        }
+        for (index, slot) in changes {
+            let availability = count_change(&mut self.groups, &slot)?;
+            let fullness = self.update_fullness_alerts(db, &slot.lot, &slot.class)?;
+            let result = &mut results[index];
+            result.alerts.extend(fullness);
+            result.applied = Applied::Changed(Box::new(Derived { slot, availability }));
+        }
+        let mut bays: Vec<&BayState> = self.bays.values().filter(|s| s.touched).collect();
+        bays.sort_by(|a, b| a.bay.key().cmp(&b.bay.key()));
+        let bays: Vec<serde_json::Value> = bays.into_iter().map(|s| s.row(self.received_at)).collect();
+        if !bays.is_empty() {
+            db.execute(db.sql.update_bays, &[json_param(&bays)])?;
+        }
+        Ok(())
     }
 
     /// Refuses an uplink no bay has the device of, or whose payload does not
@@ -278,7 +330,7 @@ impl Batch {
         uplink: &Uplink,
         prepared: Prepared,
         alerts: &mut Vec<Alert>,
-    ) -> Result<Applied, DbError> {
+    ) -> Result<Step, DbError> {
         let Prepared { device, frame, observed_at } = prepared;
         let now = Reading {
             event_key: &uplink.event_key,
@@ -292,18 +344,18 @@ impl Batch {
         alerts.extend(battery_alerts(db, &state.bay, &now)?);
         state.touch(&frame);
         let Some(occupied) = frame.status() else {
-            return Ok(Applied::Alive(self.rows.alive(&state.bay, &now)));
+            return Ok(Step::Done(Applied::Alive(self.rows.alive(&state.bay, &now))));
         };
         let outcome = apply_reading(&state.bay.current, occupied, observed_at, now.frame_counter);
         self.rows.reading(&state.bay, &now, occupied, &outcome);
         let next = match outcome {
             Outcome::Changed(next) | Outcome::Refreshed(next) => next,
-            other @ (Outcome::Duplicate | Outcome::Stale) => return Ok(Applied::Recorded(other)),
+            other @ (Outcome::Duplicate | Outcome::Stale) => return Ok(Step::Done(Applied::Recorded(other))),
         };
         let previous = state.bay.current.status;
         state.bay.current = next;
         if next.status == previous {
-            return Ok(Applied::Recorded(Outcome::Refreshed(next)));
+            return Ok(Step::Done(Applied::Recorded(Outcome::Refreshed(next))));
         }
         state.status_changed_at = Some(observed_at);
         self.rows.change(&state.bay, previous, &now);
@@ -318,10 +370,7 @@ impl Batch {
             status: next.status,
             observed_at,
         };
-        let availability = count_change(&mut self.groups, bay, previous, next.status, observed_at)?;
-        let (lot, class) = (bay.lot.clone(), bay.class.clone());
-        alerts.extend(self.update_fullness_alerts(db, &lot, &class)?);
-        Ok(Applied::Changed(Box::new(Derived { slot, availability })))
+        Ok(Step::Changed(slot))
     }
 
     /// Opens and closes the lot-full and lot-almost-full alerts of a (lot,
@@ -366,16 +415,13 @@ impl Batch {
         Ok(changed)
     }
 
-    /// Writes what the batch did: at most four statements, whatever its size.
-    fn write(self, db: &Database) -> Result<(), DbError> {
-        let mut bays: Vec<&BayState> = self.bays.values().filter(|s| s.touched).collect();
-        bays.sort_by(|a, b| a.bay.key().cmp(&b.bay.key()));
-        let bays: Vec<serde_json::Value> = bays.into_iter().map(|s| s.row(self.received_at)).collect();
-        let Rows { readings, frames, changes } = self.rows;
+    /// Writes the history the batch made (readings, frames, status
+    /// changes): a statement each, whatever its size, before any counts lock.
+    fn write_history(&mut self, db: &Database) -> Result<(), DbError> {
+        let Rows { readings, frames, changes } = std::mem::take(&mut self.rows);
         for (statement, rows) in [
             (db.sql.insert_readings, readings),
             (db.sql.insert_sensor_frames, frames),
-            (db.sql.update_bays, bays),
             (db.sql.insert_status_changes, changes),
         ] {
             if !rows.is_empty() {
@@ -386,17 +432,24 @@ impl Batch {
     }
 }
 
+/// A status change still to count, with the index of its uplink's result.
+type Pending = (usize, SlotChanged);
+
+/// What the rules made of one claimed uplink.
+enum Step {
+    Done(Applied),
+    /// The bay changed status: counted when the batch settles.
+    Changed(SlotChanged),
+}
+
 /// Moves one bay between statuses in its group's counts, as the counts
 /// table's triggers do when the batch writes the bay; answers the group's
 /// availability right after this change.
 fn count_change(
     groups: &mut HashMap<GroupKey, Group>,
-    bay: &Bay,
-    previous: BayStatus,
-    next: BayStatus,
-    observed_at: DateTime<Utc>,
+    slot: &SlotChanged,
 ) -> Result<AvailabilityChanged, DbError> {
-    let key = (bay.lot.clone(), bay.zone.clone().unwrap_or_default(), bay.class.as_str().to_owned());
+    let key = (slot.lot.clone(), slot.zone.clone().unwrap_or_default(), slot.class.as_str().to_owned());
     let out_of_step = |why: String| {
         DbError::Decode(format!(
             "the counts of lot {:?} zone {:?} class {}: {why}; the counts table is out of step with the bays",
@@ -404,13 +457,13 @@ fn count_change(
         ))
     };
     let Some(group) = groups.get_mut(&key) else { return Err(out_of_step("no row".into())) };
-    group.counts.transition(previous, next).map_err(|e| out_of_step(e.to_string()))?;
-    let changed_at = group.changed_at.map_or(observed_at, |at| at.max(observed_at));
+    group.counts.transition(slot.previous, slot.status).map_err(|e| out_of_step(e.to_string()))?;
+    let changed_at = group.changed_at.map_or(slot.observed_at, |at| at.max(slot.observed_at));
     group.changed_at = Some(changed_at);
     Ok(AvailabilityChanged {
-        lot: bay.lot.clone(),
-        zone: bay.zone.clone(),
-        class: bay.class.clone(),
+        lot: slot.lot.clone(),
+        zone: slot.zone.clone(),
+        class: slot.class.clone(),
         counts: group.counts,
         changed_at,
     })

@@ -213,7 +213,11 @@ async fn run_round(
     // A round that does not finish reports what it delivered by then.
     let delivered = done() - delivered_before;
     if delivered < summary.sent {
-        eprintln!("round {seed}: {} of {} readings undelivered after {give_up:?}", summary.sent - delivered, summary.sent);
+        eprintln!(
+            "round {seed}: {} of {} readings undelivered after {give_up:?}",
+            summary.sent - delivered,
+            summary.sent
+        );
     }
     let sustained = delivered as f64 / started.elapsed().as_secs_f64();
     let statements = (statements(parkd).await? - statements_before) as f64 / delivered.max(1) as f64;

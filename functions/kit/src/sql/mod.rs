@@ -54,7 +54,7 @@ pub struct Statements {
     // thousand. Inserts keep the array's order (history is ordered by id).
     /// (devices: JSON array of strings) -> lot, zone ('' for none), class, total, free, occupied,
     /// unknown, closed, changed_at_ms: every group of the lots those devices' bays are in. Locks
-    /// the rows in one order (PostgreSQL), before any bay, so two writers never deadlock.
+    /// the rows in one order (PostgreSQL), after the bays, as the triggers of any bay write do.
     pub counts_of_sensors: &'static str,
     /// (devices: JSON array of strings) -> sensor, lot, bay, zone, class, status, observed_at_ms,
     /// seq, model, battery; locks the rows in (lot, bay) order.

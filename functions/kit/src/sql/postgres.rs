@@ -33,7 +33,7 @@ pub static STATEMENTS: Statements = Statements {
                last_seen_at_ms, battery FROM bays WHERE lot_id = $1 ORDER BY bay_id",
     lot_group_counts: "SELECT zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts WHERE lot_id = $1",
 
-    // The row locks order concurrent writers: counts first, then bays, each in key order.
+    // The row locks order concurrent writers: bays first, then counts, each in key order.
     counts_of_sensors: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms \
                         FROM availability_counts WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
                         (SELECT json_array_elements_text($1::json))) ORDER BY lot_id, zone, class FOR UPDATE",
