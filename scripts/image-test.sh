@@ -53,8 +53,13 @@ rm -rf .image
 container=$(podman create "$image")
 root=$(podman mount "$container")
 pid=""
+# Never changes the script's status: a passed test stays passed (under
+# `set -e` a failing `wait` in the trap would have made it fail).
 cleanup() {
-    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    if [[ -n "$pid" ]]; then
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
     podman umount "$container" >/dev/null 2>&1 || true
     podman rm "$container" >/dev/null 2>&1 || true
 }
