@@ -111,4 +111,24 @@ if [[ "$answer" != *IMAGE-TEST*" 400" ]]; then
     tail -20 "$log" >&2
     exit 1
 fi
-echo "image: ok: $image runs 'parkd serve' as user $user from its own root filesystem and answers CloudEvents (with the ingest token only)" >&2
+# SIGTERM (what Kubernetes sends) drains and exits 0, within a few seconds
+# when nothing is in flight.
+kill -TERM "$pid"
+for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$pid" 2>/dev/null; then
+    echo "image: FAILED: parkd still running 5 s after SIGTERM:" >&2
+    tail -20 "$log" >&2
+    exit 1
+fi
+status=0
+wait "$pid" || status=$?
+pid=""
+if [[ "$status" != 0 ]]; then
+    echo "image: FAILED: parkd exited with status $status after SIGTERM (a drain exits 0):" >&2
+    tail -20 "$log" >&2
+    exit 1
+fi
+echo "image: ok: $image runs 'parkd serve' as user $user from its own root filesystem, answers CloudEvents (with the ingest token only) and exits 0 on SIGTERM" >&2
