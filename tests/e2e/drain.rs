@@ -11,8 +11,7 @@ use parking_tests::process::{ParkdProcess, free_port};
 use parking_tests::{Backend, fresh_postgres_database, on_both_backends};
 use serde_json::Value;
 
-/// The grace period the tests give parkd, and the generous bound on its exit.
-const GRACE_PERIOD_S: &str = "20";
+/// A generous bound on the exit: the grace period (20 s) and then some.
 const EXITS_WITHIN: Duration = Duration::from_secs(45);
 
 /// A few hundred readings a second, for several seconds: a burst to cut.
@@ -109,7 +108,7 @@ async fn sigterm_mid_burst_on_mosquitto(backend: Backend) {
     let database = database(backend).await;
     let log = state.path().join("parkd.log");
     let mqtt = broker.url();
-    let args = ["--mqtt", mqtt.as_str(), "--grace-period", GRACE_PERIOD_S];
+    let args = ["--mqtt", mqtt.as_str()];
     let mut first = ParkdProcess::up(state.path(), &database, &log, &args).await.unwrap();
     provision(&first).await;
 
@@ -161,7 +160,7 @@ async fn sigterm_mid_burst_on_the_embedded_broker(backend: Backend) {
     let log = state.path().join("parkd.log");
     let port = free_port().unwrap();
     let listen = format!("127.0.0.1:{port}");
-    let args = ["--mqtt-listen", listen.as_str(), "--grace-period", GRACE_PERIOD_S];
+    let args = ["--mqtt-listen", listen.as_str()];
     let mut parkd = ParkdProcess::up(state.path(), &database, &log, &args).await.unwrap();
     provision(&parkd).await;
 
@@ -208,7 +207,7 @@ fn shows_last_published(availability: &Value, summary: &parkd::simulate::Summary
 async fn a_request_in_flight_is_answered_during_the_drain_while_new_connections_are_refused() {
     let state = tempfile::tempdir().unwrap();
     let log = state.path().join("parkd.log");
-    let args = ["--no-mqtt", "--grace-period", GRACE_PERIOD_S];
+    let args = ["--no-mqtt"];
     let mut parkd = ParkdProcess::up(state.path(), "sqlite", &log, &args).await.unwrap();
     provision(&parkd).await;
     let address = parkd.base.trim_start_matches("http://").to_owned();

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// The grace period test processes get for their drain.
+pub const GRACE_PERIOD: Duration = Duration::from_secs(20);
+
 /// A running `parkd`, killed when dropped; its output is in `log`.
 pub struct ParkdProcess {
     pub base: String,
@@ -22,7 +25,8 @@ pub fn free_port() -> Result<u16> {
 impl ParkdProcess {
     /// Starts `parkd up` on a free loopback port with the repository's
     /// manifest, state in `data_dir`, the database `database` (`sqlite` or
-    /// a postgres:// URL), no sweep ticks, and `args`; waits until it answers
+    /// a postgres:// URL), no sweep ticks, a grace period of [`GRACE_PERIOD`]
+    /// and `args`; waits until it answers
     /// `/healthz` (by then its bridge, if any, has subscribed). Its output
     /// goes to `log`, appended to (one file across restarts).
     pub async fn up(data_dir: &Path, database: &str, log: &Path, args: &[&str]) -> Result<Self> {
@@ -38,6 +42,7 @@ impl ParkdProcess {
             .arg(crate::repo_root().join("spin.toml"))
             .args(args)
             .env("RUST_LOG", "warn,parkd=info,rumqttd=error")
+            .env("PARKD_GRACE_PERIOD", GRACE_PERIOD.as_secs().to_string())
             .current_dir(crate::repo_root())
             .stdout(output.try_clone()?)
             .stderr(output)
