@@ -321,17 +321,16 @@ impl Server {
         {
             return gateway.handle(req).await;
         }
-        if self.gateway.is_some() {
-            // On the gateway's runtime: the components run on their own.
-            let runtime = self.components_runtime.clone();
-            return match runtime.spawn(self.handle_request(req)).await {
-                Ok(response) => response,
-                Err(e) => {
-                    gateway::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the request failed: {e}"))
-                }
-            };
+        // A task of its own, on the components' runtime (with a gateway the
+        // connection lives on the gateway's): a client that goes away
+        // mid-request (a bridge stopped, a proxy's timeout) must not cancel a
+        // component inside its database transaction, which left a SQLite
+        // connection in it and the database locked.
+        let runtime = self.components_runtime.clone();
+        match runtime.spawn(self.handle_request(req)).await {
+            Ok(response) => response,
+            Err(e) => gateway::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the request failed: {e}")),
         }
-        self.handle_request(req).await
     }
 
     async fn handle_request(self: Arc<Self>, req: hyper::Request<Incoming>) -> Response<gateway::Body> {
