@@ -53,8 +53,13 @@ rm -rf .image
 container=$(podman create "$image")
 root=$(podman mount "$container")
 pid=""
+# Never changes the script's status: a passed test stays passed (under
+# `set -e` a failing `wait` in the trap would have made it fail).
 cleanup() {
-    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    if [[ -n "$pid" ]]; then
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
     podman umount "$container" >/dev/null 2>&1 || true
     podman rm "$container" >/dev/null 2>&1 || true
 }
@@ -106,4 +111,24 @@ if [[ "$answer" != *IMAGE-TEST*" 400" ]]; then
     tail -20 "$log" >&2
     exit 1
 fi
-echo "image: ok: $image runs 'parkd serve' as user $user from its own root filesystem and answers CloudEvents (with the ingest token only)" >&2
+# SIGTERM (what Kubernetes sends) drains and exits 0, within a few seconds
+# when nothing is in flight.
+kill -TERM "$pid"
+for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+done
+if kill -0 "$pid" 2>/dev/null; then
+    echo "image: FAILED: parkd still running 5 s after SIGTERM:" >&2
+    tail -20 "$log" >&2
+    exit 1
+fi
+status=0
+wait "$pid" || status=$?
+pid=""
+if [[ "$status" != 0 ]]; then
+    echo "image: FAILED: parkd exited with status $status after SIGTERM (a drain exits 0):" >&2
+    tail -20 "$log" >&2
+    exit 1
+fi
+echo "image: ok: $image runs 'parkd serve' as user $user from its own root filesystem, answers CloudEvents (with the ingest token only) and exits 0 on SIGTERM" >&2

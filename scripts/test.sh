@@ -24,7 +24,8 @@ status=${PIPESTATUS[0]}
 # (skipped, saying why, without podman and mmdebstrap).
 if ! bash scripts/image-test.sh; then
     status=1
-    echo "test failed: scripts/image-test.sh" >>"$log"
+    # To stderr (the CI log), and to the log the summary is counted from.
+    echo "test failed: scripts/image-test.sh" | tee -a "$log" >&2
 fi
 set -e
 # One closing line for the whole run (cargo prints one per test binary).

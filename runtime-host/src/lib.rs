@@ -22,6 +22,7 @@ pub mod operator;
 pub mod routes;
 pub mod scheduler;
 pub mod server;
+pub mod shutdown;
 pub mod simulate;
 pub mod spin_schema;
 pub mod up;

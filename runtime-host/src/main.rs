@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use parkd::database::Database;
+use parkd::shutdown::Signals;
 use parkd::up::{self, UpOptions};
 
 #[derive(Parser)]
@@ -99,6 +101,8 @@ enum Command {
         /// what is already queued goes with it).
         #[arg(long, default_value_t = 0)]
         batch_window_ms: u64,
+        #[command(flatten)]
+        drain: DrainArgs,
     },
     /// Runs only the terminal gateway (SSE, WebSocket, kiosk pages), as its
     /// replicas run on a cluster: each subscribes to the broker itself.
@@ -121,6 +125,8 @@ enum Command {
         /// (the newest frame; the last one is always shown).
         #[arg(long, env = "PARKD_GATEWAY_FRAME_INTERVAL_MS")]
         frame_interval_ms: Option<u64>,
+        #[command(flatten)]
+        drain: DrainArgs,
     },
     /// Publishes simulated bay sensor readings over MQTT at a target rate.
     Simulate {
@@ -154,6 +160,17 @@ enum Command {
     },
 }
 
+/// How long a command may drain on SIGTERM or SIGINT.
+#[derive(clap::Args)]
+struct DrainArgs {
+    /// Seconds to finish in-flight requests and messages after SIGTERM or
+    /// SIGINT; past it, what is left is abandoned (unacknowledged messages
+    /// stay with the broker) and parkd exits non-zero. Keep it under the
+    /// pod's terminationGracePeriodSeconds.
+    #[arg(long, default_value = "25", env = "PARKD_GRACE_PERIOD", value_parser = parkd::shutdown::parse_grace_period)]
+    grace_period: Duration,
+}
+
 /// What every command that runs components takes: the application and its state.
 #[derive(clap::Args)]
 struct AppArgs {
@@ -177,6 +194,8 @@ struct AppArgs {
     /// guards those routes).
     #[arg(long, env = "PARKD_INSECURE")]
     insecure: bool,
+    #[command(flatten)]
+    drain: DrainArgs,
 }
 
 impl AppArgs {
@@ -248,9 +267,12 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // From here on SIGTERM and SIGINT ask for a drain; neither kills parkd.
+    let mut signals = Signals::install()?;
     match cli.command {
         Command::Up(args) => {
-            let running = up::start(UpOptions {
+            let grace = args.app.drain.grace_period;
+            let starting = up::start(UpOptions {
                 demo: args.demo,
                 components: args.components,
                 mqtt: match (args.mqtt, args.no_mqtt) {
@@ -263,27 +285,17 @@ async fn main() -> Result<()> {
                     .frame_interval_ms
                     .map_or(parkd::gateway::DEFAULT_FRAME_INTERVAL, std::time::Duration::from_millis),
                 ..args.app.up_options(args.listen)
-            })
-            .await?;
-            tokio::select! {
-                result = running.wait() => result,
-                _ = tokio::signal::ctrl_c() => {
-                    tracing::info!("stopping");
-                    Ok(())
-                }
-            }
+            });
+            run_until_signal(starting, &mut signals, grace).await
         }
         Command::Serve { component, port, app } => {
-            let running = up::start(UpOptions {
+            let grace = app.drain.grace_period;
+            let starting = up::start(UpOptions {
                 components: vec![component],
                 serve_all_paths: true,
                 ..app.up_options(SocketAddr::from(([0, 0, 0, 0], port)))
-            })
-            .await?;
-            tokio::select! {
-                result = running.wait() => result,
-                _ = tokio::signal::ctrl_c() => Ok(()),
-            }
+            });
+            run_until_signal(starting, &mut signals, grace).await
         }
         Command::Bridge {
             mqtt,
@@ -300,6 +312,7 @@ async fn main() -> Result<()> {
             fault_attempts,
             batch_size,
             batch_window_ms,
+            drain,
         } => {
             let mut config = parkd::bridge::BridgeConfig::from_url(&mqtt)?;
             config.client_id = client_id;
@@ -322,17 +335,39 @@ async fn main() -> Result<()> {
                     .collect::<Result<_>>()?;
             }
             let sink = parkd::bridge::sink::Sink::from_url(&sink)?.with_token(sink_token.as_deref())?;
-            let bridge = parkd::bridge::Bridge::start(config, sink);
+            let mut bridge = parkd::bridge::Bridge::start(config, sink);
             let listener = parkd::server::Server::bind(metrics_listen).await?;
             tracing::info!(%metrics_listen, "bridge health and metrics on http://{metrics_listen}/metrics");
             let health = tokio::spawn(parkd::server::serve_bridge_health(listener, bridge.stats.clone()));
-            tokio::signal::ctrl_c().await?;
+            let signal = signals.recv().await;
+            let grace = drain.grace_period;
+            tracing::info!(
+                signal,
+                grace_period_s = grace.as_secs_f64(),
+                "shutting down: draining the bridge"
+            );
+            let started = Instant::now();
+            // Health and metrics answer while it drains.
+            let drained = tokio::time::timeout(grace, bridge.drain()).await;
             health.abort();
-            tracing::info!("stopping");
-            drop(bridge);
-            Ok(())
+            match drained {
+                Ok(_) => {
+                    tracing::info!(ms = started.elapsed().as_millis() as u64, "drained; stopping");
+                    Ok(())
+                }
+                Err(_) => {
+                    let unfinished = bridge.stats.in_flight();
+                    tracing::warn!(
+                        unfinished,
+                        "the drain ran out of time; unfinished messages stay unacknowledged (the broker redelivers them)"
+                    );
+                    anyhow::bail!(
+                        "the drain did not finish within the {grace:?} grace period: abandoned {unfinished} MQTT message(s)"
+                    )
+                }
+            }
         }
-        Command::Gateway { mqtt, database, data_dir, listen, keep_alive, frame_interval_ms } => {
+        Command::Gateway { mqtt, database, data_dir, listen, keep_alive, frame_interval_ms, drain } => {
             let database = Database::parse(&database, &data_dir)?;
             let mut config = parkd::gateway::GatewayConfig {
                 keep_alive: std::time::Duration::from_secs(keep_alive.max(1)),
@@ -346,9 +381,30 @@ async fn main() -> Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {listen}: pass --listen ADDR"))?;
             tracing::info!("terminal gateway on http://{listen}/terminals/{{terminal}}");
-            tokio::select! {
-                result = parkd::gateway::serve(gateway, listener) => result,
-                _ = tokio::signal::ctrl_c() => Ok(()),
+            let stop = tokio_util::sync::CancellationToken::new();
+            let mut serving = tokio::spawn(parkd::gateway::serve(gateway.clone(), listener, stop.clone()));
+            let signal = tokio::select! {
+                result = &mut serving => return result?,
+                signal = signals.recv() => signal,
+            };
+            let grace = drain.grace_period;
+            tracing::info!(
+                signal,
+                streams = gateway.open_streams(),
+                "shutting down: closing the terminal streams (their clients reconnect elsewhere)"
+            );
+            stop.cancel();
+            let started = Instant::now();
+            match tokio::time::timeout(grace, &mut serving).await {
+                Ok(result) => {
+                    result??;
+                    tracing::info!(ms = started.elapsed().as_millis() as u64, "drained; stopping");
+                    Ok(())
+                }
+                Err(_) => {
+                    serving.abort();
+                    anyhow::bail!("the drain did not finish within the {grace:?} grace period")
+                }
             }
         }
         Command::Simulate { mqtt, bays, rate, readings, provision, lot, seed } => {
@@ -395,6 +451,24 @@ async fn main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Starts the system, then runs it until SIGTERM or SIGINT and drains it
+/// within `grace`. A signal during start-up stops it there (nothing is in
+/// flight yet).
+async fn run_until_signal(
+    starting: impl std::future::Future<Output = Result<up::Running>>,
+    signals: &mut Signals,
+    grace: Duration,
+) -> Result<()> {
+    let running = tokio::select! {
+        running = starting => running?,
+        signal = signals.recv() => {
+            tracing::info!(signal, "stopping before start-up finished");
+            return Ok(());
+        }
+    };
+    running.run(signals, grace).await
 }
 
 fn init_logging(format: LogFormat) {

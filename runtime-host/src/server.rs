@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::bridge::BridgeStats;
@@ -70,6 +71,8 @@ pub struct Server {
     /// gateway's runtime and everything but its streams comes back here.
     components_runtime: tokio::runtime::Handle,
     limits: Limits,
+    /// One permit per connection served at once.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What `/metrics` reports (Prometheus text format).
@@ -188,6 +191,31 @@ pub async fn serve_bridge_health(listener: TcpListener, stats: Arc<BridgeStats>)
     }
 }
 
+/// Runs an HTTP/1 connection; once `stop` is cancelled, it finishes the
+/// request it is on and closes (an idle one closes at once).
+pub async fn until_stopped<I, S, B>(
+    connection: hyper::server::conn::http1::UpgradeableConnection<I, S>,
+    stop: &CancellationToken,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // hyper-util's GracefulShutdown watches plain connections only; this one
+    // also takes WebSocket upgrades, so it is told directly.
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
+
 impl Server {
     /// Also serves the terminal gateway's routes.
     pub fn with_gateway(
@@ -207,6 +235,7 @@ impl Server {
             metrics,
             gateway,
             components_runtime: tokio::runtime::Handle::current(),
+            slots: Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1))),
             limits,
         })
     }
@@ -217,41 +246,49 @@ impl Server {
         })
     }
 
-    /// Serves until the task is dropped; its connections end with it (they
-    /// live in this task's JoinSet), so a stopped parkd really is stopped.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+    /// Serves until `stop` is cancelled: then it stops accepting (the
+    /// listener closes, so new connections are refused), lets each
+    /// connection finish the request it is on (hyper's graceful shutdown:
+    /// no further request on a kept-alive one) and returns once all have
+    /// ended. Dropping the task ends them at once: they live in its JoinSet.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, stop: CancellationToken) -> Result<()> {
         let mut connections = tokio::task::JoinSet::new();
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.limits.max_connections.max(1)));
         loop {
             // Reap finished connections so the set does not grow without bound.
             while connections.try_join_next().is_some() {}
             // At the connection cap, stop accepting until one ends.
-            let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
+            let slot = tokio::select! {
+                _ = stop.cancelled() => break,
+                slot = self.slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            };
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                },
             };
             let server = self.clone();
             let header_read_timeout = self.limits.header_read_timeout;
+            let stop = stop.clone();
             let serve = move |stream: tokio::net::TcpStream| async move {
                 let _slot = slot;
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
                     async move { Ok::<_, Infallible>(server.handle(req).await) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                let connection = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
                     // Slow or idle clients are cut off rather than holding a slot.
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service)
                     // The terminal gateway's WebSocket upgrades.
-                    .with_upgrades()
-                    .await
-                {
+                    .with_upgrades();
+                if let Err(e) = until_stopped(connection, &stop).await {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             };
@@ -261,6 +298,20 @@ impl Server {
                 connections.spawn(serve(stream));
             }
         }
+        drop(listener);
+        if !connections.is_empty() {
+            tracing::info!(
+                connections = connections.len(),
+                "HTTP: no longer accepting; finishing the requests in flight"
+            );
+        }
+        while connections.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Connections open now (each holds a slot until it ends).
+    pub fn open_connections(&self) -> usize {
+        self.limits.max_connections.max(1).saturating_sub(self.slots.available_permits())
     }
 
     async fn handle(self: Arc<Self>, req: hyper::Request<Incoming>) -> Response<gateway::Body> {
@@ -270,17 +321,16 @@ impl Server {
         {
             return gateway.handle(req).await;
         }
-        if self.gateway.is_some() {
-            // On the gateway's runtime: the components run on their own.
-            let runtime = self.components_runtime.clone();
-            return match runtime.spawn(self.handle_request(req)).await {
-                Ok(response) => response,
-                Err(e) => {
-                    gateway::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the request failed: {e}"))
-                }
-            };
+        // A task of its own, on the components' runtime (with a gateway the
+        // connection lives on the gateway's): a client that goes away
+        // mid-request (a bridge stopped, a proxy's timeout) must not cancel a
+        // component inside its database transaction, which left a SQLite
+        // connection in it and the database locked.
+        let runtime = self.components_runtime.clone();
+        match runtime.spawn(self.handle_request(req)).await {
+            Ok(response) => response,
+            Err(e) => gateway::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the request failed: {e}")),
         }
-        self.handle_request(req).await
     }
 
     async fn handle_request(self: Arc<Self>, req: hyper::Request<Incoming>) -> Response<gateway::Body> {

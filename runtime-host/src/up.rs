@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -21,6 +22,8 @@ use crate::gateway::{Gateway, GatewayConfig};
 use crate::manifest::{self, Manifest};
 use crate::routes::Router;
 use crate::server::{Metrics, Server};
+use crate::shutdown::{Abandoned, Signals};
+use tokio_util::sync::CancellationToken;
 
 /// The most readings one delivery of the in-process bridge carries.
 pub const IN_PROCESS_BATCH: usize = 100;
@@ -118,7 +121,8 @@ fn frame_variables(
     })
 }
 
-/// A running system; dropping it stops the listener.
+/// A running system; dropping it stops everything at once, [`Running::shutdown`]
+/// stops it gracefully.
 pub struct Running {
     pub addr: SocketAddr,
     pub app: Arc<App>,
@@ -126,6 +130,9 @@ pub struct Running {
     pub eventing: Arc<Eventing>,
     pub bridge: Option<Bridge>,
     pub gateway: Option<Arc<Gateway>>,
+    server: Arc<Server>,
+    /// Cancelled to stop the listener gracefully.
+    stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
     scheduler: Option<tokio::task::JoinHandle<()>>,
     /// `--demo`'s terminal token (its kiosk is `/terminals/demo-entrance?token=`).
@@ -135,24 +142,101 @@ pub struct Running {
 }
 
 impl Running {
-    pub async fn wait(mut self) -> Result<()> {
-        match self.task.take() {
-            Some(task) => task.await?,
-            None => Ok(()),
+    /// Runs until the listener fails, or until SIGTERM or SIGINT: then
+    /// drains within `grace` ([`Running::shutdown`]).
+    pub async fn run(mut self, signals: &mut Signals, grace: Duration) -> Result<()> {
+        let Some(task) = self.task.as_mut() else { return Ok(()) };
+        let signal = tokio::select! {
+            result = task => return result?,
+            signal = signals.recv() => signal,
+        };
+        tracing::info!(signal, grace_period_s = grace.as_secs_f64(), "shutting down: draining");
+        self.shutdown(grace).await
+    }
+
+    /// Stops gracefully, within `grace`: no sweep ticks or demo readings
+    /// start; the listener stops accepting and its connections finish the
+    /// requests they are on (terminal streams end: their clients reconnect
+    /// elsewhere); the bridge's lanes finish what they hold and acknowledge
+    /// it, leaving the rest with the broker; then the derived events those
+    /// produced are delivered. Past `grace`, what is left is abandoned, said
+    /// and answered as an error: nothing unacknowledged is lost (the broker
+    /// redelivers it), but undelivered derived events are (terminals show
+    /// the next change).
+    pub async fn shutdown(mut self, grace: Duration) -> Result<()> {
+        let started = Instant::now();
+        for task in [self.scheduler.take(), self.demo_traffic.take()].into_iter().flatten() {
+            task.abort();
         }
+        self.stop.cancel();
+        if let Some(gateway) = &self.gateway {
+            gateway.close_streams();
+        }
+        let connections = self.server.open_connections();
+        tracing::info!(
+            connections,
+            bridge_messages = self.bridge.as_ref().map_or(0, |b| b.stats.in_flight()),
+            derived_events = self.eventing.outstanding(),
+            "draining: HTTP requests in flight, the bridge's messages, derived events"
+        );
+        let mut listener = self.task.take();
+        let mut bridge = self.bridge.take();
+        let eventing = self.eventing.clone();
+        let drain = async {
+            let http = async {
+                if let Some(task) = listener.as_mut() {
+                    match task.await {
+                        Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "the listener failed"),
+                        Err(e) => tracing::warn!(error = %e, "the listener's task failed"),
+                        Ok(Ok(())) => {}
+                    }
+                    tracing::info!(ms = started.elapsed().as_millis() as u64, "HTTP drained");
+                }
+            };
+            let mqtt = async {
+                if let Some(bridge) = bridge.as_mut() {
+                    bridge.drain().await;
+                }
+            };
+            tokio::join!(http, mqtt);
+            // What those requests and messages derived.
+            eventing.settled().await;
+        };
+        if tokio::time::timeout(grace, drain).await.is_ok() {
+            tracing::info!(ms = started.elapsed().as_millis() as u64, "drained; stopping");
+            return Ok(());
+        }
+        let mut abandoned = Abandoned::default();
+        if listener.as_ref().is_some_and(|task| !task.is_finished()) {
+            abandoned.add(format!("{} HTTP connection(s) cut mid-request", self.server.open_connections()));
+        }
+        if let Some(bridge) = &bridge
+            && bridge.stats.in_flight() > 0
+        {
+            abandoned.add(format!(
+                "{} MQTT message(s) unfinished, left unacknowledged (the broker redelivers them)",
+                bridge.stats.in_flight()
+            ));
+        }
+        if eventing.outstanding() > 0 {
+            abandoned.add(format!("{} derived event delivery(ies) dropped", eventing.outstanding()));
+        }
+        if let Some(task) = listener {
+            task.abort();
+        }
+        drop(bridge);
+        tracing::warn!(%abandoned, grace_period_s = grace.as_secs_f64(), "the drain ran out of time");
+        bail!("the drain did not finish within the {grace:?} grace period: abandoned {abandoned}")
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(task) = &self.task {
+        for task in [&self.scheduler, &self.demo_traffic].into_iter().flatten() {
             task.abort();
         }
-        if let Some(scheduler) = &self.scheduler {
-            scheduler.abort();
-        }
-        if let Some(traffic) = &self.demo_traffic {
-            traffic.abort();
+        if let Some(task) = &self.task {
+            task.abort();
         }
     }
 }
@@ -294,7 +378,8 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     if let Some(route) = &events_route {
         tracing::info!("CloudEvents ingress on http://{addr}{route}");
     }
-    let task = tokio::spawn(server.serve(listener));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(server.clone().serve(listener, stop.clone()));
     let scheduler = match (schedule, &events_route) {
         (Some(schedule), Some(_)) => Some(crate::scheduler::spawn(schedule, eventing.clone())),
         _ => None,
@@ -308,6 +393,8 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         eventing,
         bridge,
         gateway,
+        server,
+        stop,
         task: Some(task),
         scheduler,
         demo_token: None,

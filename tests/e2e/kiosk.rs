@@ -29,7 +29,7 @@ impl StandaloneGateway {
         let gateway: Arc<Gateway> = Gateway::start(config, database).await.unwrap();
         gateway.ready(Duration::from_secs(10)).await.unwrap();
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        Self { task: tokio::spawn(gateway::serve(gateway, listener)) }
+        Self { task: tokio::spawn(gateway::serve(gateway, listener, Default::default())) }
     }
 
     /// Stops it: its listener and every open stream close.

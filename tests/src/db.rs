@@ -15,11 +15,16 @@ pub enum Db {
 
 impl Db {
     pub async fn open(parkd: &Parkd) -> anyhow::Result<Db> {
-        Ok(if parkd.database.starts_with("postgres") {
-            Db::Postgres(sqlx::PgPool::connect(&parkd.database).await?)
+        Self::connect(&parkd.database, parkd.data_dir()).await
+    }
+
+    /// The database a parkd with `--database database --data-dir data_dir` uses.
+    pub async fn connect(database: &str, data_dir: &std::path::Path) -> anyhow::Result<Db> {
+        Ok(if database.starts_with("postgres") {
+            Db::Postgres(sqlx::PgPool::connect(database).await?)
         } else {
             let options = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(parkd.sqlite_path())
+                .filename(data_dir.join("parking.db"))
                 .busy_timeout(Duration::from_secs(30));
             Db::Sqlite(sqlx::SqlitePool::connect_with(options).await?)
         })

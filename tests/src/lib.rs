@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod knative;
 pub mod mosquitto;
 pub mod postgres;
+pub mod process;
 pub mod terminals;
 
 /// Which database a test runs on.

@@ -77,6 +77,8 @@ pub enum Incoming {
     /// A subscription was confirmed, or refused (with the broker's reason).
     Subscribed(Result<(), String>),
     Message(Box<Message>, Receipt),
+    /// The DISCONNECT asked for went out (after every request before it).
+    Disconnected,
     Other,
     Lost(String),
 }
@@ -155,6 +157,15 @@ impl Client {
         }
     }
 
+    /// Ends the connection normally; the broker keeps the session and the
+    /// messages not acknowledged on it.
+    pub async fn disconnect(&self) -> Result<(), String> {
+        match self {
+            Client::V311(client) => client.disconnect().await.map_err(|e| e.to_string()),
+            Client::V5(client) => client.disconnect().await.map_err(|e| e.to_string()),
+        }
+    }
+
     /// Publishes at QoS 1, not retained.
     pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
         match self {
@@ -194,6 +205,7 @@ impl EventLoop {
                     };
                     Incoming::Message(Box::new(message), Receipt(ReceiptInner::V311(publish)))
                 }
+                Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) => Incoming::Disconnected,
                 Ok(_) => Incoming::Other,
                 Err(e) => Incoming::Lost(e.to_string()),
             },
@@ -227,6 +239,7 @@ impl EventLoop {
                     };
                     Incoming::Message(Box::new(message), Receipt(ReceiptInner::V5(publish)))
                 }
+                Ok(rumqttc::v5::Event::Outgoing(rumqttc::Outgoing::Disconnect)) => Incoming::Disconnected,
                 Ok(_) => Incoming::Other,
                 Err(e) => Incoming::Lost(e.to_string()),
             },

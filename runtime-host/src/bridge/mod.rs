@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use self::acks::Acks;
 use self::connection::{Client, Incoming, Message, Protocol};
@@ -39,6 +40,9 @@ use self::topics::TopicMapping;
 
 /// Larger payloads are not sensor messages: dead-lettered unread.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// How long a draining bridge waits for the broker to close the connection
+/// after its DISCONNECT.
+const BROKER_CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How much of a refused payload the dead letter keeps for inspection.
 const DEAD_LETTER_PAYLOAD_BYTES: usize = 4096;
 
@@ -143,6 +147,11 @@ impl BridgeStats {
         in_flight.values().next().map(|arrived| arrived.elapsed()).unwrap_or_default()
     }
 
+    /// Messages received and not yet delivered or dead-lettered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     fn arrived(&self, number: u64) {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(number, Instant::now());
     }
@@ -166,13 +175,28 @@ struct DeadLetter<'a> {
 
 pub struct Bridge {
     pub stats: Arc<BridgeStats>,
-    task: tokio::task::JoinHandle<()>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Drained>,
+    drained: Option<Drained>,
 }
 
+/// Dropping the bridge stops it at once (its lanes, acknowledgements and
+/// connection with it); [`Bridge::drain`] stops it gracefully.
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// What a drain did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Drained {
+    /// Messages the lanes held when the drain began, each then delivered
+    /// or dead-lettered (and acknowledged, unless the connection was lost).
+    pub finished: usize,
+    /// Messages that arrived during the drain, left unacknowledged for the
+    /// broker to redeliver.
+    pub left: u64,
 }
 
 impl Bridge {
@@ -191,18 +215,40 @@ impl Bridge {
     /// Connects and starts bridging in the background.
     pub fn start(config: BridgeConfig, sink: Sink) -> Self {
         let stats = Arc::new(BridgeStats::default());
-        let task = tokio::spawn(run(config, Arc::new(sink), stats.clone()));
-        Self { stats, task }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(config, Arc::new(sink), stats.clone(), stop.clone()));
+        Self { stats, stop, task, drained: None }
+    }
+
+    /// Stops gracefully: no new message goes to a lane, the lanes deliver
+    /// (or dead-letter) what they hold, those messages are acknowledged,
+    /// and the bridge disconnects from the broker, which keeps whatever
+    /// else it sent for redelivery. Bound it with a timeout: dropping this
+    /// future and dropping the bridge stops it, and what was unfinished stays unacknowledged.
+    /// Once drained, the bridge is stopped (draining it again answers at once).
+    pub async fn drain(&mut self) -> Drained {
+        self.stop.cancel();
+        if let Some(drained) = self.drained {
+            return drained;
+        }
+        let drained = (&mut self.task).await.unwrap_or_default();
+        self.drained = Some(drained);
+        drained
     }
 }
 
-async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
+async fn run(
+    config: BridgeConfig,
+    sink: Arc<Sink>,
+    stats: Arc<BridgeStats>,
+    stop: CancellationToken,
+) -> Drained {
     let config = BridgeConfig { workers: config.workers.max(1), ..config };
     let (client, mut eventloop) = match connection::connect(&config) {
         Ok(connected) => connected,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "MQTT bridge set-up failed; not connecting");
-            return;
+            return Drained::default();
         }
     };
     tracing::info!(
@@ -212,6 +258,28 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
         "MQTT bridge starting"
     );
 
+    // The connection is polled by a task of its own, which only forwards
+    // what it reports: polling is never cancelled half-way (a packet
+    // half-written), and it goes on sending acknowledgements and
+    // keep-alives while the bridge drains.
+    let (reports, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move {
+        let mut disconnecting = false;
+        loop {
+            let report = eventloop.next().await;
+            let lost = matches!(report, Incoming::Lost(_));
+            disconnecting |= matches!(report, Incoming::Disconnected);
+            if reports.send(report).is_err() || (lost && disconnecting) {
+                return;
+            }
+            if lost {
+                // The next poll reconnects.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+
     // Messages are handled by a few workers, each in arrival order, off the
     // event loop (so it keeps answering keep-alives while a sink is slow).
     // A topic always goes to the same worker: one device's readings stay in
@@ -219,15 +287,15 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
     // any order; acknowledgements leave in arrival order (acks.rs).
     let (acks, acker) = Acks::start(client.clone());
     let mut lanes = Vec::with_capacity(config.workers);
-    let mut workers = Vec::with_capacity(config.workers + 1);
-    workers.push(acker);
+    // Aborted with the bridge (dropped with this task).
+    let mut workers = tokio::task::JoinSet::new();
     for _ in 0..config.workers {
         // Unbounded, so the event loop never waits on a worker; the broker's
         // in-flight window (unacknowledged QoS 1 messages) bounds it.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Box<Message>)>();
         let (client, config, stats, sink, acks) =
             (client.clone(), config.clone(), stats.clone(), sink.clone(), acks.clone());
-        workers.push(tokio::spawn(async move {
+        workers.spawn(async move {
             let mut batch = Vec::new();
             while let Some(first) = rx.recv().await {
                 batch.push(first);
@@ -238,13 +306,20 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
                     acks.done(number);
                 }
             }
-        }));
+        });
         lanes.push(tx);
     }
 
     let mut pending_subacks = 0usize;
     loop {
-        match eventloop.next().await {
+        let report = tokio::select! {
+            _ = stop.cancelled() => break,
+            report = incoming.recv() => match report {
+                Some(report) => report,
+                None => return Drained::default(),
+            },
+        };
+        match report {
             Incoming::Connected { session_present } => {
                 // Receipts of an earlier connection mean nothing on this one.
                 acks.connection_lost();
@@ -278,20 +353,87 @@ async fn run(config: BridgeConfig, sink: Arc<Sink>, stats: Arc<BridgeStats>) {
                 acks.arrived(number, receipt);
                 let lane = &lanes[lane_of(&message.topic, lanes.len())];
                 if lane.send((number, message)).is_err() {
-                    break;
+                    return Drained::default();
                 }
             }
-            Incoming::Other => {}
+            Incoming::Other | Incoming::Disconnected => {}
             Incoming::Lost(error) => {
                 acks.connection_lost();
                 tracing::warn!(%error, "MQTT connection lost; reconnecting in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
-    for worker in workers {
-        worker.abort();
+
+    // Draining: the lanes finish what they hold (their queues close behind
+    // it) and nothing new reaches them.
+    let started = Instant::now();
+    let held = stats.in_flight();
+    tracing::info!(messages = held, "MQTT bridge draining: finishing the messages its lanes hold");
+    drop(lanes);
+    let mut drained = Drained { finished: held, left: 0 };
+    let mut connected = true;
+    {
+        let lanes_done = async { while workers.join_next().await.is_some() {} };
+        tokio::pin!(lanes_done);
+        loop {
+            tokio::select! {
+                _ = &mut lanes_done => break,
+                report = incoming.recv(), if connected => match report {
+                    // Neither handed to a lane nor acknowledged: the broker
+                    // sends it again, to this client id's next connection.
+                    Some(Incoming::Message(..)) => drained.left += 1,
+                    Some(Incoming::Lost(error)) => {
+                        // Its receipts are void: what the lanes still finish
+                        // comes again after the restart, and is deduplicated.
+                        acks.connection_lost();
+                        connected = false;
+                        tasks.abort_all();
+                        tracing::warn!(%error, "MQTT connection lost while draining; the broker redelivers what was not acknowledged");
+                    }
+                    Some(Incoming::Connected { .. }) => acks.connection_lost(),
+                    Some(_) => {}
+                    None => connected = false,
+                },
+            }
+        }
     }
+    // Every lane has reported; the acknowledging task hands the last
+    // acknowledgements to the connection and ends.
+    drop(acks);
+    let _ = acker.await;
+    if connected {
+        // Requests leave in order: the DISCONNECT goes after the
+        // acknowledgements. The broker closes the connection once it has
+        // read it, so the acknowledgements are read too; closing first could
+        // lose them (a socket closed with unread input is reset, and the
+        // broker drops what it had not read yet).
+        match client.disconnect().await {
+            Ok(()) => {
+                let closed = async {
+                    while let Some(report) = incoming.recv().await {
+                        match report {
+                            Incoming::Lost(_) => break,
+                            Incoming::Message(..) => drained.left += 1,
+                            _ => {}
+                        }
+                    }
+                };
+                if tokio::time::timeout(BROKER_CLOSE_WAIT, closed).await.is_err() {
+                    tracing::warn!(
+                        "the MQTT broker did not close the connection within {BROKER_CLOSE_WAIT:?} of the DISCONNECT"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "disconnecting from the MQTT broker failed"),
+        }
+    }
+    tracing::info!(
+        finished = drained.finished,
+        left_for_redelivery = drained.left,
+        ms = started.elapsed().as_millis() as u64,
+        "MQTT bridge drained"
+    );
+    drained
 }
 
 /// The filter to subscribe to: shared among the group's replicas, if any.

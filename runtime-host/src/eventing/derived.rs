@@ -93,6 +93,11 @@ impl DerivedQueue {
     pub async fn settled(&self) {
         self.outstanding.settled().await
     }
+
+    /// Events queued or being delivered (each delivery to a subscriber counts).
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.count.load(Ordering::SeqCst)
+    }
 }
 
 /// Events queued or being delivered; `settled` waits for none.

@@ -51,6 +51,11 @@ impl Eventing {
         self.derived.settled().await
     }
 
+    /// Derived events queued or being delivered now.
+    pub fn outstanding(&self) -> usize {
+        self.derived.outstanding()
+    }
+
     /// Handles an event arriving over HTTP. With one subscriber its answer is
     /// passed through (so a caller sees a 400 and its reason, or the derived
     /// events); with several, the worst status wins.

@@ -95,6 +95,9 @@ pub struct Gateway {
     tokens: Arc<Tokens>,
     keep_alive: Duration,
     subscriber: tokio::task::JoinHandle<()>,
+    /// Cancelled when the host shuts down: every stream ends (its clients
+    /// reconnect, with `Last-Event-ID`, to a replica still running).
+    closing: tokio_util::sync::CancellationToken,
 }
 
 /// The gateway's own runtime: two worker threads that run the broker
@@ -184,6 +187,7 @@ impl Gateway {
             tokens,
             keep_alive: config.keep_alive,
             subscriber,
+            closing: Default::default(),
         }))
     }
 
@@ -210,6 +214,17 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
+    }
+
+    /// Ends every stream, SSE and WebSocket, now and from now on (a
+    /// draining host would otherwise wait out its grace period on them).
+    pub fn close_streams(&self) {
+        self.closing.cancel();
+    }
+
+    /// Streams open now.
+    pub fn open_streams(&self) -> i64 {
+        self.metrics.connections.get()
     }
 
     /// Whether `path` is the gateway's.
@@ -324,11 +339,14 @@ struct Client {
     /// The seq the client said it has (`Last-Event-ID`), until a frame is sent.
     resumed_at: Option<u64>,
     ping: Option<tokio::time::Interval>,
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl Client {
     fn new(gateway: &Arc<Gateway>, terminal: &str, last_seen: Option<u64>) -> Self {
-        Self::watching(gateway.frames.watch(terminal), gateway.metrics.clone(), last_seen)
+        let mut client = Self::watching(gateway.frames.watch(terminal), gateway.metrics.clone(), last_seen);
+        client.closing = gateway.closing.clone();
+        client
     }
 
     fn watching(latest: Latest, metrics: GatewayMetrics, last_seen: Option<u64>) -> Self {
@@ -336,11 +354,11 @@ impl Client {
         if last_seen.is_some() {
             metrics.reconnects.inc();
         }
-        Self { metrics, latest, sent: None, resumed_at: last_seen, ping: None }
+        Self { metrics, latest, sent: None, resumed_at: last_seen, ping: None, closing: Default::default() }
     }
 
     /// The newest frame once there is one the client has not seen, or a
-    /// ping; `None` when the terminal is gone.
+    /// ping; `None` when the terminal is gone or the host shuts down.
     async fn next(&mut self, keep_alive: Duration) -> Option<Next> {
         if self.ping.is_none() {
             let mut i = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
@@ -361,6 +379,7 @@ impl Client {
                 return Some(Next::Frame(frame));
             }
             tokio::select! {
+                _ = self.closing.cancelled() => return None,
                 changed = self.latest.changed() => changed.ok()?,
                 _ = self.ping.as_mut().expect("set above").tick() => return Some(Next::Ping(now_ms())),
             }
@@ -524,19 +543,29 @@ pub fn spawn_connection<F, Fut>(
     );
 }
 
-/// Serves the gateway alone (`parkd gateway`): its routes, `/healthz` and `/metrics`.
-pub async fn serve(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) -> Result<()> {
+/// Serves the gateway alone (`parkd gateway`): its routes, `/healthz` and
+/// `/metrics`, until `stop` is cancelled; then it stops accepting, ends the
+/// streams, lets the other requests finish and returns.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<()> {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                continue;
-            }
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
         };
         let gateway = gateway.clone();
+        let stop = stop.clone();
         spawn_connection(&mut connections, stream, move |stream| async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let gateway = gateway.clone();
@@ -556,10 +585,14 @@ pub async fn serve(gateway: Arc<Gateway>, listener: tokio::net::TcpListener) -> 
                     Ok::<_, Infallible>(response)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+                .with_upgrades();
+            let _ = crate::server::until_stopped(connection, &stop).await;
         });
     }
+    drop(listener);
+    gateway.close_streams();
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
