@@ -22,6 +22,15 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("mosquitto"))
 }
 
+/// The in-flight window of the broker that ships, so tests and benchmarks
+/// run with it rather than with Mosquitto's default.
+fn shipped_inflight() -> &'static str {
+    include_str!("../../deploy/mosquitto/mosquitto.conf")
+        .lines()
+        .find(|l| l.starts_with("max_inflight_messages "))
+        .expect("deploy/mosquitto/mosquitto.conf sets max_inflight_messages")
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -79,7 +88,8 @@ impl Mosquitto {
             &config,
             format!(
                 "listener {port} 127.0.0.1\n{settings}persistence false\n\
-                 max_queued_messages 100000\nlog_dest stderr\nlog_type error\n"
+                 max_queued_messages 100000\n{}\nlog_dest stderr\nlog_type error\n",
+                shipped_inflight()
             ),
         )?;
         let child = Command::new(binary())

@@ -3,9 +3,11 @@
 //! bridge batch size. Prints the sustained readings/s and the latency from
 //! MQTT publish (the reading's observation time) to its commit (the status
 //! change's record time, read from the database), with two baselines from the same
-//! run: the unbatched bridge (batch size 1) and, on PostgreSQL, `pgbench`'s
-//! single-row update rate on the same server (machines are noisy: compare
-//! ratios). Durable settings are the headline:
+//! run: the unbatched bridge (batch size 1), the broker's own rate (the
+//! same readings, QoS 1, from publisher to a plain subscriber: the
+//! transport's limit) and, on PostgreSQL, `pgbench`'s single-row update rate
+//! on the same server (machines are noisy: compare ratios). Durable settings
+//! are the headline:
 //!
 //! `PARKING_PG_FSYNC=on bash scripts/with-postgres.sh target/debug/bench-ingest`
 //! (built by `cargo test --no-run`, the tests' own build).
@@ -102,9 +104,12 @@ async fn main() -> Result<()> {
     }
 
     let mut rounds = Vec::new();
+    let mut transport = Vec::new();
     let mut seed = 0;
     for broker in &args.brokers {
         let (port, _mosquitto) = start_broker(broker)?;
+        let readings = (args.rates.iter().cloned().fold(0.0, f64::max) * args.seconds as f64) as u64;
+        transport.push((broker.clone(), transport_rate(port, args.bays, readings.max(1000)).await?));
         for &batch in &args.batch_sizes {
             let config = BridgeConfig {
                 client_id: format!("bench-{broker}-{batch}"),
@@ -136,7 +141,7 @@ async fn main() -> Result<()> {
         args.bays, args.seconds
     );
     println!(
-        "{:>9} {:>5} {:>8} {:>7} {:>11} {:>8} {:>8} {:>8} {:>9} {:>10} {:>10}",
+        "{:>9} {:>5} {:>8} {:>7} {:>11} {:>8} {:>8} {:>8} {:>9} {:>10} {:>12} {:>10}",
         "broker",
         "batch",
         "target/s",
@@ -147,6 +152,7 @@ async fn main() -> Result<()> {
         "batches",
         "stmts/rdg",
         "vs batch 1",
+        "vs transport",
         "vs pgbench"
     );
     for r in &rounds {
@@ -155,9 +161,14 @@ async fn main() -> Result<()> {
             .find(|b| b.broker == r.broker && b.batch == 1 && b.target == r.target)
             .map(|b| format!("{:.2}x", r.sustained / b.sustained))
             .unwrap_or_else(|| "-".into());
+        let vs_transport = transport
+            .iter()
+            .find(|(broker, _)| *broker == r.broker)
+            .map(|(_, rate)| format!("{:.2}x", r.sustained / rate))
+            .unwrap_or_else(|| "-".into());
         let pgbench = pgbench_tps.map(|t| format!("{:.3}x", r.sustained / t)).unwrap_or_else(|| "-".into());
         println!(
-            "{:>9} {:>5} {:>8.0} {:>7} {:>11.0} {:>8.1} {:>8.1} {:>8} {:>9.2} {:>10} {:>10}",
+            "{:>9} {:>5} {:>8.0} {:>7} {:>11.0} {:>8.1} {:>8.1} {:>8} {:>9.2} {:>10} {:>12} {:>10}",
             r.broker,
             r.batch,
             r.target,
@@ -168,8 +179,12 @@ async fn main() -> Result<()> {
             r.batches,
             r.statements,
             baseline,
+            vs_transport,
             pgbench
         );
+    }
+    for (broker, rate) in &transport {
+        println!("transport: {broker}, QoS 1 from the simulator to a plain subscriber: {rate:.0} messages/s");
     }
     if let Some(tps) = pgbench_tps {
         println!("pgbench single-row UPDATE, 4 clients, same server and settings: {tps:.0} tps");
@@ -242,6 +257,61 @@ async fn run_round(
         batches: stats.batches.load(Ordering::Relaxed) - batches_before,
         statements,
     })
+}
+
+/// The broker's own rate: `readings` simulated readings published as fast
+/// as it takes them, QoS 1, received by a subscriber that acknowledges each
+/// at once (no bridge, no database). Messages per second, publish to receipt.
+async fn transport_rate(port: u16, bays: usize, readings: u64) -> Result<f64> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    eprintln!("transport: {readings} readings, QoS 1, to a plain subscriber");
+    let mut options = MqttOptions::new(format!("bench-transport-{port}"), "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
+    client.subscribe("#", QoS::AtLeastOnce).await?;
+    loop {
+        if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {
+            break;
+        }
+    }
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = received.clone();
+    let subscriber = tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => return Err::<(), _>(e),
+            }
+        }
+    });
+    let started = Instant::now();
+    let summary = parkd::simulate::run(SimulateOptions {
+        mqtt_port: port,
+        bays,
+        rate: 1_000_000.0,
+        readings,
+        seed: 1_000_000,
+        progress: false,
+        ..Default::default()
+    })
+    .await?;
+    while received.load(Ordering::Relaxed) < summary.sent {
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "transport: {} of {} messages received after 120 s",
+                received.load(Ordering::Relaxed),
+                summary.sent
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = summary.sent as f64 / started.elapsed().as_secs_f64();
+    subscriber.abort();
+    client.disconnect().await.ok();
+    Ok(rate)
 }
 
 /// The statements parkd's components ran so far, from its `/metrics`.
