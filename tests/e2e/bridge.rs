@@ -1115,3 +1115,106 @@ async fn a_database_lost_mid_batch_on_mosquitto() {
 async fn a_database_lost_mid_batch_on_the_embedded_broker() {
     a_database_lost_mid_batch(BurstBroker::Embedded).await
 }
+
+/// A subscriber of availability changes (where terminal-push sits) that
+/// fails, then hangs until its deadline, never holds ingest back: bursts on
+/// the embedded broker are applied in full while it misbehaves, on one
+/// connection, with nothing dead-lettered. Once it answers again, it catches
+/// up: the newest availability of the lot reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_hanging_subscriber_never_holds_ingest_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = parking_tests::manifest_with_fault_injector_subscribed(
+        dir.path(),
+        &["io.parking.availability.changed.v1"],
+    )
+    .unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::Embedded(format!("127.0.0.1:{port}").parse().unwrap()),
+        manifest: Some(manifest),
+        // A hanging subscriber is stopped at its deadline: keep it short.
+        limits: parkd::server::Limits { request_deadline: Duration::from_secs(2), ..Default::default() },
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    let bays = 60;
+    assert!(
+        parkd
+            .put_lot("held", &parkd::simulate::lot_definition("Held", "HELD", bays))
+            .await
+            .status()
+            .is_success()
+    );
+    let client = reqwest::Client::new();
+    let set_mode = |mode: &'static str| {
+        let (client, url) = (client.clone(), parkd.url(&format!("/test/fault/mode/{mode}")));
+        async move { assert!(client.post(url).send().await.unwrap().status().is_success(), "mode {mode}") }
+    };
+    // Deliveries to the subscriber that ended in a 5xx (failed, or stopped at the deadline).
+    let failed = || async {
+        let metrics = client.get(parkd.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(r#"parkd_requests_total{component="fault-injector",code="5"#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>()
+    };
+    let stats = &parkd.running.bridge.as_ref().unwrap().stats;
+    let mut summary = None;
+    for (seed, mode) in [(1, "fail"), (2, "spin")] {
+        set_mode(mode).await;
+        let failed_before = failed().await;
+        let before = stats.delivered.load(std::sync::atomic::Ordering::Relaxed);
+        let sent = parkd::simulate::run(parkd::simulate::SimulateOptions {
+            mqtt_port: port,
+            bays,
+            rate: 1_000_000.0,
+            readings: 2000,
+            seed,
+            device_prefix: "HELD".into(),
+            heartbeat_share: 0.0,
+            progress: false,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        eventually_within(
+            Duration::from_secs(120),
+            "the burst applied while the subscriber misbehaves",
+            || async { stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= before + sent.sent },
+        )
+        .await;
+        let (_, availability) = parkd.availability("held").await;
+        assert!(shows_last_published(&availability, &sent), "subscriber {mode}: {availability}");
+        eventually_within(Duration::from_secs(30), "the subscriber misbehaving", || async {
+            failed().await > failed_before
+        })
+        .await;
+        summary = Some(sent);
+    }
+    assert_eq!(stats.connections.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(stats.dead_lettered.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(summary.is_some());
+
+    set_mode("ok").await;
+    let (_, availability) = parkd.availability("held").await;
+    eventually_within(Duration::from_secs(60), "the subscriber caught up with the lot", || async {
+        let seen = client.get(parkd.url("/test/fault/seen/held")).send().await.unwrap();
+        if !seen.status().is_success() {
+            return false;
+        }
+        let seen: Value = seen.json().await.unwrap();
+        let (zone, class) =
+            (seen["zone"].as_str().unwrap_or_default(), seen["class"].as_str().unwrap_or_default());
+        let shown = availability["zones"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|z| z["zone"] == zone)
+            .map(|z| z["classes"][class].clone());
+        shown == Some(seen["counts"].clone())
+    })
+    .await;
+}

@@ -140,7 +140,17 @@ subscribes = [{types}]
 /// The repository's manifest plus the `fault-injector` fixture (routed at
 /// `/test/fault/...`, on the configured database). Written into `dir`.
 pub fn manifest_with_fault_injector(dir: &std::path::Path) -> Result<PathBuf> {
+    manifest_with_fault_injector_subscribed(dir, &[])
+}
+
+/// As [`manifest_with_fault_injector`], the fixture also subscribed to the
+/// given event types: a subscriber that fails, spins or records on demand.
+pub fn manifest_with_fault_injector_subscribed(
+    dir: &std::path::Path,
+    subscribes: &[&str],
+) -> Result<PathBuf> {
     let root = repo_root().canonicalize()?;
+    let types = subscribes.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
     let manifest = std::fs::read_to_string(root.join("spin.toml"))?
         .replace("source = \"", &format!("source = \"{}/", root.display()));
     let fixture = format!(
@@ -155,6 +165,8 @@ sqlite_databases = ["default"]
 allowed_outbound_hosts = ["postgres://{{{{ database_host }}}}"]
 [component.fault-injector.variables]
 database_url = "{{{{ database_url }}}}"
+[component.fault-injector.tool.parkd]
+subscribes = [{types}]
 "#,
         root.display()
     );
