@@ -114,15 +114,6 @@ pub fn close_alert(
         .transpose()
 }
 
-/// The kinds of the open alerts of `subject`.
-pub fn open_alert_kinds(db: &Database, subject: &str) -> Result<Vec<AlertKind>, DbError> {
-    db.query(db.sql.open_alert_kinds, &[subject.into()])?
-        .iter()
-        .map(|r| Ok(AlertKind::parse(&r.text(0)?)))
-        .filter_map(Result::transpose)
-        .collect()
-}
-
 /// Alerts opened by requests that could not answer with events (a refused
 /// reading from an unknown device), marked announced now.
 pub fn announce_alerts(db: &Database, now: DateTime<Utc>) -> Result<Vec<Alert>, DbError> {

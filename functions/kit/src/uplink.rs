@@ -83,7 +83,6 @@ pub fn apply_uplinks(
     let results = db.transaction(|db| {
         let mut batch = Batch::load(db, uplinks, received_at)?;
         let (mut results, changes) = batch.apply(db, uplinks)?;
-        batch.write_history(db)?;
         batch.settle(db, changes, &mut results)?;
         Ok::<_, DbError>(results)
     })?;
@@ -239,23 +238,20 @@ impl Batch {
 
     /// Counts the batch's status changes in order, under the counts' locks:
     /// each change answers its group's availability right after it and moves
-    /// its lot's full and almost-full alerts. Then writes the bays (their
-    /// triggers keep the counts table).
+    /// its lot's full and almost-full alerts. Then writes what the batch did
+    /// (the bays' triggers keep the counts table): in one statement where the
+    /// dialect can, else the history before the counts are locked.
     fn settle(
         &mut self,
         db: &Database,
         changes: Vec<Pending>,
         results: &mut [Uplinked],
     ) -> Result<(), DbError> {
+        if db.sql.write_batch.is_none() {
+            self.write_history(db)?;
+        }
         if !changes.is_empty() {
-            self.groups = db
-                .query(db.sql.counts_of_sensors, std::slice::from_ref(&self.devices))?
-                .iter()
-                .map(|r| {
-                    let key = (r.text(0)?, r.text(1)?, r.text(2)?);
-                    Ok((key, Group { counts: counts_at(r, 3)?, changed_at: opt_from_ms(r.opt_int(8)?)? }))
-                })
-                .collect::<Result<_, DbError>>()?;
+            self.lock_counts(db)?;
         }
         for (index, slot) in changes {
             let availability = count_change(&mut self.groups, &slot)?;
@@ -267,8 +263,28 @@ impl Batch {
         let mut bays: Vec<&BayState> = self.bays.values().filter(|s| s.touched).collect();
         bays.sort_by(|a, b| a.bay.key().cmp(&b.bay.key()));
         let bays: Vec<serde_json::Value> = bays.into_iter().map(|s| s.row(self.received_at)).collect();
-        if !bays.is_empty() {
+        if let Some(write_batch) = db.sql.write_batch {
+            let Rows { readings, frames, changes } = std::mem::take(&mut self.rows);
+            let arrays = [readings, frames, changes, bays];
+            if arrays.iter().any(|rows| !rows.is_empty()) {
+                db.execute(write_batch, &arrays.map(|rows| json_param(&rows)))?;
+            }
+        } else if !bays.is_empty() {
             db.execute(db.sql.update_bays, &[json_param(&bays)])?;
+        }
+        Ok(())
+    }
+
+    /// Reads and locks the counts of the batch's lots, with the state of
+    /// each (lot, class)'s sign (its open full or almost-full alert).
+    fn lock_counts(&mut self, db: &Database) -> Result<(), DbError> {
+        for row in db.query(db.sql.counts_of_sensors, std::slice::from_ref(&self.devices))? {
+            let (lot, zone, class) = (row.text(0)?, row.text(1)?, row.text(2)?);
+            let open: Vec<AlertKind> =
+                row.opt_text(9)?.unwrap_or_default().split(',').filter_map(AlertKind::parse).collect();
+            self.fullness.insert(format!("{lot}/{class}"), fullness_from_alerts(&open));
+            let group = Group { counts: counts_at(&row, 3)?, changed_at: opt_from_ms(row.opt_int(8)?)? };
+            self.groups.insert((lot, zone, class), group);
         }
         Ok(())
     }
@@ -383,10 +399,7 @@ impl Batch {
         class: &VehicleClass,
     ) -> Result<Vec<Alert>, DbError> {
         let subject = format!("{lot}/{class}");
-        let previous = match self.fullness.get(&subject) {
-            Some(fullness) => *fullness,
-            None => fullness_from_alerts(&alerts::open_alert_kinds(db, &subject)?),
-        };
+        let previous = self.fullness.get(&subject).copied().unwrap_or_default();
         let counts = self
             .groups
             .iter()

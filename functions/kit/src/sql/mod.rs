@@ -53,8 +53,9 @@ pub struct Statements {
     // column), so a statement costs the same for one reading as for a
     // thousand. Inserts keep the array's order (history is ordered by id).
     /// (devices: JSON array of strings) -> lot, zone ('' for none), class, total, free, occupied,
-    /// unknown, closed, changed_at_ms: every group of the lots those devices' bays are in. Locks
-    /// the rows in one order (PostgreSQL), after the bays, as the triggers of any bay write do.
+    /// unknown, closed, changed_at_ms, open fullness alerts of (lot, class) (kinds joined by ','
+    /// or NULL): every group of the lots those devices' bays are in. Locks the rows in one order
+    /// (PostgreSQL), after the bays, as the triggers of any bay write do.
     pub counts_of_sensors: &'static str,
     /// (devices: JSON array of strings) -> sensor, lot, bay, zone, class, status, observed_at_ms,
     /// seq, model, battery; locks the rows in (lot, bay) order.
@@ -75,6 +76,9 @@ pub struct Statements {
     /// (JSON array of {lot_id, bay_id, zone, class, previous, status, changed_at_ms,
     /// recorded_at_ms, event_key})
     pub insert_status_changes: &'static str,
+    /// (readings, frames, status changes, bays: the four JSON arrays above): all of a batch's
+    /// writes in one statement, where the dialect can (PostgreSQL); else they run one by one.
+    pub write_batch: Option<&'static str>,
     /// (lot, bay, status, status_changed_at_ms)
     pub set_bay_status: &'static str,
     /// (lot, bay, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key)
@@ -132,8 +136,6 @@ pub struct Statements {
     pub open_alerts: &'static str,
     /// (kind, subject, now_ms) -> the alert's columns as `open_alerts`, when one was open.
     pub close_alert: &'static str,
-    /// (subject) -> kind of every open alert of the subject.
-    pub open_alert_kinds: &'static str,
     /// (now_ms) -> the alert columns of alerts not announced yet, now marked announced.
     pub announce_alerts: &'static str,
     /// (now_ms) -> the alert columns of unknown-device alerts closed because the device is now a bay's sensor.

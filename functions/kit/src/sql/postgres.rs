@@ -34,9 +34,11 @@ pub static STATEMENTS: Statements = Statements {
     lot_group_counts: "SELECT zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts WHERE lot_id = $1",
 
     // The row locks order concurrent writers: bays first, then counts, each in key order.
-    counts_of_sensors: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms \
-                        FROM availability_counts WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
-                        (SELECT json_array_elements_text($1::json))) ORDER BY lot_id, zone, class FOR UPDATE",
+    counts_of_sensors: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms, \
+                        (SELECT string_agg(a.kind, ',') FROM alerts a WHERE a.kind IN ('lot_full', 'lot_almost_full') \
+                         AND a.subject = c.lot_id || '/' || c.class AND a.closed_at_ms IS NULL) \
+                        FROM availability_counts c WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
+                        (SELECT json_array_elements_text($1::json))) ORDER BY lot_id, zone, class FOR UPDATE OF c",
     bays_by_sensors: "SELECT sensor, lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery \
                       FROM bays WHERE sensor IN (SELECT json_array_elements_text($1::json)) \
                       ORDER BY lot_id, bay_id FOR UPDATE",
@@ -66,6 +68,31 @@ pub static STATEMENTS: Statements = Statements {
                             SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key \
                             FROM json_populate_recordset(NULL::status_changes, $1::json) WITH ORDINALITY \
                             ORDER BY ordinality",
+    write_batch: Some(
+        "WITH readings_in AS (INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
+                      received_at_ms, battery, outcome, temperature) \
+                      SELECT event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, received_at_ms, \
+                      battery, outcome, temperature \
+                      FROM json_populate_recordset(NULL::readings, $1::json) WITH ORDINALITY ORDER BY ordinality), \
+         frames_in AS (INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
+                           frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
+                           SELECT event_key, device, lot_id, bay_id, kind, reported_occupied, frame_counter, \
+                           observed_at_ms, received_at_ms, battery, temperature, detail \
+                           FROM json_populate_recordset(NULL::sensor_frames, $2::json) WITH ORDINALITY \
+                           ORDER BY ordinality), \
+         changes_in AS (INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
+                            recorded_at_ms, event_key) \
+                            SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key \
+                            FROM json_populate_recordset(NULL::status_changes, $3::json) WITH ORDINALITY \
+                            ORDER BY ordinality) \
+         UPDATE bays SET status = u.status, \
+                  status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
+                  observed_at_ms = u.observed_at_ms, seq = u.seq, \
+                  last_seen_at_ms = GREATEST(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), \
+                  battery = COALESCE(u.battery, bays.battery), temperature = COALESCE(u.temperature, bays.temperature) \
+                  FROM json_populate_recordset(NULL::bays, $4::json) AS u \
+                  WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
+    ),
     set_bay_status: "UPDATE bays SET status = $3, status_changed_at_ms = $4 WHERE lot_id = $1 AND bay_id = $2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
                            changed_at_ms, recorded_at_ms, event_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -133,7 +160,6 @@ pub static STATEMENTS: Statements = Statements {
                   FROM alerts WHERE closed_at_ms IS NULL ORDER BY opened_at_ms, id",
     close_alert: "UPDATE alerts SET closed_at_ms = $3 WHERE kind = $1 AND subject = $2 AND closed_at_ms IS NULL \
                   RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
-    open_alert_kinds: "SELECT kind FROM alerts WHERE subject = $1 AND closed_at_ms IS NULL",
     announce_alerts: "UPDATE alerts SET announced_at_ms = $1 WHERE announced_at_ms IS NULL \
                       RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
     close_provisioned_device_alerts: "UPDATE alerts SET closed_at_ms = $1 WHERE kind = 'unknown_device' \

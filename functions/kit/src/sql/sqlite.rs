@@ -33,9 +33,11 @@ pub static STATEMENTS: Statements = Statements {
     lot_group_counts: "SELECT zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts WHERE lot_id = ?1",
 
     // SQLite has no row locks: BEGIN IMMEDIATE already serialises writers.
-    counts_of_sensors: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM \
-                       availability_counts WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN (SELECT value FROM \
-                       json_each(?1))) ORDER BY lot_id, zone, class",
+    counts_of_sensors: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms, \
+                        (SELECT group_concat(a.kind, ',') FROM alerts a WHERE a.kind IN ('lot_full', 'lot_almost_full') \
+                         AND a.subject = c.lot_id || '/' || c.class AND a.closed_at_ms IS NULL) \
+                        FROM availability_counts c WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
+                        (SELECT value FROM json_each(?1))) ORDER BY lot_id, zone, class",
     bays_by_sensors: "SELECT sensor, lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery FROM bays \
                      WHERE sensor IN (SELECT value FROM json_each(?1)) ORDER BY lot_id, bay_id",
     claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) SELECT value, ?2 FROM json_each(?1) WHERE \
@@ -70,6 +72,7 @@ pub static STATEMENTS: Statements = Statements {
                            json_extract(value, '$.zone'), json_extract(value, '$.class'), json_extract(value, '$.previous'), \
                            json_extract(value, '$.status'), json_extract(value, '$.changed_at_ms'), json_extract(value, \
                            '$.recorded_at_ms'), json_extract(value, '$.event_key') FROM json_each(?1) ORDER BY key",
+    write_batch: None,
     set_bay_status: "UPDATE bays SET status = ?3, status_changed_at_ms = ?4 WHERE lot_id = ?1 AND bay_id = ?2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
                            changed_at_ms, recorded_at_ms, event_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -137,7 +140,6 @@ pub static STATEMENTS: Statements = Statements {
                   FROM alerts WHERE closed_at_ms IS NULL ORDER BY opened_at_ms, id",
     close_alert: "UPDATE alerts SET closed_at_ms = ?3 WHERE kind = ?1 AND subject = ?2 AND closed_at_ms IS NULL \
                   RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
-    open_alert_kinds: "SELECT kind FROM alerts WHERE subject = ?1 AND closed_at_ms IS NULL",
     announce_alerts: "UPDATE alerts SET announced_at_ms = ?1 WHERE announced_at_ms IS NULL \
                       RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
     close_provisioned_device_alerts: "UPDATE alerts SET closed_at_ms = ?1 WHERE kind = 'unknown_device' \
