@@ -244,6 +244,17 @@ impl Parkd {
         format!("{}{path}", self.base)
     }
 
+    /// The statements the components ran so far, over every database (from
+    /// `/metrics`): what a benchmark divides by the readings it sent.
+    pub async fn database_statements(&self) -> Result<u64> {
+        let text = self.client.get(self.url("/metrics")).send().await?.error_for_status()?.text().await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("parkd_database_statements_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum())
+    }
+
     /// The derived events the `event-recorder` fixture recorded
     /// (`manifest_with_recorder`), in arrival order, once every derived event
     /// queued so far has been delivered.

@@ -190,6 +190,7 @@ async fn main() -> Result<()> {
     })
     .await?;
 
+    let statements_before = parkd.database_statements().await?;
     let p = parkd.clone();
     let bays = args.bays;
     let sensor = over_http("parkd   sensor-event", n, c, move |i| {
@@ -204,6 +205,7 @@ async fn main() -> Result<()> {
         }
     })
     .await?;
+    let statements = (parkd.database_statements().await? - statements_before) as f64 / n as f64;
 
     let p = parkd.clone();
     let query = over_http("parkd   availability-query", n, c, move |_| {
@@ -243,6 +245,7 @@ async fn main() -> Result<()> {
             ratio
         );
     }
+    println!("sensor-event: {statements:.1} database statements per reading (each one changes its bay)");
     println!(
         "parkd overhead over the bare HTTP round trip (p50): sensor-event {:.1}x, availability-query {:.1}x",
         sensor.p50.as_secs_f64() / health.p50.as_secs_f64(),

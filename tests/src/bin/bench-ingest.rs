@@ -203,7 +203,7 @@ async fn run_round(
     seed: u64,
 ) -> Result<Round> {
     let stats = &bridge.stats;
-    let statements_before = statements(parkd).await?;
+    let statements_before = parkd.database_statements().await?;
     let (delivered_before, batches_before) =
         (stats.delivered.load(Ordering::Relaxed), stats.batches.load(Ordering::Relaxed));
     let started_ms = chrono::Utc::now().timestamp_millis();
@@ -235,7 +235,8 @@ async fn run_round(
         );
     }
     let sustained = delivered as f64 / started.elapsed().as_secs_f64();
-    let statements = (statements(parkd).await? - statements_before) as f64 / delivered.max(1) as f64;
+    let statements =
+        (parkd.database_statements().await? - statements_before) as f64 / delivered.max(1) as f64;
     // Publish (observation) to commit (record) of every status change of the round.
     let mut latencies: Vec<f64> = db
         .strings(&format!(
@@ -314,15 +315,6 @@ async fn transport_rate(port: u16, bays: usize, readings: u64) -> Result<f64> {
     Ok(rate)
 }
 
-/// The statements parkd's components ran so far, from its `/metrics`.
-async fn statements(parkd: &Parkd) -> Result<u64> {
-    let text = reqwest::get(parkd.url("/metrics")).await?.error_for_status()?.text().await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("parkd_database_statements_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum())
-}
 /// pgbench's rate of single-row updates on the benchmark's PostgreSQL server.
 async fn pgbench(seconds: u64) -> Result<f64> {
     let url = url::Url::parse(&test_server_url())?;
