@@ -38,40 +38,41 @@ pub static STATEMENTS: Statements = Statements {
                          AND a.subject = c.lot_id || '/' || c.class AND a.closed_at_ms IS NULL) \
                         FROM availability_counts c WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
                         (SELECT value FROM json_each(?1))) ORDER BY lot_id, zone, class",
-    bays_by_sensors: "SELECT sensor, lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery FROM bays \
-                     WHERE sensor IN (SELECT value FROM json_each(?1)) ORDER BY lot_id, bay_id",
-    claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) SELECT value, ?2 FROM json_each(?1) WHERE \
-                  true ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
+    bays_by_sensors: "SELECT sensor, lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery \
+                      FROM bays WHERE sensor IN (SELECT value FROM json_each(?1)) ORDER BY lot_id, bay_id",
+    // `WHERE true` lets SQLite read ON CONFLICT after INSERT ... SELECT.
+    claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) SELECT value, ?2 FROM json_each(?1) \
+                   WHERE true ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
     insert_readings: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
-                     received_at_ms, battery, outcome, temperature) SELECT json_extract(value, '$.event_key'), \
-                     json_extract(value, '$.device'), json_extract(value, '$.lot_id'), json_extract(value, '$.bay_id'), \
-                     json_extract(value, '$.occupied'), json_extract(value, '$.seq'), json_extract(value, \
-                     '$.observed_at_ms'), json_extract(value, '$.received_at_ms'), json_extract(value, '$.battery'), \
-                     json_extract(value, '$.outcome'), json_extract(value, '$.temperature') FROM json_each(?1) ORDER BY \
-                     key",
+                      received_at_ms, battery, outcome, temperature) \
+                      SELECT value ->> 'event_key', value ->> 'device', value ->> 'lot_id', value ->> 'bay_id', \
+                      value ->> 'occupied', value ->> 'seq', value ->> 'observed_at_ms', value ->> 'received_at_ms', \
+                      value ->> 'battery', value ->> 'outcome', value ->> 'temperature' \
+                      FROM json_each(?1) ORDER BY key",
     insert_sensor_frames: "INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
-                          frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) SELECT \
-                          json_extract(value, '$.event_key'), json_extract(value, '$.device'), json_extract(value, \
-                          '$.lot_id'), json_extract(value, '$.bay_id'), json_extract(value, '$.kind'), json_extract(value, \
-                          '$.reported_occupied'), json_extract(value, '$.frame_counter'), json_extract(value, \
-                          '$.observed_at_ms'), json_extract(value, '$.received_at_ms'), json_extract(value, '$.battery'), \
-                          json_extract(value, '$.temperature'), json_extract(value, '$.detail') FROM json_each(?1) ORDER BY \
-                          key",
-    update_bays: "WITH u (lot_id, bay_id, status, status_changed_at_ms, observed_at_ms, seq, last_seen_at_ms, battery, \
-                 temperature) AS (SELECT json_extract(value, '$.lot_id'), json_extract(value, '$.bay_id'), \
-                 json_extract(value, '$.status'), json_extract(value, '$.status_changed_at_ms'), json_extract(value, \
-                 '$.observed_at_ms'), json_extract(value, '$.seq'), json_extract(value, '$.last_seen_at_ms'), \
-                 json_extract(value, '$.battery'), json_extract(value, '$.temperature') FROM json_each(?1)) UPDATE \
-                 bays SET status = u.status, status_changed_at_ms = COALESCE(u.status_changed_at_ms, \
-                 bays.status_changed_at_ms), observed_at_ms = u.observed_at_ms, seq = u.seq, last_seen_at_ms = \
-                 MAX(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), battery = COALESCE(u.battery, \
-                 bays.battery), temperature = COALESCE(u.temperature, bays.temperature) FROM u WHERE bays.lot_id = \
-                 u.lot_id AND bays.bay_id = u.bay_id",
+                           frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
+                           SELECT value ->> 'event_key', value ->> 'device', value ->> 'lot_id', value ->> 'bay_id', \
+                           value ->> 'kind', value ->> 'reported_occupied', value ->> 'frame_counter', \
+                           value ->> 'observed_at_ms', value ->> 'received_at_ms', value ->> 'battery', \
+                           value ->> 'temperature', value ->> 'detail' \
+                           FROM json_each(?1) ORDER BY key",
+    update_bays: "WITH u AS (SELECT value ->> 'lot_id' AS lot_id, value ->> 'bay_id' AS bay_id, \
+                  value ->> 'status' AS status, value ->> 'status_changed_at_ms' AS status_changed_at_ms, \
+                  value ->> 'observed_at_ms' AS observed_at_ms, value ->> 'seq' AS seq, \
+                  value ->> 'last_seen_at_ms' AS last_seen_at_ms, value ->> 'battery' AS battery, \
+                  value ->> 'temperature' AS temperature FROM json_each(?1)) \
+                  UPDATE bays SET status = u.status, \
+                  status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
+                  observed_at_ms = u.observed_at_ms, seq = u.seq, \
+                  last_seen_at_ms = MAX(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), \
+                  battery = COALESCE(u.battery, bays.battery), temperature = COALESCE(u.temperature, bays.temperature) \
+                  FROM u WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
     insert_status_changes: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
-                           recorded_at_ms, event_key) SELECT json_extract(value, '$.lot_id'), json_extract(value, '$.bay_id'), \
-                           json_extract(value, '$.zone'), json_extract(value, '$.class'), json_extract(value, '$.previous'), \
-                           json_extract(value, '$.status'), json_extract(value, '$.changed_at_ms'), json_extract(value, \
-                           '$.recorded_at_ms'), json_extract(value, '$.event_key') FROM json_each(?1) ORDER BY key",
+                            recorded_at_ms, event_key) \
+                            SELECT value ->> 'lot_id', value ->> 'bay_id', value ->> 'zone', value ->> 'class', \
+                            value ->> 'previous', value ->> 'status', value ->> 'changed_at_ms', \
+                            value ->> 'recorded_at_ms', value ->> 'event_key' \
+                            FROM json_each(?1) ORDER BY key",
     write_batch: None,
     set_bay_status: "UPDATE bays SET status = ?3, status_changed_at_ms = ?4 WHERE lot_id = ?1 AND bay_id = ?2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
