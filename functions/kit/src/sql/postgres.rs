@@ -69,29 +69,27 @@ pub static STATEMENTS: Statements = Statements {
                             FROM json_populate_recordset(NULL::status_changes, $1::json) WITH ORDINALITY \
                             ORDER BY ordinality",
     write_batch: Some(
-        "WITH readings_in AS (INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
-                      received_at_ms, battery, outcome, temperature) \
-                      SELECT event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, received_at_ms, \
-                      battery, outcome, temperature \
-                      FROM json_populate_recordset(NULL::readings, $1::json) WITH ORDINALITY ORDER BY ordinality), \
+        "WITH readings_in AS (INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, \
+             observed_at_ms, received_at_ms, battery, outcome, temperature) \
+           SELECT event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, received_at_ms, battery, \
+             outcome, temperature \
+           FROM json_populate_recordset(NULL::readings, $1::json) WITH ORDINALITY ORDER BY ordinality), \
          frames_in AS (INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
-                           frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
-                           SELECT event_key, device, lot_id, bay_id, kind, reported_occupied, frame_counter, \
-                           observed_at_ms, received_at_ms, battery, temperature, detail \
-                           FROM json_populate_recordset(NULL::sensor_frames, $2::json) WITH ORDINALITY \
-                           ORDER BY ordinality), \
-         changes_in AS (INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
-                            recorded_at_ms, event_key) \
-                            SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key \
-                            FROM json_populate_recordset(NULL::status_changes, $3::json) WITH ORDINALITY \
-                            ORDER BY ordinality) \
+             frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
+           SELECT event_key, device, lot_id, bay_id, kind, reported_occupied, frame_counter, observed_at_ms, \
+             received_at_ms, battery, temperature, detail \
+           FROM json_populate_recordset(NULL::sensor_frames, $2::json) WITH ORDINALITY ORDER BY ordinality), \
+         changes_in AS (INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
+             changed_at_ms, recorded_at_ms, event_key) \
+           SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key \
+           FROM json_populate_recordset(NULL::status_changes, $3::json) WITH ORDINALITY ORDER BY ordinality) \
          UPDATE bays SET status = u.status, \
-                  status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
-                  observed_at_ms = u.observed_at_ms, seq = u.seq, \
-                  last_seen_at_ms = GREATEST(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), \
-                  battery = COALESCE(u.battery, bays.battery), temperature = COALESCE(u.temperature, bays.temperature) \
-                  FROM json_populate_recordset(NULL::bays, $4::json) AS u \
-                  WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
+           status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
+           observed_at_ms = u.observed_at_ms, seq = u.seq, \
+           last_seen_at_ms = GREATEST(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), \
+           battery = COALESCE(u.battery, bays.battery), temperature = COALESCE(u.temperature, bays.temperature) \
+         FROM json_populate_recordset(NULL::bays, $4::json) AS u \
+         WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
     ),
     set_bay_status: "UPDATE bays SET status = $3, status_changed_at_ms = $4 WHERE lot_id = $1 AND bay_id = $2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
