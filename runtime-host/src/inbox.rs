@@ -117,8 +117,10 @@ impl Inbox {
             let old = segments.remove(0);
             let _ = std::fs::remove_file(&old.path);
         }
-        if segments.is_empty() {
-            // Start where the cursor is: offsets never go back.
+        // Start where the cursor is when nothing is past it (a first start,
+        // or records behind the cursor lost with the disk's cache): offsets
+        // never go back, and the reader resumes at the cursor.
+        if segments.last().is_none_or(|last| last.end < committed) {
             let path = dir.join(segment_name(committed));
             segments.push(Segment { base: committed, end: committed, path });
         }
@@ -447,6 +449,31 @@ mod tests {
         std::fs::write(dir.path().join(CURSOR_FILE), "not a number").unwrap();
         let error = Inbox::open(dir.path()).unwrap_err().to_string();
         assert!(error.contains("not an offset"), "{error}");
+    }
+
+    #[test]
+    fn records_lost_behind_the_cursor_do_not_hide_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = {
+            let inbox = Arc::new(Inbox::open(dir.path()).unwrap());
+            for i in 0..3 {
+                let (topic, payload) = message(i);
+                inbox.append(&topic, &payload).unwrap();
+            }
+            let mut reader = inbox.reader();
+            let mut last = 0;
+            while let Some(record) = reader.try_next().unwrap() {
+                last = record.next;
+            }
+            inbox.commit(last).unwrap();
+            inbox.state().segments[0].path.clone()
+        };
+        // The cursor reached the disk, the records did not (a power loss).
+        std::fs::write(&path, b"").unwrap();
+        let inbox = Arc::new(Inbox::open(dir.path()).unwrap());
+        let (topic, payload) = message(3);
+        inbox.append(&topic, &payload).unwrap();
+        assert_eq!(all(&inbox), vec![message(3)]);
     }
 
     #[test]
