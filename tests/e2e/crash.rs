@@ -188,6 +188,11 @@ async fn kill_9_mid_burst_loses_no_acknowledged_reading(backend: Backend) {
     assert_eq!(keys.len(), TOTAL, "readings applied");
     let expected: BTreeSet<&String> = ids.iter().collect();
     assert_eq!(distinct, expected, "the applied readings are not the published ones");
+    // Each reading flips its bay: one status change each, none twice.
+    let changes = db.count("SELECT COUNT(*) FROM status_changes").await;
+    let distinct_changes = db.count("SELECT COUNT(DISTINCT event_key) FROM status_changes").await;
+    assert_eq!(changes, distinct_changes, "a status change was recorded twice");
+    assert_eq!(changes, TOTAL as i64, "status changes");
     let (kept, recounted) = db.kept_and_recounted().await;
     assert_eq!(kept, recounted, "the kept counts disagree with the bays");
     // The lot shows the last reading of each bay.
