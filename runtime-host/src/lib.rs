@@ -13,6 +13,7 @@ pub mod demo;
 pub mod engine;
 pub mod eventing;
 pub mod gateway;
+pub mod inbox;
 pub mod instance;
 pub mod logging;
 pub mod manifest;

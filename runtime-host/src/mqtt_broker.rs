@@ -8,14 +8,67 @@
 //! broker on loopback that admits only two credentials parkd makes up at
 //! start: terminal-push's (it publishes) and the in-process gateway's (it
 //! reads). A frame forged on the sensors' broker never reaches the gateway.
+//!
+//! rumqttd keeps messages in memory only, and acknowledges a QoS 1 publish
+//! once its router has it. The sensors' broker therefore decodes MQTT with
+//! [`DurableV4`]: a message on a sensor topic is appended to the durable
+//! [`Inbox`] as it is decoded, before the router sees it, so no
+//! acknowledgement leaves before the message is on disk (the bridge reads
+//! the inbox, not the broker).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bytes::BytesMut;
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::{self, Packet, Protocol};
 
-/// Starts rumqttd on `listen` (MQTT 3.1.1) and waits until it accepts connections.
-pub fn start_embedded(listen: SocketAddr) -> Result<()> {
+use crate::bridge::topics::{self, TopicMapping};
+use crate::inbox::Inbox;
+
+/// rumqttd's MQTT 3.1.1 codec, storing each message on a sensor topic in
+/// the inbox as it is decoded. Decoding happens before the message reaches
+/// rumqttd's router, which alone queues the PUBACK: a message that could
+/// not be stored closes the connection unacknowledged, and the sensor
+/// publishes it again.
+#[derive(Clone)]
+pub struct DurableV4 {
+    inbox: Arc<Inbox>,
+    mappings: Arc<Vec<TopicMapping>>,
+}
+
+impl Protocol for DurableV4 {
+    fn read_mut(&mut self, stream: &mut BytesMut, max_size: usize) -> Result<Packet, protocol::Error> {
+        let packet = V4.read_mut(stream, max_size)?;
+        if let Packet::Publish(publish, _) = &packet {
+            let topic = String::from_utf8_lossy(&publish.topic);
+            if topics::resolve(&self.mappings, &topic).is_some()
+                && let Err(e) = self.inbox.append(&topic, &publish.payload)
+            {
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    %topic,
+                    "the embedded MQTT broker could not store a message in its inbox: closing the \
+                     connection without acknowledging it (the sensor sends it again); free disk space \
+                     or fix the data directory's permissions"
+                );
+                return Err(protocol::Error::IncorrectPacketFormat);
+            }
+        }
+        Ok(packet)
+    }
+
+    fn write(&self, packet: Packet, write: &mut BytesMut) -> Result<usize, protocol::Error> {
+        V4.write(packet, write)
+    }
+}
+
+/// Starts rumqttd on `listen` (MQTT 3.1.1), storing what sensors publish on
+/// `mappings`' topics in `inbox` before acknowledging it, and waits until
+/// it accepts connections.
+pub fn start_embedded(listen: SocketAddr, inbox: Arc<Inbox>, mappings: Vec<TopicMapping>) -> Result<()> {
     // rumqttd binds on its own thread and would only log a failure: check first.
     drop(std::net::TcpListener::bind(listen).with_context(|| {
         format!(
@@ -23,7 +76,8 @@ pub fn start_embedded(listen: SocketAddr) -> Result<()> {
              pass --mqtt mqtt://{listen} to use it, or --mqtt-listen ADDR for another address"
         )
     })?);
-    start(listen, "parkd-embedded", &[])
+    let durable = DurableV4 { inbox, mappings: Arc::new(mappings) };
+    start(listen, "parkd-embedded", &[], Some(durable))
 }
 
 /// The private broker of terminal frames, and who may use it.
@@ -51,12 +105,18 @@ pub fn start_frame_broker() -> Result<FrameBroker> {
     let credential = |user: &str| (user.to_owned(), uuid::Uuid::new_v4().simple().to_string());
     let broker =
         FrameBroker { address, publisher: credential("terminal-push"), reader: credential("parkd-gateway") };
-    start(address, "parkd-frames", &[broker.publisher.clone(), broker.reader.clone()])?;
+    start(address, "parkd-frames", &[broker.publisher.clone(), broker.reader.clone()], None)?;
     Ok(broker)
 }
 
-/// Starts one rumqttd listener; with `users`, only they may connect.
-fn start(listen: SocketAddr, name: &str, users: &[(String, String)]) -> Result<()> {
+/// Starts one rumqttd listener; with `users`, only they may connect; with
+/// `durable`, it stores sensor messages before acknowledging them.
+fn start(
+    listen: SocketAddr,
+    name: &str,
+    users: &[(String, String)],
+    durable: Option<DurableV4>,
+) -> Result<()> {
     let auth = if users.is_empty() {
         String::new()
     } else {
@@ -85,9 +145,24 @@ dynamic_filters = true
 {auth}"#
     ))
     .context("embedded MQTT broker configuration")?;
+    // What rumqttd's Broker::start does for one MQTT 3.1.1 listener, with
+    // the codec chosen here.
+    let settings = config.v4.and_then(|mut servers| servers.remove("1")).context("embedded MQTT listener")?;
+    let router = rumqttd::Router::new(config.id, config.router).spawn();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the embedded MQTT broker's runtime")?;
     std::thread::Builder::new().name("parkd-mqtt".into()).spawn(move || {
-        let mut broker = rumqttd::Broker::new(config);
-        if let Err(e) = broker.start() {
+        let result = runtime.block_on(async move {
+            match durable {
+                Some(codec) => {
+                    rumqttd::Server::new(settings, router, codec).start(rumqttd::LinkType::Remote).await
+                }
+                None => rumqttd::Server::new(settings, router, V4).start(rumqttd::LinkType::Remote).await,
+            }
+        });
+        if let Err(e) = result {
             tracing::error!(error = %e, "the embedded MQTT broker stopped");
         }
     })?;

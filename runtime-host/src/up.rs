@@ -319,10 +319,22 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     // Bind first: a busy port should fail before anything else starts.
     let listener = Server::bind(options.listen).await?;
     let addr = listener.local_addr()?;
+    // The embedded broker stores sensor messages here before acknowledging
+    // them; the bridge reads them from here.
+    let inbox = match &options.mqtt {
+        MqttMode::Embedded(_) => {
+            let dir = options.data_dir.join("inbox");
+            let inbox = crate::inbox::Inbox::open(&dir)
+                .with_context(|| format!("opening the embedded MQTT broker's inbox in {}", dir.display()))?;
+            Some(Arc::new(inbox))
+        }
+        _ => None,
+    };
     let mqtt_url = match &options.mqtt {
         MqttMode::Off => None,
         MqttMode::Embedded(listen) => {
-            crate::mqtt_broker::start_embedded(*listen)?;
+            let inbox = inbox.clone().context("the embedded broker's inbox")?;
+            crate::mqtt_broker::start_embedded(*listen, inbox, crate::bridge::topics::default_mappings())?;
             tracing::info!(
                 "embedded MQTT broker listening on mqtt://{listen} (sensors publish to parking/uplink/{{device}})"
             );
@@ -347,7 +359,11 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         Some(url) => {
             // In-process, the bridge hands batches to sensor-event.
             let config = BridgeConfig { batch_size: IN_PROCESS_BATCH, ..BridgeConfig::from_url(&url)? };
-            Some(Bridge::start(config, Sink::InProcess(eventing.clone())))
+            let sink = Sink::InProcess(eventing.clone());
+            Some(match inbox {
+                Some(inbox) => Bridge::start_with_inbox(config, sink, inbox),
+                None => Bridge::start(config, sink),
+            })
         }
         None => None,
     };

@@ -150,10 +150,10 @@ async fn sigterm_mid_burst_on_mosquitto(backend: Backend) {
     assert_eq!(db.count("SELECT COUNT(*) FROM status_changes").await, READINGS as i64);
 }
 
-/// The embedded broker keeps its queue in memory: what it held is gone with
-/// the process (issue 14, item 9). The drain still exits cleanly, and what
-/// the bridge delivered (and so acknowledged) before the signal is applied,
-/// once.
+/// The embedded broker's inbox keeps what the bridge's lanes did not take
+/// for the next start (a crash is crash.rs's). The drain exits cleanly, what
+/// the bridge delivered before the signal is applied, once, and the same
+/// state serves again.
 async fn sigterm_mid_burst_on_the_embedded_broker(backend: Backend) {
     let state = tempfile::tempdir().unwrap();
     let database = database(backend).await;

@@ -10,10 +10,26 @@
 //! or dead-lettered: a crash can only cost a redelivery, never a reading.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::connection::{Client, Receipt};
+use super::connection::{self, Client};
+use crate::inbox::Inbox;
+
+/// What acknowledges one message: a PUBACK to the broker it came from, or,
+/// for a message read from the embedded broker's inbox, moving the inbox's
+/// cursor past it.
+pub enum Receipt {
+    Broker(Box<connection::Receipt>),
+    Inbox { next: u64 },
+}
+
+/// Where acknowledgements go.
+enum Target {
+    Broker(Client),
+    Inbox(Arc<Inbox>),
+}
 
 /// Messages in arrival order, each waiting for its lane to finish it.
 #[derive(Debug)]
@@ -67,7 +83,7 @@ impl<R> InOrder<R> {
 }
 
 enum Note {
-    Arrived(u64, Box<Receipt>),
+    Arrived(u64, Receipt),
     Done(u64),
     ConnectionLost,
 }
@@ -81,6 +97,15 @@ pub struct Acks {
 impl Acks {
     /// Starts the acknowledging task for `client`'s connection.
     pub fn start(client: Client) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::start_for(Target::Broker(client))
+    }
+
+    /// Starts the task that commits the inbox's cursor past what is done.
+    pub fn start_inbox(inbox: Arc<Inbox>) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::start_for(Target::Inbox(inbox))
+    }
+
+    fn start_for(target: Target) -> (Self, tokio::task::JoinHandle<()>) {
         // Unbounded: the broker's in-flight window bounds it, and the event
         // loop must never wait on the task that waits on the event loop.
         let (notes, mut rx) = mpsc::unbounded_channel();
@@ -88,15 +113,9 @@ impl Acks {
             let mut order = InOrder::default();
             while let Some(note) = rx.recv().await {
                 match note {
-                    Note::Arrived(number, receipt) => order.arrived(number, *receipt),
+                    Note::Arrived(number, receipt) => order.arrived(number, receipt),
                     Note::ConnectionLost => order.forget(),
-                    Note::Done(number) => {
-                        for receipt in order.done(number) {
-                            if let Err(e) = client.ack(&receipt).await {
-                                tracing::warn!(error = %e, "acknowledging a message failed; the broker will redeliver it");
-                            }
-                        }
-                    }
+                    Note::Done(number) => acknowledge(&target, order.done(number)).await,
                 }
             }
         });
@@ -105,7 +124,7 @@ impl Acks {
 
     /// Called by the event loop before the message goes to its lane.
     pub fn arrived(&self, number: u64, receipt: Receipt) {
-        let _ = self.notes.send(Note::Arrived(number, Box::new(receipt)));
+        let _ = self.notes.send(Note::Arrived(number, receipt));
     }
 
     /// The message was delivered or dead-lettered.
@@ -115,6 +134,35 @@ impl Acks {
 
     pub fn connection_lost(&self) {
         let _ = self.notes.send(Note::ConnectionLost);
+    }
+}
+
+/// Acknowledges a prefix of done messages, in order.
+async fn acknowledge(target: &Target, ready: Vec<Receipt>) {
+    match target {
+        Target::Broker(client) => {
+            for receipt in ready {
+                let Receipt::Broker(receipt) = receipt else { continue };
+                if let Err(e) = client.ack(&receipt).await {
+                    tracing::warn!(error = %e, "acknowledging a message failed; the broker will redeliver it");
+                }
+            }
+        }
+        // The last of the prefix covers all of it.
+        Target::Inbox(inbox) => {
+            let Some(next) = ready.iter().rev().find_map(|r| match r {
+                Receipt::Inbox { next } => Some(*next),
+                Receipt::Broker(_) => None,
+            }) else {
+                return;
+            };
+            if let Err(e) = inbox.commit(next) {
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "moving the inbox cursor failed; after a restart these messages are read again (and deduplicated)"
+                );
+            }
+        }
     }
 }
 

@@ -14,6 +14,12 @@
 //! (`batch_size`, `batch_window`), which the receiver applies in one
 //! transaction and answers per event; each message is still acknowledged
 //! only once its event is committed or dead-lettered.
+//!
+//! With the embedded broker, the bridge reads the broker's durable inbox
+//! instead of subscribing (the broker stores each sensor message there
+//! before acknowledging it; see `mqtt_broker`), and acknowledging a message
+//! moves the inbox's cursor past it; the MQTT connection then only carries
+//! dead letters.
 
 pub mod acks;
 pub mod connection;
@@ -32,7 +38,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use self::acks::Acks;
+use self::acks::{Acks, Receipt};
 use self::connection::{Client, Incoming, Message, Protocol};
 use self::sink::{BatchDelivery, Delivery, Sink};
 use self::tls::MqttTls;
@@ -45,6 +51,9 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 const BROKER_CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How much of a refused payload the dead letter keeps for inspection.
 const DEAD_LETTER_PAYLOAD_BYTES: usize = 4096;
+/// The most inbox messages read and not yet done: what a long backlog
+/// after a restart may hold in memory.
+const INBOX_IN_FLIGHT: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
@@ -220,6 +229,16 @@ impl Bridge {
         Self { stats, stop, task, drained: None }
     }
 
+    /// Starts bridging the messages of the embedded broker's `inbox`
+    /// (after its cursor, then as they come); the connection to the broker
+    /// in `config` carries only dead letters.
+    pub fn start_with_inbox(config: BridgeConfig, sink: Sink, inbox: Arc<crate::inbox::Inbox>) -> Self {
+        let stats = Arc::new(BridgeStats::default());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run_inbox(config, Arc::new(sink), stats.clone(), stop.clone(), inbox));
+        Self { stats, stop, task, drained: None }
+    }
+
     /// Stops gracefully: no new message goes to a lane, the lanes deliver
     /// (or dead-letter) what they hold, those messages are acknowledged,
     /// and the bridge disconnects from the broker, which keeps whatever
@@ -244,7 +263,7 @@ async fn run(
     stop: CancellationToken,
 ) -> Drained {
     let config = BridgeConfig { workers: config.workers.max(1), ..config };
-    let (client, mut eventloop) = match connection::connect(&config) {
+    let (client, eventloop) = match connection::connect(&config) {
         Ok(connected) => connected,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "MQTT bridge set-up failed; not connecting");
@@ -264,21 +283,7 @@ async fn run(
     // keep-alives while the bridge drains.
     let (reports, mut incoming) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(async move {
-        let mut disconnecting = false;
-        loop {
-            let report = eventloop.next().await;
-            let lost = matches!(report, Incoming::Lost(_));
-            disconnecting |= matches!(report, Incoming::Disconnected);
-            if reports.send(report).is_err() || (lost && disconnecting) {
-                return;
-            }
-            if lost {
-                // The next poll reconnects.
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    });
+    tasks.spawn(poll(eventloop, reports));
 
     // Messages are handled by a few workers, each in arrival order, off the
     // event loop (so it keeps answering keep-alives while a sink is slow).
@@ -286,29 +291,8 @@ async fn run(
     // order while different devices proceed in parallel. Workers finish in
     // any order; acknowledgements leave in arrival order (acks.rs).
     let (acks, acker) = Acks::start(client.clone());
-    let mut lanes = Vec::with_capacity(config.workers);
     // Aborted with the bridge (dropped with this task).
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..config.workers {
-        // Unbounded, so the event loop never waits on a worker; the broker's
-        // in-flight window (unacknowledged QoS 1 messages) bounds it.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Box<Message>)>();
-        let (client, config, stats, sink, acks) =
-            (client.clone(), config.clone(), stats.clone(), sink.clone(), acks.clone());
-        workers.spawn(async move {
-            let mut batch = Vec::new();
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                gather(&mut rx, &mut batch, config.batch_size, config.batch_window).await;
-                handle_batch(&client, &config, &sink, &stats, &batch).await;
-                for (number, _) in batch.drain(..) {
-                    stats.done(number);
-                    acks.done(number);
-                }
-            }
-        });
-        lanes.push(tx);
-    }
+    let (lanes, mut workers) = spawn_lanes(&config, &client, &sink, &stats, &acks, None);
 
     let mut pending_subacks = 0usize;
     loop {
@@ -350,7 +334,7 @@ async fn run(
             Incoming::Message(message, receipt) => {
                 let number = stats.received.fetch_add(1, Ordering::Relaxed);
                 stats.arrived(number);
-                acks.arrived(number, receipt);
+                acks.arrived(number, Receipt::Broker(Box::new(receipt)));
                 let lane = &lanes[lane_of(&message.topic, lanes.len())];
                 if lane.send((number, message)).is_err() {
                     return Drained::default();
@@ -402,36 +386,212 @@ async fn run(
     drop(acks);
     let _ = acker.await;
     if connected {
-        // Requests leave in order: the DISCONNECT goes after the
-        // acknowledgements. The broker closes the connection once it has
-        // read it, so the acknowledgements are read too; closing first could
-        // lose them (a socket closed with unread input is reset, and the
-        // broker drops what it had not read yet).
-        match client.disconnect().await {
-            Ok(()) => {
-                let closed = async {
-                    while let Some(report) = incoming.recv().await {
-                        match report {
-                            Incoming::Lost(_) => break,
-                            Incoming::Message(..) => drained.left += 1,
-                            _ => {}
-                        }
-                    }
-                };
-                if tokio::time::timeout(BROKER_CLOSE_WAIT, closed).await.is_err() {
-                    tracing::warn!(
-                        "the MQTT broker did not close the connection within {BROKER_CLOSE_WAIT:?} of the DISCONNECT"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "disconnecting from the MQTT broker failed"),
-        }
+        close(&client, &mut incoming, &mut drained).await;
     }
     tracing::info!(
         finished = drained.finished,
         left_for_redelivery = drained.left,
         ms = started.elapsed().as_millis() as u64,
         "MQTT bridge drained"
+    );
+    drained
+}
+
+/// Polls the connection, forwarding what it reports, until the bridge is
+/// gone or the connection is lost after a DISCONNECT.
+async fn poll(mut eventloop: connection::EventLoop, reports: tokio::sync::mpsc::UnboundedSender<Incoming>) {
+    let mut disconnecting = false;
+    loop {
+        let report = eventloop.next().await;
+        let lost = matches!(report, Incoming::Lost(_));
+        disconnecting |= matches!(report, Incoming::Disconnected);
+        if reports.send(report).is_err() || (lost && disconnecting) {
+            return;
+        }
+        if lost {
+            // The next poll reconnects.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+type Lane = tokio::sync::mpsc::UnboundedSender<(u64, Box<Message>)>;
+
+/// The workers, one per lane: each delivers its messages in order and
+/// reports them done (and, with `permits`, gives back one per message).
+fn spawn_lanes(
+    config: &BridgeConfig,
+    client: &Client,
+    sink: &Arc<Sink>,
+    stats: &Arc<BridgeStats>,
+    acks: &Acks,
+    permits: Option<&Arc<tokio::sync::Semaphore>>,
+) -> (Vec<Lane>, tokio::task::JoinSet<()>) {
+    let mut lanes = Vec::with_capacity(config.workers);
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..config.workers {
+        // Unbounded, so the event loop never waits on a worker; the broker's
+        // in-flight window (unacknowledged QoS 1 messages), or the inbox's
+        // permits, bound it.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Box<Message>)>();
+        let (client, config, stats, sink, acks, permits) =
+            (client.clone(), config.clone(), stats.clone(), sink.clone(), acks.clone(), permits.cloned());
+        workers.spawn(async move {
+            let mut batch = Vec::new();
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                gather(&mut rx, &mut batch, config.batch_size, config.batch_window).await;
+                handle_batch(&client, &config, &sink, &stats, &batch).await;
+                if let Some(permits) = &permits {
+                    permits.add_permits(batch.len());
+                }
+                for (number, _) in batch.drain(..) {
+                    stats.done(number);
+                    acks.done(number);
+                }
+            }
+        });
+        lanes.push(tx);
+    }
+    (lanes, workers)
+}
+
+/// Ends the connection after what was asked of it before.
+async fn close(
+    client: &Client,
+    incoming: &mut tokio::sync::mpsc::UnboundedReceiver<Incoming>,
+    drained: &mut Drained,
+) {
+    // Requests leave in order: the DISCONNECT goes after the
+    // acknowledgements. The broker closes the connection once it has
+    // read it, so the acknowledgements are read too; closing first could
+    // lose them (a socket closed with unread input is reset, and the
+    // broker drops what it had not read yet).
+    match client.disconnect().await {
+        Ok(()) => {
+            let closed = async {
+                while let Some(report) = incoming.recv().await {
+                    match report {
+                        Incoming::Lost(_) => break,
+                        Incoming::Message(..) => drained.left += 1,
+                        _ => {}
+                    }
+                }
+            };
+            if tokio::time::timeout(BROKER_CLOSE_WAIT, closed).await.is_err() {
+                tracing::warn!(
+                    "the MQTT broker did not close the connection within {BROKER_CLOSE_WAIT:?} of the DISCONNECT"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "disconnecting from the MQTT broker failed"),
+    }
+}
+
+/// The bridge on the embedded broker's inbox: messages come from the inbox
+/// (what the last run left unapplied first), in order; done ones move its
+/// cursor; the MQTT connection publishes dead letters only.
+async fn run_inbox(
+    config: BridgeConfig,
+    sink: Arc<Sink>,
+    stats: Arc<BridgeStats>,
+    stop: CancellationToken,
+    inbox: Arc<crate::inbox::Inbox>,
+) -> Drained {
+    let config = BridgeConfig { workers: config.workers.max(1), ..config };
+    let (client, eventloop) = match connection::connect(&config) {
+        Ok(connected) => connected,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "MQTT bridge set-up failed; not connecting");
+            return Drained::default();
+        }
+    };
+    tracing::info!(
+        broker = %format!("{}:{}", config.host, config.port),
+        sink = %sink.describe(),
+        resumes_at = inbox.committed(),
+        "MQTT bridge starting on the embedded broker's inbox"
+    );
+    let (reports, mut incoming) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(poll(eventloop, reports));
+    let (acks, acker) = Acks::start_inbox(inbox.clone());
+    let permits = Arc::new(tokio::sync::Semaphore::new(INBOX_IN_FLIGHT));
+    let (lanes, mut workers) = spawn_lanes(&config, &client, &sink, &stats, &acks, Some(&permits));
+    // Nothing to subscribe to: the inbox has every message since the broker started.
+    stats.subscribed.store(true, Ordering::Relaxed);
+    let mut reader = inbox.reader();
+    let mut connected = false;
+    loop {
+        let next = async {
+            // Cancelled before the read, the permit goes back.
+            let permit = permits.acquire().await.map_err(anyhow::Error::from)?;
+            let record = reader.next().await?;
+            permit.forget();
+            anyhow::Ok(record)
+        };
+        let record = tokio::select! {
+            _ = stop.cancelled() => break,
+            report = incoming.recv() => {
+                match report {
+                    Some(Incoming::Connected { .. }) => {
+                        connected = true;
+                        stats.connections.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Incoming::Lost(error)) => {
+                        connected = false;
+                        tracing::warn!(%error, "MQTT connection (for dead letters) lost; reconnecting in 1 s");
+                    }
+                    Some(_) => {}
+                    None => return Drained::default(),
+                }
+                continue;
+            }
+            record = next => record,
+        };
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    "the bridge cannot read the embedded broker's inbox: stopping it; restart parkd to recover"
+                );
+                return Drained::default();
+            }
+        };
+        let number = stats.received.fetch_add(1, Ordering::Relaxed);
+        stats.arrived(number);
+        acks.arrived(number, Receipt::Inbox { next: record.next });
+        let message = Message {
+            topic: record.topic,
+            payload: record.payload,
+            user_properties: Vec::new(),
+            content_type: None,
+        };
+        let lane = &lanes[lane_of(&message.topic, lanes.len())];
+        if lane.send((number, Box::new(message))).is_err() {
+            return Drained::default();
+        }
+    }
+
+    // Draining: the lanes finish what they hold; what is left in the inbox
+    // stays there for the next start.
+    let started = Instant::now();
+    let held = stats.in_flight();
+    tracing::info!(messages = held, "MQTT bridge draining: finishing the messages its lanes hold");
+    drop(lanes);
+    while workers.join_next().await.is_some() {}
+    drop(acks);
+    let _ = acker.await;
+    let mut drained = Drained { finished: held, left: 0 };
+    if connected {
+        close(&client, &mut incoming, &mut drained).await;
+    }
+    tracing::info!(
+        finished = drained.finished,
+        committed = inbox.committed(),
+        ms = started.elapsed().as_millis() as u64,
+        "MQTT bridge drained (the rest of the inbox is read after the restart)"
     );
     drained
 }

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use parkd::bridge::sink::Sink;
+use parkd::bridge::topics::default_mappings;
 use parkd::bridge::{Bridge, BridgeConfig};
+use parkd::inbox::Inbox;
 use parkd::simulate::{SimulateOptions, lot_definition};
 use parking_tests::db::Db;
 use parking_tests::mosquitto::Mosquitto;
@@ -70,20 +72,44 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
 }
 
-/// A broker for one set of rounds: its port, and Mosquitto's process.
-fn start_broker(name: &str) -> Result<(u16, Option<Mosquitto>)> {
+/// A broker for one set of rounds: its port, Mosquitto's process, and the
+/// embedded broker's durable inbox (the in-process bridge reads it).
+struct Broker {
+    port: u16,
+    _mosquitto: Option<Mosquitto>,
+    inbox: Option<(std::sync::Arc<Inbox>, tempfile::TempDir)>,
+}
+
+fn start_broker(name: &str) -> Result<Broker> {
     match name {
         "mosquitto" => {
             let broker = Mosquitto::start()?;
-            Ok((broker.port, Some(broker)))
+            Ok(Broker { port: broker.port, _mosquitto: Some(broker), inbox: None })
         }
         "embedded" => {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            parkd::mqtt_broker::start_embedded(format!("127.0.0.1:{port}").parse()?)?;
-            Ok((port, None))
+            let dir = tempfile::tempdir()?;
+            let inbox = std::sync::Arc::new(Inbox::open(dir.path())?);
+            let address = format!("127.0.0.1:{port}").parse()?;
+            parkd::mqtt_broker::start_embedded(address, inbox.clone(), default_mappings())?;
+            Ok(Broker { port, _mosquitto: None, inbox: Some((inbox, dir)) })
         }
         other => bail!("--brokers: unknown broker {other:?} (embedded or mosquitto)"),
     }
+}
+
+/// Marks everything in the inbox applied (the transport baseline's readings
+/// are not the rounds').
+fn skip_inbox(inbox: &std::sync::Arc<Inbox>) -> Result<()> {
+    let mut reader = inbox.reader();
+    let mut last = None;
+    while let Some(record) = reader.try_next()? {
+        last = Some(record.next);
+    }
+    if let Some(next) = last {
+        inbox.commit(next)?;
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -107,16 +133,24 @@ async fn main() -> Result<()> {
     let mut transport = Vec::new();
     let mut seed = 0;
     for broker in &args.brokers {
-        let (port, _mosquitto) = start_broker(broker)?;
+        let started = start_broker(broker)?;
+        let port = started.port;
         let readings = (args.rates.iter().cloned().fold(0.0, f64::max) * args.seconds as f64) as u64;
         transport.push((broker.clone(), transport_rate(port, args.bays, readings.max(1000)).await?));
+        if let Some((inbox, _)) = &started.inbox {
+            skip_inbox(inbox)?;
+        }
         for &batch in &args.batch_sizes {
             let config = BridgeConfig {
                 client_id: format!("bench-{broker}-{batch}"),
                 batch_size: batch.max(1),
                 ..BridgeConfig::from_url(&format!("mqtt://127.0.0.1:{port}"))?
             };
-            let bridge = Bridge::start(config, Sink::InProcess(parkd.running.eventing.clone()));
+            let sink = Sink::InProcess(parkd.running.eventing.clone());
+            let bridge = match &started.inbox {
+                Some((inbox, _)) => Bridge::start_with_inbox(config, sink, inbox.clone()),
+                None => Bridge::start(config, sink),
+            };
             bridge.ready(Duration::from_secs(10)).await?;
             for &rate in &args.rates {
                 seed += 1;
