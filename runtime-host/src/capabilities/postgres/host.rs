@@ -10,7 +10,6 @@ use super::{PgConnection, PostgresInstance};
 use crate::capabilities::bindings::spin::postgres::postgres::{
     Column as WitColumn, DbDataType, DbValue, Error, Host, HostConnection, ParameterValue, RowSet,
 };
-use crate::capabilities::transaction_state;
 
 impl Host for PostgresInstance {}
 
@@ -46,11 +45,15 @@ impl HostConnection for PostgresInstance {
             Ok(q) => q,
             Err(e) => return Ok(Err(e)),
         };
+        let (before, after) = connection.awaiting(&statement);
         let rows = match query.fetch_all(&mut *connection.conn).await {
             Ok(rows) => rows,
-            Err(e) => return Ok(Err(query_error(&e))),
+            Err(e) => {
+                connection.in_transaction = before;
+                return Ok(Err(query_error(&e)));
+            }
         };
-        connection.in_transaction = transaction_state(&statement, connection.in_transaction);
+        connection.in_transaction = after;
         Ok(row_set(&rows))
     }
 
@@ -69,12 +72,16 @@ impl HostConnection for PostgresInstance {
             Ok(q) => q,
             Err(e) => return Ok(Err(e)),
         };
+        let (before, after) = connection.awaiting(&statement);
         match query.execute(&mut *connection.conn).await {
             Ok(done) => {
-                connection.in_transaction = transaction_state(&statement, connection.in_transaction);
+                connection.in_transaction = after;
                 Ok(Ok(done.rows_affected()))
             }
-            Err(e) => Ok(Err(query_error(&e))),
+            Err(e) => {
+                connection.in_transaction = before;
+                Ok(Err(query_error(&e)))
+            }
         }
     }
 

@@ -36,6 +36,19 @@ pub struct PgConnection {
     statements: Arc<AtomicU64>,
 }
 
+impl PgConnection {
+    /// Before `statement` runs: the transaction state before it and after it
+    /// succeeds. Until it completes a transaction may be open whatever it is,
+    /// so a request cancelled meanwhile (deadline, client gone) leaves a
+    /// connection that is closed, not pooled, when it drops.
+    fn awaiting(&mut self, statement: &str) -> (bool, bool) {
+        let (before, after) =
+            (self.in_transaction, crate::capabilities::transaction_state(statement, self.in_transaction));
+        self.in_transaction = before || after;
+        (before, after)
+    }
+}
+
 /// A connection released inside a transaction (its guest trapped, ran past
 /// its deadline, or never ended it) is closed, not pooled: the server rolls
 /// the transaction back, and no later request's `COMMIT` can commit it.

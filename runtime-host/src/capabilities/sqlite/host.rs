@@ -48,10 +48,14 @@ impl HostConnection for SqliteInstance {
         if opens && connection.write_turn.is_none() {
             connection.write_turn = Some(connection.writers.clone().lock_owned().await);
         }
+        // Until the statement completes, a transaction may be open whatever it
+        // is: a request cancelled meanwhile (deadline, client gone) must leave
+        // a connection that is closed, not pooled, when it drops.
+        let (before, after) =
+            (connection.in_transaction, transaction_state(&statement, connection.in_transaction));
+        connection.in_transaction = before || after;
         let result = run(&mut connection.conn, &statement, parameters).await;
-        if result.is_ok() {
-            connection.in_transaction = transaction_state(&statement, connection.in_transaction);
-        }
+        connection.in_transaction = if result.is_ok() { after } else { before };
         if !connection.in_transaction {
             connection.write_turn = None;
         }

@@ -1,6 +1,7 @@
 //! The SQLite capability against a real database file, called as a guest would.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::*;
 use crate::capabilities::bindings::fermyon::spin::sqlite::{Error, HostConnection, Value};
@@ -182,3 +183,35 @@ fn transaction_state_follows_begin_and_commit() {
 }
 
 use wasmtime::component::Resource;
+
+/// A request cancelled while its `BEGIN` waits for the write lock (its
+/// deadline passed, its client went away) leaves a connection whose
+/// transaction opens after the host stopped watching: that connection is
+/// closed, never pooled, so no later request finds itself inside it.
+#[tokio::test]
+async fn a_request_cancelled_while_it_begins_a_transaction_never_leaks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capability(dir.path()).await;
+    // Another process holds the write lock, so the guest's BEGIN IMMEDIATE waits.
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("parking.db"));
+    let mut other = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+
+    let mut cancelled = cap.instance(&["default".into()]);
+    let c = cancelled.open("default".into()).await.unwrap().unwrap();
+    let begin = cancelled.execute(Resource::new_borrow(c.rep()), "BEGIN IMMEDIATE".into(), vec![]);
+    assert!(tokio::time::timeout(Duration::from_millis(300), begin).await.is_err(), "BEGIN did not wait");
+    drop(cancelled);
+    // The lock comes free: the abandoned BEGIN completes on its connection.
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut next = cap.instance(&["default".into()]);
+    for _ in 0..8 {
+        let c = next.open("default".into()).await.unwrap().unwrap();
+        let b = || Resource::new_borrow(c.rep());
+        next.execute(b(), "BEGIN IMMEDIATE".into(), vec![]).await.unwrap().unwrap();
+        next.execute(b(), "COMMIT".into(), vec![]).await.unwrap().unwrap();
+        next.drop(c).await.unwrap();
+    }
+}
