@@ -1,11 +1,12 @@
 //! The MQTT bridge against a real Mosquitto: sensor messages in, bay state out.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parkd::up::MqttMode;
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::{
-    Backend, Parkd, ParkdOptions, lot_spec, manifest_with_recorder, on_both_backends, reading,
+    Backend, Parkd, ParkdOptions, eventually_within, lot_spec, manifest_with_recorder, on_both_backends,
+    reading,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -124,18 +125,6 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     eventually_within(Duration::from_secs(15), what, check).await
-}
-
-async fn eventually_within<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn four_wheelers(parkd: &Parkd) -> Value {

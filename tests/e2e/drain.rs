@@ -3,12 +3,12 @@
 //! state ends with every reading applied exactly once.
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_tests::db::Db;
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::process::{ParkdProcess, free_port};
-use parking_tests::{Backend, fresh_postgres_database, on_both_backends};
+use parking_tests::{Backend, eventually_within, fresh_postgres_database, on_both_backends};
 use serde_json::Value;
 
 /// A generous bound on the exit: the grace period (20 s) and then some.
@@ -33,19 +33,6 @@ async fn metric(parkd: &ParkdProcess, series: &str) -> u64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
         .unwrap_or_default() as u64
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn provision(parkd: &ParkdProcess) {
@@ -113,7 +100,7 @@ async fn sigterm_mid_burst_on_mosquitto(backend: Backend) {
     provision(&first).await;
 
     let simulation = burst(broker.port);
-    eventually(Duration::from_secs(60), "the first readings delivered", || async {
+    eventually_within(Duration::from_secs(60), "the first readings delivered", || async {
         metric(&first, "parkd_bridge_messages_delivered_total").await >= 300
     })
     .await;
@@ -126,7 +113,7 @@ async fn sigterm_mid_burst_on_mosquitto(backend: Backend) {
     let summary = simulation.await.unwrap().unwrap();
     assert_eq!(summary.sent, READINGS);
     let db = Db::connect(&database, state.path()).await.unwrap();
-    eventually(Duration::from_secs(120), "every reading applied", || async {
+    eventually_within(Duration::from_secs(120), "every reading applied", || async {
         db.count("SELECT COUNT(*) FROM readings").await >= READINGS as i64
     })
     .await;
@@ -165,7 +152,7 @@ async fn sigterm_mid_burst_on_the_embedded_broker(backend: Backend) {
     provision(&parkd).await;
 
     let simulation = burst(port);
-    eventually(Duration::from_secs(60), "the first readings delivered", || async {
+    eventually_within(Duration::from_secs(60), "the first readings delivered", || async {
         metric(&parkd, "parkd_bridge_messages_delivered_total").await >= 300
     })
     .await;
@@ -233,7 +220,7 @@ async fn a_request_in_flight_is_answered_during_the_drain_while_new_connections_
     assert!(reqwest::get(parkd.url("/healthz")).await.unwrap().status().is_success());
     parkd.signal("TERM").unwrap();
 
-    eventually(Duration::from_secs(20), "new connections refused", || async {
+    eventually_within(Duration::from_secs(20), "new connections refused", || async {
         std::net::TcpStream::connect(&address).is_err()
     })
     .await;

@@ -111,6 +111,20 @@ impl ParkdOptions {
     }
 }
 
+/// Polls `check` until it holds; fails the test, naming `what`, once
+/// `limit` passes.
+pub async fn eventually_within<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The repository's manifest plus the `event-recorder` fixture, subscribed to
 /// the given event types and routed at `/test/recorded`. Written into `dir`.
 pub fn manifest_with_recorder(dir: &std::path::Path, subscribes: &[&str]) -> Result<PathBuf> {

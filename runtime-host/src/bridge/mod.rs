@@ -256,6 +256,15 @@ impl Bridge {
     }
 }
 
+/// The bridge's MQTT client, or `None` (logged) when its settings cannot make one.
+fn connect(config: &BridgeConfig) -> Option<(connection::Client, connection::EventLoop)> {
+    connection::connect(config)
+        .inspect_err(
+            |e| tracing::error!(error = %format!("{e:#}"), "MQTT bridge set-up failed; not connecting"),
+        )
+        .ok()
+}
+
 async fn run(
     config: BridgeConfig,
     sink: Arc<Sink>,
@@ -263,13 +272,7 @@ async fn run(
     stop: CancellationToken,
 ) -> Drained {
     let config = BridgeConfig { workers: config.workers.max(1), ..config };
-    let (client, eventloop) = match connection::connect(&config) {
-        Ok(connected) => connected,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "MQTT bridge set-up failed; not connecting");
-            return Drained::default();
-        }
-    };
+    let Some((client, eventloop)) = connect(&config) else { return Drained::default() };
     tracing::info!(
         broker = %format!("{}:{}", config.host, config.port),
         sink = %sink.describe(),
@@ -499,13 +502,7 @@ async fn run_inbox(
     inbox: Arc<crate::inbox::Inbox>,
 ) -> Drained {
     let config = BridgeConfig { workers: config.workers.max(1), ..config };
-    let (client, eventloop) = match connection::connect(&config) {
-        Ok(connected) => connected,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "MQTT bridge set-up failed; not connecting");
-            return Drained::default();
-        }
-    };
+    let Some((client, eventloop)) = connect(&config) else { return Drained::default() };
     tracing::info!(
         broker = %format!("{}:{}", config.host, config.port),
         sink = %sink.describe(),
