@@ -6,7 +6,7 @@ use parkd::up::MqttMode;
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::{
     Backend, Parkd, ParkdOptions, eventually_within, lot_spec, manifest_with_recorder, on_both_backends,
-    reading,
+    reading, shows_last_published,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -97,16 +97,6 @@ async fn parkd_with_sim_lot(dir: &std::path::Path) -> (Parkd, usize) {
     let lot = parkd::simulate::lot_definition("Sim", "SIM", bays);
     assert!(parkd.put_lot("sim", &lot).await.status().is_success());
     (parkd, bays)
-}
-
-/// Whether a lot's availability shows exactly what a simulation published last.
-fn shows_last_published(availability: &Value, summary: &parkd::simulate::Summary) -> bool {
-    let Some(classes) = availability["classes"].as_object() else { return false };
-    let total = |f: &str| -> u64 { classes.values().map(|c| c[f].as_u64().unwrap_or_default()).sum() };
-    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
-    total("occupied") == expect(Some(true))
-        && total("free") == expect(Some(false))
-        && total("unknown") == expect(None)
 }
 
 /// Asserts that no recorded derived event was delivered twice.

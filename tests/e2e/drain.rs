@@ -8,7 +8,9 @@ use std::time::Duration;
 use parking_tests::db::Db;
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::process::{ParkdProcess, free_port};
-use parking_tests::{Backend, eventually_within, fresh_postgres_database, on_both_backends};
+use parking_tests::{
+    Backend, eventually_within, fresh_postgres_database, on_both_backends, shows_last_published,
+};
 use serde_json::Value;
 
 /// A generous bound on the exit: the grace period (20 s) and then some.
@@ -176,16 +178,6 @@ on_both_backends!(sigterm_mid_burst_on_mosquitto, sigterm_mid_burst_on_the_embed
 async fn availability(parkd: &ParkdProcess) -> (reqwest::StatusCode, Value) {
     let r = reqwest::get(parkd.url("/api/v1/lots/burst/availability")).await.unwrap();
     (r.status(), r.json().await.unwrap_or_default())
-}
-
-/// Whether a lot's availability shows exactly what a simulation published last.
-fn shows_last_published(availability: &Value, summary: &parkd::simulate::Summary) -> bool {
-    let Some(classes) = availability["classes"].as_object() else { return false };
-    let total = |f: &str| -> u64 { classes.values().map(|c| c[f].as_u64().unwrap_or_default()).sum() };
-    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
-    total("occupied") == expect(Some(true))
-        && total("free") == expect(Some(false))
-        && total("unknown") == expect(None)
 }
 
 /// A request in flight when SIGTERM arrives is answered, while new

@@ -111,6 +111,17 @@ impl ParkdOptions {
     }
 }
 
+/// Whether a lot's availability (the API's JSON) shows exactly what a
+/// simulation published last.
+pub fn shows_last_published(availability: &Value, summary: &parkd::simulate::Summary) -> bool {
+    let Some(classes) = availability["classes"].as_object() else { return false };
+    let total = |f: &str| -> u64 { classes.values().map(|c| c[f].as_u64().unwrap_or_default()).sum() };
+    let expect = |state: Option<bool>| summary.last_published.iter().filter(|s| **s == state).count() as u64;
+    total("occupied") == expect(Some(true))
+        && total("free") == expect(Some(false))
+        && total("unknown") == expect(None)
+}
+
 /// Polls `check` until it holds; fails the test, naming `what`, once
 /// `limit` passes.
 pub async fn eventually_within<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
@@ -125,12 +136,19 @@ where
     }
 }
 
-/// The repository's manifest plus the `event-recorder` fixture, subscribed to
-/// the given event types and routed at `/test/recorded`. Written into `dir`.
-pub fn manifest_with_recorder(dir: &std::path::Path, subscribes: &[&str]) -> Result<PathBuf> {
+/// The repository's root and its `spin.toml`, with component sources made
+/// absolute so the manifest can be written anywhere.
+fn repository_manifest() -> Result<(PathBuf, String)> {
     let root = repo_root().canonicalize()?;
     let manifest = std::fs::read_to_string(root.join("spin.toml"))?
         .replace("source = \"", &format!("source = \"{}/", root.display()));
+    Ok((root, manifest))
+}
+
+/// The repository's manifest plus the `event-recorder` fixture, subscribed to
+/// the given event types and routed at `/test/recorded`. Written into `dir`.
+pub fn manifest_with_recorder(dir: &std::path::Path, subscribes: &[&str]) -> Result<PathBuf> {
+    let (root, manifest) = repository_manifest()?;
     let types = subscribes.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
     let recorder = format!(
         r#"
@@ -163,10 +181,8 @@ pub fn manifest_with_fault_injector_subscribed(
     dir: &std::path::Path,
     subscribes: &[&str],
 ) -> Result<PathBuf> {
-    let root = repo_root().canonicalize()?;
+    let (root, manifest) = repository_manifest()?;
     let types = subscribes.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
-    let manifest = std::fs::read_to_string(root.join("spin.toml"))?
-        .replace("source = \"", &format!("source = \"{}/", root.display()));
     let fixture = format!(
         r#"
 [[trigger.http]]
