@@ -116,6 +116,36 @@ pub struct SseEvent {
     pub data: String,
 }
 
+/// Takes the first whole event out of `buffer` (text read from a stream),
+/// skipping comments and blocks without data; `None` until one is complete.
+pub fn take_event(buffer: &mut String) -> Option<SseEvent> {
+    while let Some(end) = buffer.find("\n\n") {
+        let block: String = buffer.drain(..end + 2).collect();
+        let mut event = SseEvent { event: "message".into(), ..Default::default() };
+        let mut has_data = false;
+        for line in block.lines() {
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => event.id = Some(value.to_owned()),
+                "event" => event.event = value.to_owned(),
+                "data" => {
+                    if has_data {
+                        event.data.push('\n');
+                    }
+                    event.data.push_str(value);
+                    has_data = true;
+                }
+                _ => {}
+            }
+        }
+        if has_data {
+            return Some(event);
+        }
+    }
+    None
+}
+
 impl SseEvent {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.data).unwrap_or(Value::Null)
@@ -146,36 +176,24 @@ impl SseStream {
     pub async fn next(&mut self, within: Duration) -> Result<SseEvent> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = SseEvent { event: "message".into(), ..Default::default() };
-                let mut has_data = false;
-                for line in block.lines() {
-                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                    let value = value.strip_prefix(' ').unwrap_or(value);
-                    match field {
-                        "id" => event.id = Some(value.to_owned()),
-                        "event" => event.event = value.to_owned(),
-                        "data" => {
-                            if has_data {
-                                event.data.push('\n');
-                            }
-                            event.data.push_str(value);
-                            has_data = true;
-                        }
-                        _ => {}
-                    }
-                }
-                if has_data {
-                    return Ok(event);
-                }
+            if let Some(event) = take_event(&mut self.buffer) {
+                return Ok(event);
             }
-            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
-                Ok(Ok(Some(chunk))) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
-                Ok(Ok(None)) => bail!("the stream ended"),
-                Ok(Err(e)) => bail!("reading the stream: {e}"),
-                Err(_) => bail!("no event within {within:?}"),
-            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let chunk = self.next_chunk(left).await?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next piece of the stream as it came off the connection, unparsed
+    /// (a benchmark's clients record arrivals and parse afterwards), within
+    /// `within`. Only for a stream read this way from its start.
+    pub async fn next_chunk(&mut self, within: Duration) -> Result<bytes::Bytes> {
+        match tokio::time::timeout(within, self.response.chunk()).await {
+            Ok(Ok(Some(chunk))) => Ok(chunk),
+            Ok(Ok(None)) => bail!("the stream ended"),
+            Ok(Err(e)) => bail!("reading the stream: {e}"),
+            Err(_) => bail!("no event within {within:?}"),
         }
     }
 

@@ -18,6 +18,7 @@
 //! (`--broker embedded` for parkd's own; `--database postgres` under
 //! scripts/with-postgres.sh; `--clients 10000 --rates 100` for the big row).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use parkd::up::MqttMode;
 use parking_tests::mosquitto::Mosquitto;
-use parking_tests::terminals::{SseStream, token_for};
+use parking_tests::terminals::{SseStream, take_event, token_for};
 use parking_tests::{Backend, Parkd, ParkdOptions};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -88,6 +89,16 @@ fn rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user and system) this process has used, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which is in parentheses): utime and
+    // stime are the 12th and 13th, in clock ticks of 1/100 s.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct Stats {
@@ -238,8 +249,11 @@ async fn main() -> Result<()> {
     let mut rounds = Vec::new();
     let mut baselines = Vec::new();
     let skipped_before = gateway.metrics.frames_skipped.get();
+    let cpu_before = cpu_seconds();
+    let mut components = Vec::new();
     for (&rate, &count) in args.rates.iter().zip(&readings) {
         baselines.push(broker_baseline(port, rate, count).await?);
+        let before = component_times(&parkd).await?;
         let first = published.len();
         let interval = Duration::from_secs_f64(1.0 / rate);
         let started = Instant::now();
@@ -254,8 +268,10 @@ async fn main() -> Result<()> {
         }
         rounds.push((rate, first, published.len()));
         wait_until_shown(&gateway, published.len(), rate).await;
+        components.push(since(&before, &component_times(&parkd).await?));
     }
     let skipped = gateway.metrics.frames_skipped.get() - skipped_before;
+    let server_cpu = cpu_seconds() - cpu_before;
 
     // The client process measures against the publish times.
     let job = serde_json::to_vec(&json!({ "rounds": rounds, "published": published }))?;
@@ -313,6 +329,20 @@ async fn main() -> Result<()> {
             s.p99 - raw.p99
         );
     }
+    for ((rate, _, _), times) in rounds.iter().zip(&components) {
+        let times: Vec<String> = times
+            .iter()
+            .map(|(component, (seconds, count))| {
+                format!("{component} {count} x {:.1} ms", seconds * 1000.0 / (*count).max(1) as f64)
+            })
+            .collect();
+        println!("round {rate:.0}/s, component requests (count x mean): {}", times.join(", "));
+    }
+    println!(
+        "CPU over the rounds: server (parkd, broker when embedded, the reading publisher) {server_cpu:.1} s, \
+         client process {:.1} s in all (2 cores)",
+        measured["cpuSeconds"].as_f64().unwrap_or(f64::NAN)
+    );
     println!(
         "clients on the final state: {} of {}; frames skipped for slow clients: {skipped}; \
          server memory: {kib_per_client:.1} KiB per connected client",
@@ -320,6 +350,46 @@ async fn main() -> Result<()> {
     );
     drop(parkd);
     Ok(())
+}
+
+/// Seconds spent and requests answered per component so far, from parkd's
+/// `/metrics` (`parkd_request_duration_seconds`).
+async fn component_times(parkd: &Parkd) -> Result<BTreeMap<String, (f64, u64)>> {
+    let text = parkd.client.get(parkd.url("/metrics")).send().await?.text().await?;
+    let mut times: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("parkd_request_duration_seconds_") else { continue };
+        let (is_sum, rest) = match rest.split_once('{') {
+            Some(("sum", rest)) => (true, rest),
+            Some(("count", rest)) => (false, rest),
+            _ => continue,
+        };
+        let Some(component) = rest.split("component=\"").nth(1).and_then(|r| r.split('"').next()) else {
+            continue;
+        };
+        let Some(value) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else { continue };
+        let entry = times.entry(component.to_owned()).or_default();
+        if is_sum {
+            entry.0 += value;
+        } else {
+            entry.1 += value as u64;
+        }
+    }
+    Ok(times)
+}
+
+fn since(
+    before: &BTreeMap<String, (f64, u64)>,
+    after: &BTreeMap<String, (f64, u64)>,
+) -> BTreeMap<String, (f64, u64)> {
+    after
+        .iter()
+        .map(|(c, (s, n))| {
+            let (s0, n0) = before.get(c).copied().unwrap_or_default();
+            (c.clone(), (s - s0, n - n0))
+        })
+        .filter(|(_, (_, n))| *n > 0)
+        .collect()
 }
 
 /// Waits (bounded) until the gateway shows the `shown`-th reading.
@@ -367,12 +437,32 @@ async fn clients_process(args: &Args) -> Result<()> {
         .into_iter()
         .map(|mut stream| {
             tokio::spawn(async move {
-                let mut seen: Vec<(u64, f64)> = Vec::new();
-                while let Ok(frame) = stream.next_frame(Duration::from_secs(20)).await {
-                    let free = frame.json()["classes"][0]["free"].as_u64().unwrap_or(0);
-                    seen.push((free, since_epoch_ms()));
+                // Only the time each piece of the stream arrives while frames
+                // come; parsing waits until the end, so the clients take as
+                // little CPU as they can from the server they measure.
+                let mut arrived: Vec<(bytes::Bytes, f64)> = Vec::new();
+                // The stream ends 20 s after its last frame (pings do not count).
+                let mut until = tokio::time::Instant::now() + Duration::from_secs(20);
+                let left = |until: tokio::time::Instant| {
+                    until.saturating_duration_since(tokio::time::Instant::now())
+                };
+                while let Ok(chunk) = stream.next_chunk(left(until)).await {
+                    if !chunk.starts_with(b"event: ping") {
+                        until = tokio::time::Instant::now() + Duration::from_secs(20);
+                    }
+                    arrived.push((chunk, since_epoch_ms()));
                 }
-                seen
+                let mut text = String::new();
+                arrived
+                    .into_iter()
+                    .flat_map(|(chunk, at)| {
+                        text.push_str(&String::from_utf8_lossy(&chunk));
+                        std::iter::from_fn(|| take_event(&mut text))
+                            .filter(|event| event.event == "frame")
+                            .map(|event| (event.json()["classes"][0]["free"].as_u64().unwrap_or(0), at))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
@@ -409,6 +499,9 @@ async fn clients_process(args: &Args) -> Result<()> {
             }
         }
     }
-    println!("{}", json!({ "latencies": latencies, "onFinalState": on_final_state, "clients": clients }));
+    println!(
+        "{}",
+        json!({ "latencies": latencies, "onFinalState": on_final_state, "clients": clients, "cpuSeconds": cpu_seconds() })
+    );
     Ok(())
 }
