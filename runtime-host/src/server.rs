@@ -274,7 +274,7 @@ impl Server {
             let server = self.clone();
             let header_read_timeout = self.limits.header_read_timeout;
             let stop = stop.clone();
-            let serve = move |stream: tokio::net::TcpStream| async move {
+            let serve = move |stream: gateway::Replayed| async move {
                 let _slot = slot;
                 let service = hyper::service::service_fn(move |req| {
                     let server = server.clone();
@@ -292,10 +292,17 @@ impl Server {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
             };
-            if self.gateway.is_some() {
-                gateway::spawn_connection(&mut connections, stream, serve);
-            } else {
-                connections.spawn(serve(stream));
+            match &self.gateway {
+                Some(gateway) => gateway::spawn_connection(
+                    &mut connections,
+                    stream,
+                    gateway.clone(),
+                    header_read_timeout,
+                    serve,
+                ),
+                None => {
+                    connections.spawn(serve(gateway::Replayed::new(stream)));
+                }
             }
         }
         drop(listener);

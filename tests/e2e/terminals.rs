@@ -351,6 +351,52 @@ async fn a_forged_frame_with_a_huge_seq_does_not_hide_later_genuine_frames_even_
     }
 }
 
+/// The last frame `stream` sends until one shows `free` free car bays: (id, data).
+async fn frame_showing(stream: &mut SseStream, free: u64) -> (Option<String>, String) {
+    loop {
+        let frame = stream.next_frame(WAIT).await.unwrap();
+        if frame.json()["classes"][0]["free"].as_u64() == Some(free) {
+            return (frame.id, frame.data);
+        }
+    }
+}
+
+/// A stream asked for on a new connection is written on the bare socket; on a
+/// connection kept alive after another request, hyper serves it. Both send
+/// the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_a_new_connection_and_one_on_a_kept_alive_connection_send_the_same_frames() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(Backend::Sqlite, &broker, 3).await;
+    let url = stream_url(&parkd, "T1", &token_for("T1"));
+    let kept_alive = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let lots = kept_alive.get(parkd.url("/api/v1/lots")).send().await.unwrap();
+    assert_eq!(lots.status(), StatusCode::OK);
+    lots.text().await.unwrap();
+    let mut by_hyper = SseStream::open(&kept_alive, &url, None).await.unwrap();
+    let new_connection = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let mut bare = SseStream::open(&new_connection, &url, None).await.unwrap();
+    let header = |stream: &SseStream, name: &str| {
+        stream.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    assert_eq!(header(&by_hyper, "transfer-encoding").as_deref(), Some("chunked"), "hyper's chunks");
+    assert_eq!(
+        header(&bare, "connection").as_deref(),
+        Some("close"),
+        "the bare socket, delimited by its close"
+    );
+    for stream in [&by_hyper, &bare] {
+        assert_eq!(header(stream, "content-type").as_deref(), Some("text/event-stream"));
+        assert_eq!(header(stream, "cache-control").as_deref(), Some("no-store"));
+    }
+    for free in 0..3u64 {
+        let (a, b) = (frame_showing(&mut by_hyper, free).await, frame_showing(&mut bare, free).await);
+        assert_eq!(a, b);
+        free_bay(&parkd, free as usize).await;
+    }
+    assert_eq!(frame_showing(&mut by_hyper, 3).await, frame_showing(&mut bare, 3).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_and_sse_give_the_same_frames() {
     let broker = Mosquitto::start().unwrap();

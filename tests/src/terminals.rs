@@ -185,6 +185,11 @@ impl SseStream {
         }
     }
 
+    /// The answer's headers.
+    pub fn headers(&self) -> &reqwest::header::HeaderMap {
+        self.response.headers()
+    }
+
     /// The next piece of the stream as it came off the connection, unparsed
     /// (a benchmark's clients record arrivals and parse afterwards), within
     /// `within`. Only for a stream read this way from its start.

@@ -16,6 +16,7 @@
 //! gateway's own runtime threads ([`runtime`]), so a burst of ingest on the
 //! main runtime cannot starve them (and the reverse).
 
+mod bare;
 pub mod frames;
 pub mod metrics;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use prometheus_client::registry::Registry;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
+pub use self::bare::Replayed;
 use self::frames::{Frames, Latest, Relayed, Taken};
 use self::metrics::GatewayMetrics;
 use self::tokens::{Tokens, Verdict};
@@ -290,18 +292,11 @@ impl Gateway {
 
     fn sse(self: &Arc<Self>, terminal: &str, last_seen: Option<u64>) -> Response<Body> {
         let client = Client::new(self, terminal, last_seen);
-        // Tells EventSource how soon to reconnect, opens the stream at once,
-        // and gives the page the gateway's clock (to tell a frame's age).
-        let hello = Bytes::from(format!("retry: 2000\n\n{}", ping_event(now_ms())));
-        let hello = futures::stream::once(async move { hello });
+        let hello = futures::stream::once(async { hello() });
         let keep_alive = self.keep_alive;
         let events = futures::stream::unfold(client, move |mut client| async move {
             let next = client.next(keep_alive).await?;
-            let bytes = match next {
-                Next::Frame(frame) => frame.sse.clone(),
-                Next::Ping(now) => Bytes::from(ping_event(now)),
-            };
-            Some((bytes, client))
+            Some((next.sse(), client))
         });
         let body =
             StreamBody::new(hello.chain(events).map(|b| Ok::<_, Infallible>(hyper::body::Frame::data(b))));
@@ -319,6 +314,13 @@ fn ping_event(now_ms: i64) -> String {
     format!("event: ping\ndata: {now_ms}\n\n")
 }
 
+/// A stream's first bytes: tells EventSource how soon to reconnect, opens
+/// the stream at once, and gives the page the gateway's clock (to tell a
+/// frame's age).
+fn hello() -> Bytes {
+    Bytes::from(format!("retry: 2000\n\n{}", ping_event(now_ms())))
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -328,6 +330,16 @@ enum Next {
     Frame(Arc<Relayed>),
     /// A keep-alive carrying the gateway's clock (ms since the epoch).
     Ping(i64),
+}
+
+impl Next {
+    /// As an SSE event (a frame's is encoded once, shared by every client).
+    fn sse(&self) -> Bytes {
+        match self {
+            Next::Frame(frame) => frame.sse.clone(),
+            Next::Ping(now) => Bytes::from(ping_event(*now)),
+        }
+    }
 }
 
 /// One connected client: the terminal's newest frame, and what it sent last.
@@ -409,29 +421,32 @@ impl Drop for Client {
 /// The terminal's token: `Authorization: Bearer` or `?token=` (a browser's
 /// EventSource cannot set headers).
 fn presented_token<B>(req: &hyper::Request<B>) -> Option<String> {
-    if let Some(bearer) = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return Some(bearer.trim().to_owned());
-    }
-    query_param(req, "token")
+    let authorization = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    token_in(authorization, req.uri().query())
 }
 
-fn query_param<B>(req: &hyper::Request<B>, name: &str) -> Option<String> {
-    let query = req.uri().query()?;
+/// The token in an `Authorization` header's value or a query string.
+fn token_in(authorization: Option<&str>, query: Option<&str>) -> Option<String> {
+    if let Some(bearer) = authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+        return Some(bearer.trim().to_owned());
+    }
+    query_param(query?, "token")
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
     url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 /// `Last-Event-ID` (sent by EventSource on reconnect) or `?lastEventId=`.
 fn last_event_id<B>(req: &hyper::Request<B>) -> Option<u64> {
-    req.headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
+    let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok());
+    last_event_id_in(header, req.uri().query())
+}
+
+fn last_event_id_in(header: Option<&str>, query: Option<&str>) -> Option<u64> {
+    header
         .map(str::to_owned)
-        .or_else(|| query_param(req, "lastEventId"))
+        .or_else(|| query_param(query?, "lastEventId"))
         .and_then(|v| v.trim().parse().ok())
 }
 
@@ -512,13 +527,17 @@ async fn subscribe(
 
 /// Hands an accepted connection to the gateway's runtime: its socket is
 /// registered there, so its reads and writes do not wait for busy threads
-/// elsewhere. `serve` runs the connection (its returned future).
+/// elsewhere. A terminal stream is served on the bare connection
+/// ([`bare`]); for anything else `serve` runs the connection (its returned
+/// future) with hyper.
 pub fn spawn_connection<F, Fut>(
     connections: &mut tokio::task::JoinSet<()>,
     stream: tokio::net::TcpStream,
+    gateway: Arc<Gateway>,
+    header_timeout: Duration,
     serve: F,
 ) where
-    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    F: FnOnce(Replayed) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     // Frames are small and latency matters: no Nagle delay.
@@ -534,14 +553,23 @@ pub fn spawn_connection<F, Fut>(
     };
     connections.spawn_on(
         async move {
-            match tokio::net::TcpStream::from_std(stream) {
-                Ok(stream) => serve(stream).await,
-                Err(e) => tracing::warn!(error = %e, "cannot register a connection on the gateway's runtime"),
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register a connection on the gateway's runtime");
+                    return;
+                }
+            };
+            if let Some(connection) = bare::take(&gateway, stream, header_timeout).await {
+                serve(connection).await
             }
         },
         runtime().handle(),
     );
 }
+
+/// How long `parkd gateway` waits for a request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the gateway alone (`parkd gateway`): its routes, `/healthz` and
 /// `/metrics`, until `stop` is cancelled; then it stops accepting, ends the
@@ -564,32 +592,39 @@ pub async fn serve(
                 }
             },
         };
-        let gateway = gateway.clone();
+        let (for_streams, gateway) = (gateway.clone(), gateway.clone());
         let stop = stop.clone();
-        spawn_connection(&mut connections, stream, move |stream| async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let gateway = gateway.clone();
-                async move {
-                    let response = match req.uri().path() {
-                        "/healthz" => Response::new(full(Bytes::from_static(b"ok\n"))),
-                        "/metrics" => match gateway.render_metrics() {
-                            Some(text) => Response::builder()
-                                .header("content-type", "text/plain; version=0.0.4")
-                                .body(full(Bytes::from(text)))
-                                .expect("valid response"),
-                            None => error(StatusCode::NOT_FOUND, "the host serves these metrics"),
-                        },
-                        path if Gateway::owns(path) => gateway.handle(req).await,
-                        path => error(StatusCode::NOT_FOUND, &format!("no route for {path}")),
-                    };
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .with_upgrades();
-            let _ = crate::server::until_stopped(connection, &stop).await;
-        });
+        spawn_connection(
+            &mut connections,
+            stream,
+            for_streams,
+            HEADER_READ_TIMEOUT,
+            move |stream| async move {
+                let service =
+                    hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let gateway = gateway.clone();
+                        async move {
+                            let response = match req.uri().path() {
+                                "/healthz" => Response::new(full(Bytes::from_static(b"ok\n"))),
+                                "/metrics" => match gateway.render_metrics() {
+                                    Some(text) => Response::builder()
+                                        .header("content-type", "text/plain; version=0.0.4")
+                                        .body(full(Bytes::from(text)))
+                                        .expect("valid response"),
+                                    None => error(StatusCode::NOT_FOUND, "the host serves these metrics"),
+                                },
+                                path if Gateway::owns(path) => gateway.handle(req).await,
+                                path => error(StatusCode::NOT_FOUND, &format!("no route for {path}")),
+                            };
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .with_upgrades();
+                let _ = crate::server::until_stopped(connection, &stop).await;
+            },
+        );
     }
     drop(listener);
     gateway.close_streams();
