@@ -73,9 +73,6 @@ pub struct Overstay {
     pub max_stay: String,
     /// When its restricted time passed the limit plus grace.
     pub due_at: DateTime<Utc>,
-    /// When the stay ended, when the reading that freed the bay raised it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]
