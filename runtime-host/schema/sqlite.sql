@@ -7,7 +7,7 @@ CREATE TABLE IF NOT EXISTS lots (
     name          TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL,
     updated_at_ms INTEGER NOT NULL
-);
+, time_zone TEXT NOT NULL DEFAULT 'UTC');
 
 CREATE TABLE IF NOT EXISTS bays (
     lot_id               TEXT NOT NULL REFERENCES lots (lot_id) ON DELETE CASCADE,
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS bays (
     observed_at_ms       INTEGER,
     seq                  INTEGER,
     last_seen_at_ms      INTEGER,
-    battery              REAL, temperature REAL,
+    battery              REAL, temperature REAL, max_stay_s INTEGER CHECK (max_stay_s > 0), stay_started_at_ms INTEGER, stay_resumed_at_ms INTEGER, stay_counted_ms INTEGER, stay_limit_ms INTEGER, stay_due_at_ms INTEGER, overstay_at_ms INTEGER,
     PRIMARY KEY (lot_id, bay_id)
 );
 
@@ -215,3 +215,17 @@ BEGIN
     DELETE FROM availability_counts
     WHERE lot_id = OLD.lot_id AND zone = COALESCE(OLD.zone, '') AND class = OLD.class AND total = 0;
 END;
+
+CREATE TABLE IF NOT EXISTS zone_rules (
+    lot_id     TEXT NOT NULL,
+    zone       TEXT NOT NULL,
+    max_stay_s INTEGER CHECK (max_stay_s > 0),
+    grace_s    INTEGER NOT NULL DEFAULT 0 CHECK (grace_s >= 0),
+    hours      TEXT,
+    PRIMARY KEY (lot_id, zone)
+);
+
+CREATE INDEX IF NOT EXISTS bays_stay_due ON bays (stay_due_at_ms)
+    WHERE stay_due_at_ms IS NOT NULL AND overstay_at_ms IS NULL;
+
+CREATE INDEX IF NOT EXISTS bays_overstays ON bays (lot_id) WHERE overstay_at_ms IS NOT NULL;

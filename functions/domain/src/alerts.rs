@@ -22,15 +22,19 @@ pub enum AlertKind {
     LotAlmostFull,
     /// A device reports but no bay has it as its sensor (subject: the device).
     UnknownDevice,
+    /// A stay past its bay's time limit (subject `lot/bay`): opened when the
+    /// overstay is raised, closed when the bay frees.
+    BayOverstay,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 5] = [
+    pub const ALL: [AlertKind; 6] = [
         AlertKind::SensorOffline,
         AlertKind::BatteryLow,
         AlertKind::LotFull,
         AlertKind::LotAlmostFull,
         AlertKind::UnknownDevice,
+        AlertKind::BayOverstay,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +44,7 @@ impl AlertKind {
             AlertKind::LotFull => "lot_full",
             AlertKind::LotAlmostFull => "lot_almost_full",
             AlertKind::UnknownDevice => "unknown_device",
+            AlertKind::BayOverstay => "bay_overstay",
         }
     }
 

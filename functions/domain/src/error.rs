@@ -58,6 +58,10 @@ pub enum DomainError {
     #[error("bay model {value:?} {problem}; expected at most 128 characters without control characters")]
     InvalidModel { value: String, problem: String },
 
+    /// A time-limit field (`maxStay`, `hours`, `graceSeconds`, `timeZone`) that does not hold.
+    #[error("{what} {value:?} {problem}")]
+    InvalidStayRule { what: &'static str, value: String, problem: String },
+
     #[error("bays: {count} bays given; a lot has at most {max}")]
     TooManyBays { count: usize, max: usize },
 

@@ -18,6 +18,10 @@ pub const SENSOR_ALERT_V1: &str = "io.parking.sensor.alert.v1";
 /// A display terminal was provisioned, changed or deleted; `subject` is the
 /// terminal id. Its frame is rendered (or cleared) from the stored truth.
 pub const TERMINAL_CHANGED_V1: &str = "io.parking.terminal.changed.v1";
+/// A stay passed its bay's time limit; data is [`Overstay`]. Raised once per
+/// stay; its `id` is `overstay/{lot}/{bay}/{stay start in ms}`, whichever
+/// path raises it.
+pub const BAY_OVERSTAY_V1: &str = "io.parking.bay.overstay.v1";
 /// Knative PingSource's cron tick.
 pub const PING: &str = "dev.knative.sources.ping";
 
@@ -51,6 +55,24 @@ pub struct AvailabilityChanged {
     pub class: VehicleClass,
     pub counts: Counts,
     pub changed_at: DateTime<Utc>,
+}
+
+/// Data of `io.parking.bay.overstay.v1`: all observation times, so a replayed
+/// stream derives the same data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overstay {
+    pub lot: String,
+    pub bay: String,
+    #[serde(default)]
+    pub zone: Option<String>,
+    pub class: VehicleClass,
+    /// When the stay began (the bay turned occupied).
+    pub since: DateTime<Utc>,
+    /// The limit it passed (ISO 8601).
+    pub max_stay: String,
+    /// When its restricted time passed the limit plus grace.
+    pub due_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod history;
 pub mod lot;
 pub mod reading;
 pub mod status;
+pub mod stay;
 pub mod terminal;
 
 pub use alerts::{
@@ -35,7 +36,7 @@ pub use codecs::{
 };
 pub use credential::Credential;
 pub use error::{DecodeError, DomainError};
-pub use events::{AvailabilityChanged, SlotChanged};
+pub use events::{AvailabilityChanged, Overstay, SlotChanged};
 pub use history::{
     BayAtStart, Bucket, GroupKey, Rollup, StatusChange, heartbeat_interval, heartbeat_window, hour_floor,
     roll_up, statuses_at,
@@ -46,6 +47,9 @@ pub use lot::{
 };
 pub use reading::{FORMAT_PARKING_JSON, MAX_READING_BYTES, Reading, decode_parking_json};
 pub use status::BayStatus;
+pub use stay::{
+    HoursSpec, Restriction, Stay, StayPolicy, format_iso_duration, parse_hours, parse_iso_duration, time_zone,
+};
 pub use terminal::{
     ClassFrame, FRAME_TOPIC_FILTER, Frame, TerminalScope, TerminalSpec, ZoneFrame, frame_topic,
     parse_terminal_spec, render_frame, terminal_of_topic, token_digest,

@@ -1,12 +1,15 @@
 //! Provisioning input: a lot and its bays, and the id rules they follow.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::class::VehicleClass;
 use crate::error::{DomainError, excerpt, render_json};
+use crate::stay::{
+    HoursSpec, MAX_GRACE_SECONDS, check_duration_field, parse_hours, parse_iso_duration, time_zone,
+};
 
 /// Most bays one lot may have; bounds the work of one provisioning request.
 pub const MAX_BAYS_PER_LOT: usize = 20_000;
@@ -21,8 +24,11 @@ const MAX_ID_CHARS: usize = 64;
 const MAX_DEVICE_ID_BYTES: usize = 128;
 const MAX_MODEL_CHARS: usize = 128;
 
-const LOT_FIELDS: &str = "`name`, `bays`";
-const BAY_FIELDS: &str = "`id`, `zone`, `class`, `sensor`, `model`";
+const LOT_FIELDS: &str = "`name`, `bays`, `timeZone`, `zones`";
+const BAY_FIELDS: &str = "`id`, `zone`, `class`, `sensor`, `model`, `maxStay`";
+const ZONE_FIELDS: &str = "`maxStay`, `hours`, `graceSeconds`";
+/// Most zones with rules one lot may have.
+const MAX_ZONES: usize = 1000;
 
 /// A lot as an operator provisions it. Replaces the lot's bays as a whole.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +37,33 @@ pub struct LotSpec {
     /// Human-readable name (the lot's id comes from the URL).
     pub name: String,
     pub bays: Vec<BaySpec>,
+    /// IANA name of the lot's time zone, in which zone hours are read (UTC when absent).
+    #[serde(default, rename = "timeZone", skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// Time limits per zone id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub zones: BTreeMap<String, ZoneSpec>,
+}
+
+/// A zone's time limit: `{"maxStay": "PT2H", "hours": [...], "graceSeconds": 300}`.
+/// Every field is optional: `maxStay` may come from the bays alone, and
+/// without `hours` the limit applies at all times.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ZoneSpec {
+    /// Canonical ISO 8601 duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stay: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<Vec<HoursSpec>>,
+    #[serde(default)]
+    pub grace_seconds: u32,
+}
+
+impl ZoneSpec {
+    pub fn max_stay_seconds(&self) -> Option<i64> {
+        self.max_stay.as_deref().and_then(|d| parse_iso_duration(d).ok())
+    }
 }
 
 /// One bay of a [`LotSpec`].
@@ -47,6 +80,15 @@ pub struct BaySpec {
     /// Free-text sensor model, for operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The bay's own time limit (canonical ISO 8601), over its zone's.
+    #[serde(default, rename = "maxStay", skip_serializing_if = "Option::is_none")]
+    pub max_stay: Option<String>,
+}
+
+impl BaySpec {
+    pub fn max_stay_seconds(&self) -> Option<i64> {
+        self.max_stay.as_deref().and_then(|d| parse_iso_duration(d).ok())
+    }
 }
 
 /// Checks a lot, bay or zone id: 1 to 64 characters of `[A-Za-z0-9._-]`,
@@ -129,7 +171,7 @@ pub fn parse_lot_spec(body: &[u8]) -> Result<LotSpec, DomainError> {
     let Value::Object(root) = value else {
         return Err(DomainError::LotSpecNotAnObject { got: render_json(&value) });
     };
-    refuse_unknown(&root, &["name", "bays"], "", LOT_FIELDS)?;
+    refuse_unknown(&root, &["name", "bays", "timeZone", "zones"], "", LOT_FIELDS)?;
 
     let name = match root.get("name") {
         None => {
@@ -173,7 +215,59 @@ pub fn parse_lot_spec(body: &[u8]) -> Result<LotSpec, DomainError> {
         }
         bays.push(bay);
     }
-    Ok(LotSpec { name, bays })
+    let time_zone = match root.get("timeZone") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(tz)) => {
+            time_zone(tz).map_err(|e| e.at("timeZone"))?;
+            Some(tz.clone())
+        }
+        Some(other) => return Err(wrong_type("timeZone", "an IANA time zone name", other)),
+    };
+    let zones = match root.get("zones") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(zones)) => parse_zones(zones)?,
+        Some(other) => return Err(wrong_type("zones", "an object of zone ids", other)),
+    };
+    Ok(LotSpec { name, bays, time_zone, zones })
+}
+
+/// The lot's `zones`: `{"L1": {"maxStay": "PT2H", "hours": [...], "graceSeconds": 300}}`.
+fn parse_zones(zones: &Map<String, Value>) -> Result<BTreeMap<String, ZoneSpec>, DomainError> {
+    if zones.len() > MAX_ZONES {
+        return Err(wrong_type("zones", "at most 1000 zones", &Value::from(zones.len())));
+    }
+    let mut out = BTreeMap::new();
+    for (zone, raw) in zones {
+        validate_id("zone", zone).map_err(|e| e.at(format!("zones.{}", excerpt(zone))))?;
+        let path = |field: &str| format!("zones.{zone}.{field}");
+        let Value::Object(obj) = raw else {
+            return Err(wrong_type(&format!("zones.{zone}"), "an object", raw));
+        };
+        refuse_unknown(obj, &["maxStay", "hours", "graceSeconds"], &format!("zones.{zone}."), ZONE_FIELDS)?;
+        let max_stay = match obj.get("maxStay") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(check_duration_field(v).map_err(|e| e.at(path("maxStay")))?.0),
+        };
+        let hours = match obj.get("hours") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(parse_hours(v).map_err(|e| e.at(path("hours")))?),
+        };
+        let grace_seconds = match obj.get("graceSeconds") {
+            None | Some(Value::Null) => 0,
+            Some(v) => match v.as_u64() {
+                Some(g) if g <= MAX_GRACE_SECONDS as u64 => g as u32,
+                _ => {
+                    return Err(wrong_type(
+                        &path("graceSeconds"),
+                        "a whole number of seconds from 0 to 86400",
+                        v,
+                    ));
+                }
+            },
+        };
+        out.insert(zone.clone(), ZoneSpec { max_stay, hours, grace_seconds });
+    }
+    Ok(out)
 }
 
 /// The id of a bay already validated by `parse_bay`, borrowed from the JSON
@@ -204,7 +298,12 @@ fn parse_bay(index: usize, raw: &Value) -> Result<BaySpec, DomainError> {
     let Value::Object(obj) = raw else {
         return Err(wrong_type(&format!("bays[{index}]"), "an object", raw));
     };
-    refuse_unknown(obj, &["id", "zone", "class", "sensor", "model"], &format!("bays[{index}]."), BAY_FIELDS)?;
+    refuse_unknown(
+        obj,
+        &["id", "zone", "class", "sensor", "model", "maxStay"],
+        &format!("bays[{index}]."),
+        BAY_FIELDS,
+    )?;
 
     let id = required_string(obj, "id", &path)?;
     validate_id("bay", id).map_err(|e| e.at(path("id")))?;
@@ -227,12 +326,18 @@ fn parse_bay(index: usize, raw: &Value) -> Result<BaySpec, DomainError> {
         validate_model(model).map_err(|e| e.at(path("model")))?;
     }
 
+    let max_stay = match obj.get("maxStay") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(check_duration_field(v).map_err(|e| e.at(path("maxStay")))?.0),
+    };
+
     Ok(BaySpec {
         id: id.to_owned(),
         zone: zone.map(str::to_owned),
         class,
         sensor: sensor.map(normalise_device_id),
         model: model.map(str::to_owned),
+        max_stay,
     })
 }
 
@@ -322,6 +427,7 @@ mod tests {
                     class: VehicleClass::four_wheeler(),
                     sensor: Some("DEV-1".into()),
                     model: None,
+                    max_stay: None,
                 },
                 BaySpec {
                     id: "B2".into(),
@@ -329,6 +435,7 @@ mod tests {
                     class: VehicleClass::two_wheeler(),
                     sensor: None,
                     model: Some("Nwave NPS".into()),
+                    max_stay: None,
                 },
             ]
         );
@@ -345,6 +452,50 @@ mod tests {
             r#"{"name":"N","bays":[{"id":"B1","zone":"L1","class":"four_wheeler","sensor":"DEV-1"}]}"#
         );
         assert_eq!(serde_json::from_str::<LotSpec>(&json).unwrap(), spec);
+    }
+
+    #[test]
+    fn time_limits_parse_and_name_their_field() {
+        let spec = parse(
+            r#"{"name": "N", "timeZone": "Europe/Berlin",
+                "zones": {"L1": {"maxStay": "PT120M", "graceSeconds": 300,
+                                 "hours": [{"days": ["Mon", "Sat"], "from": "08:00", "to": "18:00"}]}},
+                "bays": [{"id": "B1", "zone": "L1", "class": "c", "maxStay": "PT15M"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.time_zone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(spec.zones["L1"].max_stay.as_deref(), Some("PT2H"));
+        assert_eq!(spec.zones["L1"].max_stay_seconds(), Some(7200));
+        assert_eq!(spec.zones["L1"].grace_seconds, 300);
+        assert_eq!(spec.bays[0].max_stay_seconds(), Some(900));
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["zones"]["L1"]["maxStay"], "PT2H");
+        assert_eq!(json["bays"][0]["maxStay"], "PT15M");
+        let cases = [
+            (r#""timeZone": "Mars/Base""#, "timeZone: time zone \"Mars/Base\""),
+            (r#""timeZone": 1"#, "`timeZone`: expected an IANA"),
+            (r#""zones": {"L1": {"maxStay": "2h"}}"#, "zones.L1.maxStay: duration \"2h\""),
+            (r#""zones": {"L1": {"maxStay": 7200}}"#, "zones.L1.maxStay: duration \"7200\" is not a string"),
+            (r#""zones": {"L1": {"graceSeconds": -1}}"#, "`zones.L1.graceSeconds`"),
+            (r#""zones": {"L1": {"hours": []}}"#, "zones.L1.hours: hours"),
+            (
+                r#""zones": {"L1": {"hours": [{"days": ["Mo"], "from": "08:00", "to": "18:00"}]}}"#,
+                "zones.L1.hours: [0]: hours \"Mo\"",
+            ),
+            (
+                r#""zones": {"L1": {"hours": [{"days": ["Mon"], "from": "8", "to": "18:00"}]}}"#,
+                "zones.L1.hours: [0]",
+            ),
+            (r#""zones": {"L1": {"maxstay": "PT2H"}}"#, "`zones.L1.maxstay`: unknown field"),
+            (r#""zones": {"L 1": {}}"#, "zones.L 1: zone id"),
+            (r#""zones": []"#, "`zones`: expected an object"),
+        ];
+        for (field, expected) in cases {
+            let msg = err(&format!(r#"{{"name": "N", "bays": [], {field}}}"#));
+            assert!(msg.contains(expected), "{field}: {msg}");
+        }
+        let msg = err(r#"{"name": "N", "bays": [{"id": "B1", "class": "c", "maxStay": "P1M"}]}"#);
+        assert!(msg.starts_with("bays[0].maxStay: duration \"P1M\""), "{msg}");
     }
 
     #[test]

@@ -116,10 +116,22 @@ pub fn derived<T: Serialize>(
     subject: &str,
     data: &T,
 ) -> Result<serde_json::Value, ApiError> {
+    with_id(&format!("{}/{suffix}", cause.id()), source, ty, subject, data)
+}
+
+/// An event in JSON event format with its own id (one that names what it is
+/// about, so every path that derives it derives the same id).
+pub fn with_id<T: Serialize>(
+    id: &str,
+    source: &str,
+    ty: &str,
+    subject: &str,
+    data: &T,
+) -> Result<serde_json::Value, ApiError> {
     let internal = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e);
     let data = serde_json::to_value(data).map_err(|e| internal(e.to_string()))?;
     let event = EventBuilderV10::new()
-        .id(format!("{}/{suffix}", cause.id()))
+        .id(id)
         .source(source)
         .ty(ty)
         .subject(subject)

@@ -337,6 +337,9 @@ pub fn mark_silent(
             db.sql.set_bay_status,
             &[key[0].clone(), key[1].clone(), "unknown".into(), to_ms(now).into()],
         )?;
+        if previous == BayStatus::Occupied {
+            crate::stays::suspend_stay(db, lot, bay)?;
+        }
         db.execute(
             db.sql.insert_status_change,
             &[

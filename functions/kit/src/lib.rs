@@ -20,6 +20,7 @@ pub mod history;
 pub mod repo;
 pub mod respond;
 pub mod sql;
+pub mod stays;
 pub mod terminals;
 pub mod uplink;
 

@@ -36,7 +36,25 @@ pub struct LotWritten {
 pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> Result<LotWritten, DbError> {
     db.transaction(|db| {
         let created = db.query(db.sql.lot_name, &[lot.into()])?.is_empty();
-        db.execute(db.sql.upsert_lot, &[lot.into(), spec.name.as_str().into(), to_ms(now).into()])?;
+        let time_zone = spec.time_zone.as_deref().unwrap_or("UTC");
+        db.execute(
+            db.sql.upsert_lot,
+            &[lot.into(), spec.name.as_str().into(), to_ms(now).into(), time_zone.into()],
+        )?;
+        db.execute(db.sql.delete_zone_rules, &[lot.into()])?;
+        for (zone, rule) in &spec.zones {
+            let hours = rule.hours.as_ref().map(|h| serde_json::to_string(h).expect("plain data serialises"));
+            db.execute(
+                db.sql.insert_zone_rule,
+                &[
+                    lot.into(),
+                    zone.as_str().into(),
+                    Value::opt_int(rule.max_stay_seconds()),
+                    i64::from(rule.grace_seconds).into(),
+                    Value::opt_text(hours.as_deref()),
+                ],
+            )?;
+        }
 
         let existing: Vec<(String, Option<String>)> = db
             .query(db.sql.lot_bay_sensors, &[lot.into()])?
@@ -69,6 +87,7 @@ pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> 
                     Value::opt_text(sensor.as_deref()),
                     Value::opt_text(bay.model.as_deref()),
                     to_ms(now).into(),
+                    Value::opt_int(bay.max_stay_seconds()),
                 ],
             )
             .map_err(|e| match e {
@@ -81,6 +100,9 @@ pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> 
                 other => other,
             })?;
         }
+        // The rules may have changed: current stays take them (and removed
+        // bays' overstay alerts close).
+        crate::stays::rejudge_lot(db, lot, now)?;
         Ok(LotWritten {
             lot: lot.to_owned(),
             name: spec.name.clone(),
@@ -108,6 +130,8 @@ pub fn delete_lot(db: &Database, lot: &str) -> Result<bool, DbError> {
             return Ok(false);
         }
         db.execute(db.sql.delete_lot_bays, &[lot.into()])?;
+        db.execute(db.sql.delete_zone_rules, &[lot.into()])?;
+        db.query(db.sql.close_orphan_overstay_alerts, &[lot.into(), to_ms(Utc::now()).into()])?;
         db.execute(db.sql.delete_lot, &[lot.into()])?;
         Ok(true)
     })
@@ -193,6 +217,47 @@ pub struct BayView {
     pub observed_at: Option<DateTime<Utc>>,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub battery: Option<f64>,
+    /// The bay's own time limit (ISO 8601), over its zone's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stay: Option<String>,
+}
+
+/// A lot as `GET /api/v1/lots/{lot}` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LotView {
+    pub lot: String,
+    pub name: String,
+    pub time_zone: String,
+    pub zones: std::collections::BTreeMap<String, parking_domain::lot::ZoneSpec>,
+    pub bays: Vec<BayView>,
+}
+
+/// A lot's definition (with its time limits) and each bay's live state, or
+/// `None` for an unknown lot.
+pub fn lot_view(db: &Database, lot: &str) -> Result<Option<LotView>, DbError> {
+    let Some(row) = db.query(db.sql.lot_name, &[lot.into()])?.into_iter().next() else {
+        return Ok(None);
+    };
+    let Some((name, bays)) = lot_bays(db, lot)? else { return Ok(None) };
+    let zones = db
+        .query(db.sql.lot_zone_rules, &[lot.into()])?
+        .iter()
+        .map(|r| {
+            let hours = r
+                .opt_text(3)?
+                .map(|h| serde_json::from_str(&h))
+                .transpose()
+                .map_err(|e| DbError::Decode(format!("a zone's stored hours: {e}")))?;
+            let rule = parking_domain::lot::ZoneSpec {
+                max_stay: r.opt_int(1)?.map(parking_domain::format_iso_duration),
+                hours,
+                grace_seconds: u32::try_from(r.int(2)?).unwrap_or_default(),
+            };
+            Ok((r.text(0)?, rule))
+        })
+        .collect::<Result<_, DbError>>()?;
+    Ok(Some(LotView { lot: lot.to_owned(), name, time_zone: row.text(1)?, zones, bays }))
 }
 
 /// A lot's definition with each bay's live state, or `None` for an unknown lot.
@@ -215,6 +280,7 @@ pub fn lot_bays(db: &Database, lot: &str) -> Result<Option<(String, Vec<BayView>
                 observed_at: opt_from_ms(r.opt_int(7)?)?,
                 last_seen_at: opt_from_ms(r.opt_int(8)?)?,
                 battery: r.opt_real(9)?,
+                max_stay: r.opt_int(10)?.map(parking_domain::format_iso_duration),
             })
         })
         .collect::<Result<_, DbError>>()?;

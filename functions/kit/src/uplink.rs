@@ -8,16 +8,19 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use parking_domain::events::Overstay;
 use parking_domain::{
     AlertKind, AvailabilityChanged, BatteryAlert, BatteryThresholds, BayStatus, Counts, DecodeError,
-    Envelope, FrameKind, Fullness, Observation, Outcome, SensorFrame, SensorModel, SlotChanged, Thresholds,
-    VehicleClass, alert_fullness, apply_reading, battery_alert, fullness_alert, fullness_from_alerts,
+    Envelope, FrameKind, Fullness, Observation, Outcome, SensorFrame, SensorModel, SlotChanged, Stay,
+    Thresholds, VehicleClass, alert_fullness, apply_reading, battery_alert, fullness_alert,
+    fullness_from_alerts,
 };
 use serde_json::json;
 
 use crate::alerts::{self, Alert, AlertSubject};
 use crate::db::{Database, DbError, Row, from_ms, opt_from_ms, to_ms};
 use crate::repo::{class, counts_at, status};
+use crate::stays::{self, BayRef, StoredStay};
 
 /// What applying one uplink did.
 #[derive(Debug)]
@@ -49,6 +52,9 @@ pub struct Uplinked {
 pub struct Derived {
     pub slot: SlotChanged,
     pub availability: AvailabilityChanged,
+    /// A stay that ended past its limit before a sweep raised it: raised by
+    /// this change (with its event id, see [`crate::stays::overstay_event_id`]).
+    pub overstay: Option<(String, Overstay)>,
 }
 
 /// One uplink to apply: its dedup key (CloudEvents source and id) and envelope.
@@ -148,6 +154,8 @@ struct Bay {
     /// Its sensor's codec; an unknown model refuses the bay's uplinks.
     model: Result<Option<SensorModel>, DecodeError>,
     battery: Option<f64>,
+    /// Its time limit and current stay.
+    stay: StoredStay,
 }
 
 /// A bay and what the batch did to it.
@@ -224,8 +232,8 @@ impl Batch {
                 Ok(_) if !fresh => Applied::DuplicateEvent,
                 Ok(prepared) => match self.apply_one(db, uplink, prepared, &mut alerts)? {
                     Step::Done(applied) => applied,
-                    Step::Changed(slot) => {
-                        changes.push((results.len(), slot));
+                    Step::Changed(slot, overstay) => {
+                        changes.push((results.len(), slot, overstay));
                         // Replaced by the change with its counts when settled.
                         Applied::DuplicateEvent
                     }
@@ -253,12 +261,13 @@ impl Batch {
         if !changes.is_empty() {
             self.lock_counts(db)?;
         }
-        for (index, slot) in changes {
+        for (index, slot, overstay) in changes {
             let availability = count_change(&mut self.groups, &slot)?;
             let fullness = self.update_fullness_alerts(db, &slot.lot, &slot.class)?;
             let result = &mut results[index];
             result.alerts.extend(fullness);
-            result.applied = Applied::Changed(Box::new(Derived { slot, availability }));
+            let overstay = overstay.map(|o| *o);
+            result.applied = Applied::Changed(Box::new(Derived { slot, availability, overstay }));
         }
         let mut bays: Vec<&BayState> = self.bays.values().filter(|s| s.touched).collect();
         bays.sort_by(|a, b| a.bay.key().cmp(&b.bay.key()));
@@ -375,6 +384,7 @@ impl Batch {
         }
         state.status_changed_at = Some(observed_at);
         self.rows.change(&state.bay, previous, &now);
+        let overstay = move_stay(db, &mut state.bay, previous, &now, alerts)?;
         let bay = &state.bay;
         let slot = SlotChanged {
             lot: bay.lot.clone(),
@@ -386,7 +396,7 @@ impl Batch {
             status: next.status,
             observed_at,
         };
-        Ok(Step::Changed(slot))
+        Ok(Step::Changed(slot, overstay))
     }
 
     /// Opens and closes the lot-full and lot-almost-full alerts of a (lot,
@@ -445,14 +455,73 @@ impl Batch {
     }
 }
 
-/// A status change still to count, with the index of its uplink's result.
-type Pending = (usize, SlotChanged);
+/// A status change still to count, with the index of its uplink's result
+/// and the overstay it raised.
+type Pending = (usize, SlotChanged, Option<Box<(String, Overstay)>>);
 
 /// What the rules made of one claimed uplink.
 enum Step {
     Done(Applied),
     /// The bay changed status: counted when the batch settles.
-    Changed(SlotChanged),
+    Changed(SlotChanged, Option<Box<(String, Overstay)>>),
+}
+
+/// Moves the bay's stay with its status change (the bay's new status is
+/// `bay.current`, observed at `now.observed_at`):
+/// - to `occupied`: a stay starts, or a suspended one (the bay was
+///   `unknown`) resumes, counting from this observation;
+/// - to `unknown`: the stay is suspended at this observation;
+/// - to `free` or `closed`: the stay ends. Its overstay alert, if raised,
+///   closes; a stay that fell due before it ended and was not raised yet
+///   (no sweep ran in between, or a replay) is raised now and closed at once,
+///   so the overstays a stream gives do not depend on when sweeps ran.
+fn move_stay(
+    db: &Database,
+    bay: &mut Bay,
+    previous: BayStatus,
+    now: &Reading<'_>,
+    alerts: &mut Vec<Alert>,
+) -> Result<Option<Box<(String, Overstay)>>, DbError> {
+    let at = to_ms(now.observed_at);
+    match bay.current.status {
+        BayStatus::Occupied => {
+            let policy = bay.stay.policy()?;
+            match &mut bay.stay.stay {
+                Some(stay) if previous == BayStatus::Unknown => stay.resume(&policy, at),
+                _ => bay.stay.stay = Some(Stay::start(&policy, at)),
+            }
+            Ok(None)
+        }
+        BayStatus::Unknown => {
+            let policy = bay.stay.policy()?;
+            if let Some(stay) = &mut bay.stay.stay {
+                stay.suspend(&policy, at);
+            }
+            Ok(None)
+        }
+        BayStatus::Free | BayStatus::Closed => {
+            let Some(stay) = bay.stay.stay.take() else { return Ok(None) };
+            if stay.overstay_at.is_some() {
+                alerts.extend(stays::close_overstay_alert(db, &bay.lot, &bay.id, now.received_at)?);
+                return Ok(None);
+            }
+            if !stay.falls_due(at) {
+                return Ok(None);
+            }
+            let raised = Stay { overstay_at: stay.due_at, ..stay };
+            let bay_ref = BayRef {
+                lot: &bay.lot,
+                bay: &bay.id,
+                zone: bay.zone.as_deref(),
+                class: &bay.class,
+                device: Some(now.device),
+            };
+            let overstay = stays::overstay_of(&bay_ref, &raised)?;
+            alerts.extend(stays::open_overstay_alert(db, &bay_ref, &overstay, now.received_at)?);
+            alerts.extend(stays::close_overstay_alert(db, &bay.lot, &bay.id, now.received_at)?);
+            Ok(Some(Box::new((stays::overstay_event_id(&bay.lot, &bay.id, &raised), overstay))))
+        }
+    }
 }
 
 /// Moves one bay between statuses in its group's counts, as the counts
@@ -499,7 +568,7 @@ impl BayState {
     /// The bay's row after the batch, for `update_bays`: heard at `received_at`.
     fn row(&self, received_at: DateTime<Utc>) -> serde_json::Value {
         let bay = &self.bay;
-        json!({
+        let mut row = json!({
             "lot_id": bay.lot,
             "bay_id": bay.id,
             "status": bay.current.status.as_str(),
@@ -509,7 +578,11 @@ impl BayState {
             "last_seen_at_ms": to_ms(received_at),
             "battery": bay.battery,
             "temperature": self.temperature,
-        })
+        });
+        if let serde_json::Value::Object(fields) = &mut row {
+            stays::stay_fields(bay.stay.stay.as_ref(), fields);
+        }
+        row
     }
 }
 
@@ -608,6 +681,7 @@ fn bay_from(row: &Row) -> Result<Bay, DbError> {
         },
         model: row.opt_text(8)?.map(|m| SensorModel::parse(&m)).transpose(),
         battery: row.opt_real(9)?,
+        stay: StoredStay::read(row, 10)?,
     })
 }
 

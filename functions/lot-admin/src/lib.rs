@@ -3,6 +3,8 @@
 //! - `PUT /api/v1/lots/{lot}` creates or replaces a lot's bays;
 //! - `GET /api/v1/lots/{lot}` answers the lot with each bay's live state;
 //! - `DELETE /api/v1/lots/{lot}` removes it (its history stays);
+//! - `GET /api/v1/lots/{lot}/overstays` lists the lot's current overstays
+//!   (enforcement data, behind the admin token like the rest);
 //! - `PUT`, `GET`, `DELETE /api/v1/terminals/{terminal}` provision the display
 //!   terminals of a lot (their token is stored as a digest, never shown). A
 //!   write answers with an `io.parking.terminal.changed.v1` CloudEvent in
@@ -36,6 +38,7 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let path = req.uri().path();
     let lot = match respond::segments(path).as_slice() {
         ["api", "v1", "lots", lot] => (*lot).to_owned(),
+        ["api", "v1", "lots", lot, "overstays"] => return overstays_route(req, lot),
         ["api", "v1", "terminals", terminal] => return terminal_route(req, terminal),
         _ => return Err(ApiError::not_found(format!("no such resource: {path}"))),
     };
@@ -64,11 +67,8 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(respond::json(status, &written))
         }
-        Method::GET => match repo::lot_bays(&db, &lot)? {
-            Some((name, bays)) => Ok(respond::json(
-                StatusCode::OK,
-                &serde_json::json!({ "lot": lot, "name": name, "bays": bays }),
-            )),
+        Method::GET => match repo::lot_view(&db, &lot)? {
+            Some(view) => Ok(respond::json(StatusCode::OK, &view)),
             None => Err(ApiError::not_found(format!("unknown lot {lot:?}"))),
         },
         Method::DELETE => {
@@ -80,6 +80,22 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         }
         _ => Err(ApiError::method_not_allowed(method, path, "GET, PUT or DELETE")),
     }
+}
+
+/// `/api/v1/lots/{lot}/overstays`: the stays past their limit now, with how
+/// far past it (restricted time) they are.
+fn overstays_route(req: &Request<Vec<u8>>, lot: &str) -> Result<Response<Vec<u8>>, ApiError> {
+    validate_id("lot", lot).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    auth::require(req, Credential::Admin)?;
+    if req.method() != Method::GET {
+        return Err(ApiError::method_not_allowed(req.method(), req.uri().path(), "GET"));
+    }
+    let db = Database::open_configured()?;
+    if !repo::lot_exists(&db, lot)? {
+        return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
+    }
+    let overstays = parking_kit::stays::lot_overstays(&db, lot, Utc::now())?;
+    Ok(respond::json(StatusCode::OK, &overstays))
 }
 
 /// `/api/v1/terminals/{terminal}`.

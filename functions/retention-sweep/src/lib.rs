@@ -9,8 +9,11 @@
 //!    window, deriving `slot.changed`, `availability.changed` and
 //!    `sensor.alert` (once per outage: the alert stays open until the
 //!    sensor is heard again);
-//! 3. rolls closed hours of status changes up into `occupancy_hourly`;
-//! 4. deletes raw rows past their retention, only in hours already rolled
+//! 3. raises the overstays due by now (through the due-time index: the
+//!    stays due, never every bay): an `io.parking.bay.overstay.v1` event
+//!    and an open `bay_overstay` alert, once per stay;
+//! 4. rolls closed hours of status changes up into `occupancy_hourly`;
+//! 5. deletes raw rows past their retention, only in hours already rolled
 //!    up, in batches of one short statement each, so ingest never waits
 //!    longer than one batch.
 //!
@@ -24,7 +27,9 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use cloudevents::{AttributesReader, Event};
 use http::{Request, Response, StatusCode};
-use parking_domain::events::{AVAILABILITY_CHANGED_V1, PING, SENSOR_ALERT_V1, SLOT_CHANGED_V1};
+use parking_domain::events::{
+    AVAILABILITY_CHANGED_V1, BAY_OVERSTAY_V1, PING, SENSOR_ALERT_V1, SLOT_CHANGED_V1,
+};
 use parking_domain::{SensorModel, heartbeat_window};
 use parking_kit::alerts;
 use parking_kit::auth::{self, Credential};
@@ -129,6 +134,7 @@ struct Report {
     alerts_closed: usize,
     bays_marked_unknown: usize,
     alerts_opened: usize,
+    overstays_raised: usize,
     hours_rolled_up: Vec<HourRolled>,
     rolled_up_to: DateTime<Utc>,
     batches: Vec<DeleteBatch>,
@@ -219,14 +225,35 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         }
     }
 
-    // 3. Closed hours into the hourly table.
+    // 3. Overstays due by now, read through the due-time index.
+    let raised = parking_kit::stays::raise_due_overstays(&db, now)?;
+    for overstay in &raised {
+        derived.push(cloudevent::with_id(
+            &overstay.event_id,
+            SOURCE,
+            BAY_OVERSTAY_V1,
+            &overstay.subject,
+            &overstay.overstay,
+        )?);
+        if let Some(alert) = &overstay.alert {
+            derived.push(event(
+                &tick,
+                &format!("alert/{}/open", alert.id),
+                SENSOR_ALERT_V1,
+                &alert.subject,
+                alert,
+            )?);
+        }
+    }
+
+    // 4. Closed hours into the hourly table.
     let settle = Duration::seconds(settings.rollup_settle_seconds);
     let (hours, rolled_up_to) = history::roll_up_closed_hours(&db, now, settle, out_of_time)?;
     if out_of_time() {
         complete = false;
     }
 
-    // 4. Retention, oldest rows first, raw rows only where rolled up.
+    // 5. Retention, oldest rows first, raw rows only where rolled up.
     let raw_cutoff = (now - Duration::days(settings.raw_retention_days)).min(rolled_up_to);
     let plan = [
         (RawTable::Readings, raw_cutoff),
@@ -261,6 +288,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         alerts_closed: closed.len(),
         bays_marked_unknown: marked,
         alerts_opened: opened,
+        overstays_raised: raised.len(),
         hours_rolled_up: hours,
         rolled_up_to,
         batches,

@@ -23,7 +23,9 @@
 use chrono::{DateTime, Utc};
 use cloudevents::{AttributesReader, Data, Event};
 use http::{Request, Response, StatusCode};
-use parking_domain::events::{AVAILABILITY_CHANGED_V1, SENSOR_ALERT_V1, SLOT_CHANGED_V1, UPLINK_V1};
+use parking_domain::events::{
+    AVAILABILITY_CHANGED_V1, BAY_OVERSTAY_V1, SENSOR_ALERT_V1, SLOT_CHANGED_V1, UPLINK_V1,
+};
 use parking_domain::{Envelope, PayloadFormat, parse_envelope};
 use parking_kit::Database;
 use parking_kit::cloudevent::{self, BATCH, RESULTS};
@@ -167,7 +169,7 @@ fn answer(event: &Event, envelope: &Envelope, uplinked: Uplinked) -> Result<Answ
             _ => "refreshed",
         }),
         Applied::Changed(derived_events) => {
-            let uplink::Derived { slot, availability } = *derived_events;
+            let uplink::Derived { slot, availability, overstay } = *derived_events;
             let slot_subject = format!("{}/{}", slot.lot, slot.bay);
             let availability_subject = format!(
                 "{}/{}/{}",
@@ -185,6 +187,10 @@ fn answer(event: &Event, envelope: &Envelope, uplinked: Uplinked) -> Result<Answ
                     &availability,
                 )?,
             ];
+            if let Some((id, overstay)) = overstay {
+                let subject = format!("{}/{}", overstay.lot, overstay.bay);
+                events.push(cloudevent::with_id(&id, SOURCE, BAY_OVERSTAY_V1, &subject, &overstay)?);
+            }
             events.extend(alerts);
             Ok(Answer { outcome: "changed", events })
         }

@@ -16,9 +16,9 @@ pub struct Statements {
     pub begin: &'static str,
 
     // --- lots ---
-    /// (lot) -> name
+    /// (lot) -> name, time_zone
     pub lot_name: &'static str,
-    /// (lot, name, now_ms)
+    /// (lot, name, now_ms, time_zone)
     pub upsert_lot: &'static str,
     /// () -> lot, name
     pub list_lots: &'static str,
@@ -37,13 +37,13 @@ pub struct Statements {
     pub release_lot_sensors: &'static str,
     /// (lot, bay)
     pub delete_bay: &'static str,
-    /// (lot, bay, zone, class, sensor, model, now_ms): keeps the live state.
+    /// (lot, bay, zone, class, sensor, model, now_ms, max_stay_s): keeps the live state (and stay).
     pub upsert_bay_keep_state: &'static str,
-    /// (lot, bay, zone, class, sensor, model, now_ms): a new sensor starts `unknown`
-    /// (a `closed` bay stays closed: that is the operator's decision).
+    /// (lot, bay, zone, class, sensor, model, now_ms, max_stay_s): a new sensor starts `unknown`
+    /// (a `closed` bay stays closed: that is the operator's decision) and its stay ends.
     pub upsert_bay_reset_state: &'static str,
     /// (lot) -> bay, zone, class, sensor, model, status, status_changed_at_ms,
-    /// observed_at_ms, last_seen_at_ms, battery
+    /// observed_at_ms, last_seen_at_ms, battery, max_stay_s
     pub lot_bays: &'static str,
     /// (lot) -> zone ('' for none), class, total, free, occupied, unknown, closed, changed_at_ms
     pub lot_group_counts: &'static str,
@@ -58,7 +58,8 @@ pub struct Statements {
     /// (PostgreSQL), after the bays, as the triggers of any bay write do.
     pub counts_of_sensors: &'static str,
     /// (devices: JSON array of strings) -> sensor, lot, bay, zone, class, status, observed_at_ms,
-    /// seq, model, battery; locks the rows in (lot, bay) order.
+    /// seq, model, battery, then the stay columns (see `lot_stays`); locks the bay rows in
+    /// (lot, bay) order.
     pub bays_by_sensors: &'static str,
     /// (event keys: JSON array of distinct strings, now_ms) -> the keys not seen before, now claimed.
     pub claim_events: &'static str,
@@ -70,8 +71,9 @@ pub struct Statements {
     pub insert_sensor_frames: &'static str,
     /// (JSON array of {lot_id, bay_id, status, status_changed_at_ms (null: unchanged),
     /// observed_at_ms, seq, last_seen_at_ms, battery, temperature}), one object per bay: the
-    /// bay's state after the batch. Liveness only moves forward; a null battery or temperature
-    /// keeps the stored one.
+    /// bay's state after the batch, with its stay (stay_started_at_ms, stay_resumed_at_ms,
+    /// stay_counted_ms, stay_limit_ms, stay_due_at_ms, overstay_at_ms: null clears). Liveness
+    /// only moves forward; a null battery or temperature keeps the stored one.
     pub update_bays: &'static str,
     /// (JSON array of {lot_id, bay_id, zone, class, previous, status, changed_at_ms,
     /// recorded_at_ms, event_key})
@@ -156,4 +158,30 @@ pub struct Statements {
     pub terminal_frame: &'static str,
     /// (terminal, seq, content_digest, frame_json, now_ms)
     pub upsert_terminal_frame: &'static str,
+
+    // --- time limits and stays ---
+    /// (lot)
+    pub delete_zone_rules: &'static str,
+    /// (lot, zone, max_stay_s, grace_s, hours JSON)
+    pub insert_zone_rule: &'static str,
+    /// (lot) -> zone, max_stay_s, grace_s, hours JSON
+    pub lot_zone_rules: &'static str,
+    /// (lot) -> bay, zone, class, then the stay columns: the bay's max_stay_s, its zone's
+    /// max_stay_s, grace_s and hours, the lot's time_zone, stay_started_at_ms,
+    /// stay_resumed_at_ms, stay_counted_ms, stay_limit_ms, stay_due_at_ms, overstay_at_ms;
+    /// the bays with a stay, locked (PostgreSQL).
+    pub lot_stays: &'static str,
+    /// (lot) -> as `lot_stays`, the bays whose overstay was raised.
+    pub lot_overstays: &'static str,
+    /// (lot, bay) -> as `lot_stays`, then observed_at_ms.
+    pub bay_stay: &'static str,
+    /// (lot, bay, stay_started_at_ms, stay_resumed_at_ms, stay_counted_ms, stay_limit_ms,
+    /// stay_due_at_ms, overstay_at_ms)
+    pub set_bay_stay: &'static str,
+    /// (now_ms) -> lot, bay, zone, class, stay_started_at_ms, stay_limit_ms, stay_due_at_ms: marks
+    /// the stays due by now and not yet raised as raised (read through the due-time index).
+    pub raise_due_overstays: &'static str,
+    /// (lot, now_ms) -> alert columns: closes the lot's overstay alerts whose bay has no raised
+    /// stay any more (the bay was removed, or its sensor replaced).
+    pub close_orphan_overstay_alerts: &'static str,
 }

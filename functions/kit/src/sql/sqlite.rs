@@ -5,9 +5,10 @@ use super::Statements;
 pub static STATEMENTS: Statements = Statements {
     begin: "BEGIN IMMEDIATE",
 
-    lot_name: "SELECT name FROM lots WHERE lot_id = ?1",
-    upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?3) \
-                 ON CONFLICT (lot_id) DO UPDATE SET name = excluded.name, updated_at_ms = excluded.updated_at_ms",
+    lot_name: "SELECT name, time_zone FROM lots WHERE lot_id = ?1",
+    upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms, time_zone) VALUES (?1, ?2, ?3, ?3, ?4) \
+                 ON CONFLICT (lot_id) DO UPDATE SET name = excluded.name, updated_at_ms = excluded.updated_at_ms, \
+                 time_zone = excluded.time_zone",
     list_lots: "SELECT lot_id, name FROM lots ORDER BY lot_id",
     count_all_lots: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts ORDER BY lot_id",
     delete_lot_bays: "DELETE FROM bays WHERE lot_id = ?1",
@@ -16,20 +17,22 @@ pub static STATEMENTS: Statements = Statements {
     lot_bay_sensors: "SELECT bay_id, sensor FROM bays WHERE lot_id = ?1",
     release_lot_sensors: "UPDATE bays SET sensor = NULL WHERE lot_id = ?1",
     delete_bay: "DELETE FROM bays WHERE lot_id = ?1 AND bay_id = ?2",
-    upsert_bay_keep_state: "INSERT INTO bays (lot_id, bay_id, zone, class, sensor, model, status, status_changed_at_ms) \
-                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unknown', ?7) \
+    upsert_bay_keep_state: "INSERT INTO bays (lot_id, bay_id, zone, class, sensor, model, status, status_changed_at_ms, max_stay_s) \
+                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unknown', ?7, ?8) \
                             ON CONFLICT (lot_id, bay_id) DO UPDATE SET zone = excluded.zone, class = excluded.class, \
-                            sensor = excluded.sensor, model = excluded.model",
-    upsert_bay_reset_state: "INSERT INTO bays (lot_id, bay_id, zone, class, sensor, model, status, status_changed_at_ms) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unknown', ?7) \
+                            sensor = excluded.sensor, model = excluded.model, max_stay_s = excluded.max_stay_s",
+    upsert_bay_reset_state: "INSERT INTO bays (lot_id, bay_id, zone, class, sensor, model, status, status_changed_at_ms, max_stay_s) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unknown', ?7, ?8) \
                              ON CONFLICT (lot_id, bay_id) DO UPDATE SET zone = excluded.zone, class = excluded.class, \
-                             sensor = excluded.sensor, model = excluded.model, \
+                             sensor = excluded.sensor, model = excluded.model, max_stay_s = excluded.max_stay_s, \
                              status = CASE WHEN bays.status = 'closed' THEN 'closed' ELSE 'unknown' END, \
                              status_changed_at_ms = CASE WHEN bays.status IN ('closed', 'unknown') \
                                  THEN bays.status_changed_at_ms ELSE excluded.status_changed_at_ms END, \
-                             observed_at_ms = NULL, seq = NULL, last_seen_at_ms = NULL, battery = NULL",
+                             observed_at_ms = NULL, seq = NULL, last_seen_at_ms = NULL, battery = NULL, \
+                             stay_started_at_ms = NULL, stay_resumed_at_ms = NULL, stay_counted_ms = NULL, \
+                             stay_limit_ms = NULL, stay_due_at_ms = NULL, overstay_at_ms = NULL",
     lot_bays: "SELECT bay_id, zone, class, sensor, model, status, status_changed_at_ms, observed_at_ms, \
-               last_seen_at_ms, battery FROM bays WHERE lot_id = ?1 ORDER BY bay_id",
+               last_seen_at_ms, battery, max_stay_s FROM bays WHERE lot_id = ?1 ORDER BY bay_id",
     lot_group_counts: "SELECT zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts WHERE lot_id = ?1",
 
     // SQLite has no row locks: BEGIN IMMEDIATE already serialises writers.
@@ -38,8 +41,13 @@ pub static STATEMENTS: Statements = Statements {
                          AND a.subject = c.lot_id || '/' || c.class AND a.closed_at_ms IS NULL) \
                         FROM availability_counts c WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
                         (SELECT value FROM json_each(?1))) ORDER BY lot_id, zone, class",
-    bays_by_sensors: "SELECT sensor, lot_id, bay_id, zone, class, status, observed_at_ms, seq, model, battery \
-                      FROM bays WHERE sensor IN (SELECT value FROM json_each(?1)) ORDER BY lot_id, bay_id",
+    bays_by_sensors: "SELECT b.sensor, b.lot_id, b.bay_id, b.zone, b.class, b.status, b.observed_at_ms, b.seq, \
+                      b.model, b.battery, b.max_stay_s, z.max_stay_s, z.grace_s, z.hours, l.time_zone, \
+                      b.stay_started_at_ms, b.stay_resumed_at_ms, b.stay_counted_ms, b.stay_limit_ms, \
+                      b.stay_due_at_ms, b.overstay_at_ms \
+                      FROM bays b JOIN lots l ON l.lot_id = b.lot_id \
+                      LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone WHERE b.sensor IN (SELECT value FROM json_each(?1)) \
+                      ORDER BY b.lot_id, b.bay_id",
     // `WHERE true` lets SQLite read ON CONFLICT after INSERT ... SELECT.
     claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) SELECT value, ?2 FROM json_each(?1) \
                    WHERE true ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
@@ -60,12 +68,18 @@ pub static STATEMENTS: Statements = Statements {
                   value ->> 'status' AS status, value ->> 'status_changed_at_ms' AS status_changed_at_ms, \
                   value ->> 'observed_at_ms' AS observed_at_ms, value ->> 'seq' AS seq, \
                   value ->> 'last_seen_at_ms' AS last_seen_at_ms, value ->> 'battery' AS battery, \
-                  value ->> 'temperature' AS temperature FROM json_each(?1)) \
+                  value ->> 'temperature' AS temperature, value ->> 'stay_started_at_ms' AS stay_started_at_ms, \
+                  value ->> 'stay_resumed_at_ms' AS stay_resumed_at_ms, value ->> 'stay_counted_ms' AS stay_counted_ms, \
+                  value ->> 'stay_limit_ms' AS stay_limit_ms, value ->> 'stay_due_at_ms' AS stay_due_at_ms, \
+                  value ->> 'overstay_at_ms' AS overstay_at_ms FROM json_each(?1)) \
                   UPDATE bays SET status = u.status, \
                   status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
                   observed_at_ms = u.observed_at_ms, seq = u.seq, \
                   last_seen_at_ms = MAX(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), \
-                  battery = COALESCE(u.battery, bays.battery), temperature = COALESCE(u.temperature, bays.temperature) \
+                  battery = COALESCE(u.battery, bays.battery), temperature = COALESCE(u.temperature, bays.temperature), \
+                  stay_started_at_ms = u.stay_started_at_ms, stay_resumed_at_ms = u.stay_resumed_at_ms, \
+                  stay_counted_ms = u.stay_counted_ms, stay_limit_ms = u.stay_limit_ms, \
+                  stay_due_at_ms = u.stay_due_at_ms, overstay_at_ms = u.overstay_at_ms \
                   FROM u WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
     insert_status_changes: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
                             recorded_at_ms, event_key) \
@@ -162,4 +176,27 @@ pub static STATEMENTS: Statements = Statements {
                             ON CONFLICT (terminal_id) DO UPDATE SET seq = excluded.seq, \
                             content_digest = excluded.content_digest, frame = excluded.frame, \
                             rendered_at_ms = excluded.rendered_at_ms",
+
+    // --- time limits and stays ---
+    delete_zone_rules: "DELETE FROM zone_rules WHERE lot_id = ?1",
+    insert_zone_rule: "INSERT INTO zone_rules (lot_id, zone, max_stay_s, grace_s, hours) VALUES (?1, ?2, ?3, ?4, ?5)",
+    lot_zone_rules: "SELECT zone, max_stay_s, grace_s, hours FROM zone_rules WHERE lot_id = ?1 ORDER BY zone",
+    lot_stays: "SELECT b.bay_id, b.zone, b.class, b.max_stay_s, z.max_stay_s, z.grace_s, z.hours, l.time_zone, b.stay_started_at_ms, b.stay_resumed_at_ms, b.stay_counted_ms, b.stay_limit_ms, b.stay_due_at_ms, b.overstay_at_ms \
+                FROM bays b JOIN lots l ON l.lot_id = b.lot_id LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone \
+                WHERE b.lot_id = ?1 AND b.stay_started_at_ms IS NOT NULL ORDER BY b.bay_id",
+    lot_overstays: "SELECT b.bay_id, b.zone, b.class, b.max_stay_s, z.max_stay_s, z.grace_s, z.hours, l.time_zone, b.stay_started_at_ms, b.stay_resumed_at_ms, b.stay_counted_ms, b.stay_limit_ms, b.stay_due_at_ms, b.overstay_at_ms \
+                    FROM bays b JOIN lots l ON l.lot_id = b.lot_id LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone \
+                    WHERE b.lot_id = ?1 AND b.overstay_at_ms IS NOT NULL ORDER BY b.bay_id",
+    bay_stay: "SELECT b.bay_id, b.zone, b.class, b.max_stay_s, z.max_stay_s, z.grace_s, z.hours, l.time_zone, b.stay_started_at_ms, b.stay_resumed_at_ms, b.stay_counted_ms, b.stay_limit_ms, b.stay_due_at_ms, b.overstay_at_ms, b.observed_at_ms \
+               FROM bays b JOIN lots l ON l.lot_id = b.lot_id LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone \
+               WHERE b.lot_id = ?1 AND b.bay_id = ?2",
+    set_bay_stay: "UPDATE bays SET stay_started_at_ms = ?3, stay_resumed_at_ms = ?4, stay_counted_ms = ?5, \
+                   stay_limit_ms = ?6, stay_due_at_ms = ?7, overstay_at_ms = ?8 WHERE lot_id = ?1 AND bay_id = ?2",
+    raise_due_overstays: "UPDATE bays SET overstay_at_ms = stay_due_at_ms \
+                          WHERE stay_due_at_ms IS NOT NULL AND stay_due_at_ms <= ?1 AND overstay_at_ms IS NULL \
+                          RETURNING lot_id, bay_id, zone, class, stay_started_at_ms, stay_limit_ms, stay_due_at_ms",
+    close_orphan_overstay_alerts: "UPDATE alerts SET closed_at_ms = ?2 WHERE kind = 'bay_overstay' AND lot_id = ?1 \
+                                   AND closed_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM bays b \
+                                   WHERE b.lot_id = alerts.lot_id AND b.bay_id = alerts.bay_id AND b.overstay_at_ms IS NOT NULL) \
+                                   RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
 };
