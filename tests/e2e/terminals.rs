@@ -397,6 +397,43 @@ async fn a_stream_on_a_new_connection_and_one_on_a_kept_alive_connection_send_th
     assert_eq!(frame_showing(&mut by_hyper, 3).await, frame_showing(&mut bare, 3).await);
 }
 
+/// Streams are not requests: parkd up's cap on connections serving requests
+/// does not count them, so signs beyond it still connect and the API still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_beyond_the_request_connection_cap_connect_and_the_api_still_answers() {
+    let broker = Mosquitto::start().unwrap();
+    let limits = parkd::server::Limits { max_connections: 4, ..Default::default() };
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        limits,
+        ..ParkdOptions::new(Backend::Sqlite)
+    })
+    .await
+    .unwrap();
+    assert_eq!(parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await.status(), StatusCode::CREATED);
+    assert_eq!(parkd.put_terminal("T1", "north", None).await.status(), StatusCode::CREATED);
+    let url = stream_url(&parkd, "T1", &token_for("T1"));
+    let new_connections = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..12 {
+        let mut stream = tokio::time::timeout(WAIT, SseStream::open(&new_connections, &url, None))
+            .await
+            .expect("a stream beyond the cap connects")
+            .unwrap();
+        stream.next_frame(WAIT).await.unwrap();
+        streams.push(stream);
+    }
+    let lots = tokio::time::timeout(WAIT, new_connections.get(parkd.url("/api/v1/lots")).send())
+        .await
+        .expect("the API answers beside 12 streams")
+        .unwrap();
+    assert_eq!(lots.status(), StatusCode::OK);
+    free_bay(&parkd, 0).await;
+    for stream in &mut streams {
+        assert!(!frame_showing(stream, 1).await.1.is_empty());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_and_sse_give_the_same_frames() {
     let broker = Mosquitto::start().unwrap();

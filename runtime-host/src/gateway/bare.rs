@@ -103,14 +103,24 @@ struct StreamRequest {
     last_seen: Option<u64>,
 }
 
-/// Reads the connection's first request head. A terminal stream with a valid
-/// token is served here, to its end (`None`); anything else comes back for
-/// hyper. A client that sends no whole head within `header_timeout` is cut off.
-pub async fn take(
-    gateway: &Arc<Gateway>,
-    mut stream: TcpStream,
-    header_timeout: Duration,
-) -> Option<Replayed> {
+/// What the first request head of a connection asks for.
+pub enum Asked {
+    /// A terminal's stream with a valid token: [`serve`] it.
+    Stream(Stream),
+    /// Anything else: hyper's, with what was read in front.
+    Other(Replayed),
+    /// Closed, failed or silent before a whole head: nothing to answer.
+    Nothing,
+}
+
+/// A stream to serve on the bare connection.
+pub struct Stream {
+    request: StreamRequest,
+    stream: TcpStream,
+}
+
+/// Reads the connection's first request head (cut off after `header_timeout`).
+pub async fn read_head(gateway: &Arc<Gateway>, mut stream: TcpStream, header_timeout: Duration) -> Asked {
     let mut head = BytesMut::with_capacity(1024);
     let read = async {
         loop {
@@ -126,8 +136,7 @@ pub async fn take(
     };
     let request = match tokio::time::timeout(header_timeout, read).await {
         Ok(Ok(Some(request))) => request,
-        // Closed, failed or silent before a whole head: nothing to answer.
-        Ok(Ok(None)) | Ok(Err::<_, io::Error>(_)) | Err(_) => return None,
+        Ok(Ok(None)) | Ok(Err::<_, io::Error>(_)) | Err(_) => return Asked::Nothing,
     };
     if let Some(request) = request
         && matches!(
@@ -135,11 +144,9 @@ pub async fn take(
             Ok(Verdict::Allowed)
         )
     {
-        drop(head);
-        serve(gateway, stream, &request).await;
-        return None;
+        return Asked::Stream(Stream { request, stream });
     }
-    Some(Replayed { head: head.freeze(), stream })
+    Asked::Other(Replayed { head: head.freeze(), stream })
 }
 
 enum Parsed {
@@ -188,7 +195,7 @@ fn stream_request(request: &httparse::Request<'_, '_>) -> Option<StreamRequest> 
 }
 
 /// Writes the stream until the client goes, a write fails or the gateway closes.
-async fn serve(gateway: &Arc<Gateway>, stream: TcpStream, request: &StreamRequest) {
+pub async fn serve(gateway: &Arc<Gateway>, Stream { request, stream }: Stream) {
     let mut client = Client::new(gateway, &request.terminal, request.last_seen);
     let keep_alive = gateway.keep_alive;
     let stream = &stream;

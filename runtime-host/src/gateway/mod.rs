@@ -560,8 +560,16 @@ pub fn spawn_connection<F, Fut>(
                     return;
                 }
             };
-            if let Some(connection) = bare::take(&gateway, stream, header_timeout).await {
-                serve(connection).await
+            match bare::read_head(&gateway, stream, header_timeout).await {
+                bare::Asked::Stream(stream) => {
+                    // What `serve` holds for a request (parkd up: one of its
+                    // request slots) is not held for a stream: streams are
+                    // bounded by the open-file limit alone.
+                    drop(serve);
+                    bare::serve(&gateway, stream).await
+                }
+                bare::Asked::Other(connection) => serve(connection).await,
+                bare::Asked::Nothing => {}
             }
         },
         runtime().handle(),

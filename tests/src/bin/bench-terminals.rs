@@ -299,7 +299,7 @@ async fn main() -> Result<()> {
         "path: MQTT publish -> bridge -> sensor-event -> terminal-push -> MQTT (retained) -> gateway -> SSE client"
     );
     println!(
-        "{:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>9}",
+        "{:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>9} {:>9}",
         "rate/s",
         "clients",
         "samples",
@@ -310,12 +310,13 @@ async fn main() -> Result<()> {
         "raw p50",
         "raw p95",
         "raw p99",
-        "added p99"
+        "added p99",
+        "p99 x raw"
     );
     for ((rate, _, _), (latencies, raw)) in rounds.iter().zip(per_round.into_iter().zip(&baselines)) {
         let s = stats(latencies);
         println!(
-            "{:>7.0} {:>8} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {:>8.2} {:>8.2} {:>8.2} | {:>9.1}",
+            "{:>7.0} {:>8} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} | {:>8.2} {:>8.2} {:>8.2} | {:>9.1} {:>8.1}x",
             rate,
             args.clients,
             s.samples,
@@ -326,7 +327,8 @@ async fn main() -> Result<()> {
             raw.p50,
             raw.p95,
             raw.p99,
-            s.p99 - raw.p99
+            s.p99 - raw.p99,
+            s.p99 / raw.p99
         );
     }
     for ((rate, _, _), times) in rounds.iter().zip(&components) {
