@@ -26,28 +26,8 @@ on_both_backends!(
 
 // ------------------------------------------------------------ helpers
 
-/// Sends a cron tick through the broker, as parkd's scheduler and a
-/// PingSource do; answers the sweep's report and the events it derived.
 async fn sweep(parkd: &Parkd, tick: &str) -> (Value, Vec<Value>) {
-    let r = parkd
-        .client
-        .post(parkd.url("/api/v1/events"))
-        .header("ce-specversion", "1.0")
-        .header("ce-id", tick)
-        .header("ce-source", "/apis/v1/namespaces/parking/pingsources/retention-sweep")
-        .header("ce-type", "dev.knative.sources.ping")
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "sweep {tick}: {body}");
-    let mut events: Vec<Value> = serde_json::from_str(&body).unwrap();
-    let report = events.remove(0);
-    assert_eq!(report["type"], "io.parking.sweep.report.v1");
-    (report["data"].clone(), events)
+    parkd.sweep_tick(tick).await
 }
 
 /// Sweeps until a run completes within its budget.

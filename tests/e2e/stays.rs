@@ -53,24 +53,7 @@ async fn send(parkd: &Parkd, id: &str, device: &str, occupied: bool, seq: u32, a
 
 /// A cron tick through the broker; answers the events the sweep derived.
 async fn sweep(parkd: &Parkd, tick: &str) -> Vec<Value> {
-    let r = parkd
-        .client
-        .post(parkd.url("/api/v1/events"))
-        .header("ce-specversion", "1.0")
-        .header("ce-id", tick)
-        .header("ce-source", "/apis/v1/namespaces/parking/pingsources/retention-sweep")
-        .header("ce-type", "dev.knative.sources.ping")
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let body = r.text().await.unwrap();
-    assert_eq!(status, StatusCode::OK, "sweep {tick}: {body}");
-    let mut events: Vec<Value> = serde_json::from_str(&body).unwrap();
-    events.remove(0);
-    events
+    parkd.sweep_tick(tick).await.1
 }
 
 fn overstays_in(events: &[Value]) -> Vec<String> {

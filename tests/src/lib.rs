@@ -320,6 +320,30 @@ impl Parkd {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sends a cron tick through the broker, as parkd's scheduler and a
+    /// PingSource do; answers the sweep's report and the events it derived.
+    pub async fn sweep_tick(&self, tick: &str) -> (Value, Vec<Value>) {
+        let r = self
+            .client
+            .post(self.url("/api/v1/events"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", tick)
+            .header("ce-source", "/apis/v1/namespaces/parking/pingsources/retention-sweep")
+            .header("ce-type", "dev.knative.sources.ping")
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, reqwest::StatusCode::OK, "sweep {tick}: {body}");
+        let mut events: Vec<Value> = serde_json::from_str(&body).unwrap();
+        let report = events.remove(0);
+        assert_eq!(report["type"], "io.parking.sweep.report.v1");
+        (report["data"].clone(), events)
+    }
+
     /// Sends a reading as a binary-mode CloudEvent (as Knative delivers).
     pub async fn send_reading(&self, event_id: &str, reading: &Value) -> reqwest::Response {
         self.client
