@@ -31,21 +31,7 @@ async fn send(parkd: &Parkd, id: &str, reading: &Value) {
 /// Sends a cron tick through the broker, as parkd's scheduler does, so the
 /// closed hours are rolled up.
 async fn sweep(parkd: &Parkd) -> Value {
-    let r = parkd
-        .client
-        .post(parkd.url("/api/v1/events"))
-        .header("ce-specversion", "1.0")
-        .header("ce-id", "operator-tick-1")
-        .header("ce-source", "/apis/v1/namespaces/parking/pingsources/retention-sweep")
-        .header("ce-type", "dev.knative.sources.ping")
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let events: Vec<Value> = r.json().await.unwrap();
-    events[0]["data"].clone()
+    parkd.sweep_tick("operator-tick-1").await.0
 }
 
 /// The page's counts for every class agree with the availability API.
