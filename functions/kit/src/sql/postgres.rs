@@ -41,27 +41,27 @@ pub static STATEMENTS: Statements = Statements {
                         (SELECT string_agg(a.kind, ',') FROM alerts a WHERE a.kind IN ('lot_full', 'lot_almost_full') \
                          AND a.subject = c.lot_id || '/' || c.class AND a.closed_at_ms IS NULL) \
                         FROM availability_counts c WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
-                        (SELECT json_array_elements_text($1::json))) ORDER BY lot_id, zone, class FOR UPDATE OF c",
+                        (SELECT json_array_elements_text($1::text::json))) ORDER BY lot_id, zone, class FOR UPDATE OF c",
     bays_by_sensors: "SELECT b.sensor, b.lot_id, b.bay_id, b.zone, b.class, b.status, b.observed_at_ms, b.seq, \
                       b.model, b.battery, b.max_stay_s, z.max_stay_s, z.grace_s, z.hours, l.time_zone, \
                       b.stay_started_at_ms, b.stay_resumed_at_ms, b.stay_counted_ms, b.stay_limit_ms, \
                       b.stay_due_at_ms, b.overstay_at_ms \
                       FROM bays b JOIN lots l ON l.lot_id = b.lot_id \
-                      LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone WHERE b.sensor IN (SELECT json_array_elements_text($1::json)) \
+                      LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone WHERE b.sensor IN (SELECT json_array_elements_text($1::text::json)) \
                       ORDER BY b.lot_id, b.bay_id FOR UPDATE OF b",
     claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) \
-                   SELECT k, $2 FROM json_array_elements_text($1::json) AS k \
+                   SELECT k, $2 FROM json_array_elements_text($1::text::json) AS k \
                    ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
     insert_readings: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
                       received_at_ms, battery, outcome, temperature) \
                       SELECT event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, received_at_ms, \
                       battery, outcome, temperature \
-                      FROM json_populate_recordset(NULL::readings, $1::json) WITH ORDINALITY ORDER BY ordinality",
+                      FROM json_populate_recordset(NULL::readings, $1::text::json) WITH ORDINALITY ORDER BY ordinality",
     insert_sensor_frames: "INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
                            frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
                            SELECT event_key, device, lot_id, bay_id, kind, reported_occupied, frame_counter, \
                            observed_at_ms, received_at_ms, battery, temperature, detail \
-                           FROM json_populate_recordset(NULL::sensor_frames, $1::json) WITH ORDINALITY \
+                           FROM json_populate_recordset(NULL::sensor_frames, $1::text::json) WITH ORDINALITY \
                            ORDER BY ordinality",
     update_bays: "UPDATE bays SET status = u.status, \
                   status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
@@ -71,28 +71,28 @@ pub static STATEMENTS: Statements = Statements {
                   stay_started_at_ms = u.stay_started_at_ms, stay_resumed_at_ms = u.stay_resumed_at_ms, \
                   stay_counted_ms = u.stay_counted_ms, stay_limit_ms = u.stay_limit_ms, \
                   stay_due_at_ms = u.stay_due_at_ms, overstay_at_ms = u.overstay_at_ms \
-                  FROM json_populate_recordset(NULL::bays, $1::json) AS u \
+                  FROM json_populate_recordset(NULL::bays, $1::text::json) AS u \
                   WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
     insert_status_changes: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
                             recorded_at_ms, event_key) \
                             SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key \
-                            FROM json_populate_recordset(NULL::status_changes, $1::json) WITH ORDINALITY \
+                            FROM json_populate_recordset(NULL::status_changes, $1::text::json) WITH ORDINALITY \
                             ORDER BY ordinality",
     write_batch: Some(
         "WITH readings_in AS (INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, \
              observed_at_ms, received_at_ms, battery, outcome, temperature) \
            SELECT event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, received_at_ms, battery, \
              outcome, temperature \
-           FROM json_populate_recordset(NULL::readings, $1::json) WITH ORDINALITY ORDER BY ordinality), \
+           FROM json_populate_recordset(NULL::readings, $1::text::json) WITH ORDINALITY ORDER BY ordinality), \
          frames_in AS (INSERT INTO sensor_frames (event_key, device, lot_id, bay_id, kind, reported_occupied, \
              frame_counter, observed_at_ms, received_at_ms, battery, temperature, detail) \
            SELECT event_key, device, lot_id, bay_id, kind, reported_occupied, frame_counter, observed_at_ms, \
              received_at_ms, battery, temperature, detail \
-           FROM json_populate_recordset(NULL::sensor_frames, $2::json) WITH ORDINALITY ORDER BY ordinality), \
+           FROM json_populate_recordset(NULL::sensor_frames, $2::text::json) WITH ORDINALITY ORDER BY ordinality), \
          changes_in AS (INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \
              changed_at_ms, recorded_at_ms, event_key) \
            SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key \
-           FROM json_populate_recordset(NULL::status_changes, $3::json) WITH ORDINALITY ORDER BY ordinality) \
+           FROM json_populate_recordset(NULL::status_changes, $3::text::json) WITH ORDINALITY ORDER BY ordinality) \
          UPDATE bays SET status = u.status, \
            status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
            observed_at_ms = u.observed_at_ms, seq = u.seq, \
@@ -101,7 +101,7 @@ pub static STATEMENTS: Statements = Statements {
            stay_started_at_ms = u.stay_started_at_ms, stay_resumed_at_ms = u.stay_resumed_at_ms, \
            stay_counted_ms = u.stay_counted_ms, stay_limit_ms = u.stay_limit_ms, \
            stay_due_at_ms = u.stay_due_at_ms, overstay_at_ms = u.overstay_at_ms \
-         FROM json_populate_recordset(NULL::bays, $4::json) AS u \
+         FROM json_populate_recordset(NULL::bays, $4::text::json) AS u \
          WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
     ),
     set_bay_status: "UPDATE bays SET status = $3, status_changed_at_ms = $4 WHERE lot_id = $1 AND bay_id = $2",
