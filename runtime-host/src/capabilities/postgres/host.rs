@@ -41,6 +41,9 @@ impl HostConnection for PostgresInstance {
         if let Err(e) = check_parameter_count(&statement, params.len()) {
             return Ok(Err(e));
         }
+        if let Err(e) = check_parameter_types(&mut connection.conn, &statement, &params).await {
+            return Ok(Err(e));
+        }
         let query = match bind(sqlx::query(sqlx::AssertSqlSafe(statement.clone())), params) {
             Ok(q) => q,
             Err(e) => return Ok(Err(e)),
@@ -66,6 +69,9 @@ impl HostConnection for PostgresInstance {
         let connection = self.connections.get_mut(&connection)?;
         connection.statements.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = check_parameter_count(&statement, params.len()) {
+            return Ok(Err(e));
+        }
+        if let Err(e) = check_parameter_types(&mut connection.conn, &statement, &params).await {
             return Ok(Err(e));
         }
         let query = match bind(sqlx::query(sqlx::AssertSqlSafe(statement.clone())), params) {
@@ -111,6 +117,68 @@ fn check_parameter_count(statement: &str, given: usize) -> Result<(), Error> {
     )))
 }
 
+/// Refuses what Spin's PostgreSQL refuses: a value whose type is not the one
+/// the server infers for its placeholder. Spin (tokio-postgres) prepares each
+/// statement without declaring parameter types, so `$1::json` wants JSON and
+/// a string is refused there; sqlx declares a type per argument, and the
+/// server would cast the text instead (`$1::text::json` is what both take).
+/// The statement is prepared the way Spin prepares it, once per connection:
+/// sqlx's statement cache gives the query that follows the same statement.
+async fn check_parameter_types(
+    conn: &mut sqlx::PgConnection,
+    statement: &str,
+    params: &[ParameterValue],
+) -> Result<(), Error> {
+    use sqlx::{Either, Executor, SqlSafeStr, Statement};
+    if params.is_empty() {
+        return Ok(());
+    }
+    let sql = sqlx::AssertSqlSafe(statement.to_owned()).into_sql_str();
+    let prepared = conn.prepare(sql).await.map_err(|e| query_error(&e))?;
+    let Some(Either::Left(types)) = prepared.parameters() else { return Ok(()) };
+    for (i, (value, wanted)) in params.iter().zip(types).enumerate() {
+        if let Some(given) = refused_type(value, wanted.name()) {
+            return Err(Error::QueryFailed(format!(
+                "error serializing parameter {i}: cannot convert between the Rust type `{given}` and the \
+                 Postgres type `{}` (placeholder ${} is typed by the statement: cast it, e.g. `${}::text::json`)",
+                wanted.name().to_lowercase(),
+                i + 1,
+                i + 1,
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// None when `value` may be bound where the server wants `wanted` (sqlx's
+/// type name), as tokio-postgres accepts it; else the Rust type Spin would
+/// name in its refusal.
+fn refused_type(value: &ParameterValue, wanted: &str) -> Option<&'static str> {
+    let (accepted, given): (&[&str], &str) = match value {
+        ParameterValue::DbNull => return None,
+        ParameterValue::Boolean(_) => (&["BOOL"], "bool"),
+        ParameterValue::Int8(_) => (&["\"CHAR\""], "i8"),
+        ParameterValue::Int16(_) => (&["INT2"], "i16"),
+        ParameterValue::Int32(_) => (&["INT4"], "i32"),
+        ParameterValue::Int64(_) => (&["INT8"], "i64"),
+        ParameterValue::Floating32(_) => (&["FLOAT4"], "f32"),
+        ParameterValue::Floating64(_) => (&["FLOAT8"], "f64"),
+        ParameterValue::Str(_) => (
+            // sqlx names bpchar `CHAR`.
+            &["TEXT", "VARCHAR", "CHAR", "NAME", "UNKNOWN", "citext", "ltree", "lquery", "ltxtquery"],
+            "alloc::string::String",
+        ),
+        ParameterValue::Binary(_) => (&["BYTEA"], "alloc::vec::Vec<u8>"),
+        ParameterValue::Date(_) => (&["DATE"], "chrono::naive::date::NaiveDate"),
+        ParameterValue::Time(_) => (&["TIME"], "chrono::naive::time::NaiveTime"),
+        ParameterValue::Datetime(_) => (&["TIMESTAMP"], "chrono::naive::datetime::NaiveDateTime"),
+        ParameterValue::Timestamp(_) => {
+            (&["TIMESTAMPTZ"], "chrono::datetime::DateTime<chrono::offset::utc::Utc>")
+        }
+    };
+    if accepted.contains(&wanted) { None } else { Some(given) }
+}
+
 /// A NULL whose type the server infers from where it is used, as a NULL
 /// written in SQL would be; a typed NULL would clash with the column's type.
 struct UntypedNull;
@@ -133,7 +201,7 @@ fn bind(mut query: PgQuery<'static>, params: Vec<ParameterValue>) -> Result<PgQu
     for (i, p) in params.into_iter().enumerate() {
         query = match p {
             ParameterValue::Boolean(b) => query.bind(b),
-            ParameterValue::Int8(v) => query.bind(i16::from(v)),
+            ParameterValue::Int8(v) => query.bind(v),
             ParameterValue::Int16(v) => query.bind(v),
             ParameterValue::Int32(v) => query.bind(v),
             ParameterValue::Int64(v) => query.bind(v),
@@ -155,7 +223,11 @@ fn bind(mut query: PgQuery<'static>, params: Vec<ParameterValue>) -> Result<PgQu
                     .and_then(|date| date.and_hms_nano_opt(h.into(), mi.into(), s.into(), ns))
                     .ok_or_else(|| Error::BadParameter(format!("parameter ${}: no such date-time", i + 1)))?,
             ),
-            ParameterValue::Timestamp(v) => query.bind(v),
+            ParameterValue::Timestamp(v) => {
+                query.bind(chrono::DateTime::<chrono::Utc>::from_timestamp(v, 0).ok_or_else(|| {
+                    Error::BadParameter(format!("parameter ${}: no such timestamp {v}", i + 1))
+                })?)
+            }
             ParameterValue::DbNull => query.bind(UntypedNull),
         };
     }
@@ -187,7 +259,7 @@ fn data_type(name: &str) -> DbDataType {
         "INT8" => DbDataType::Int64,
         "FLOAT4" => DbDataType::Floating32,
         "FLOAT8" => DbDataType::Floating64,
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => DbDataType::Str,
+        "TEXT" | "VARCHAR" | "CHAR" | "NAME" => DbDataType::Str,
         "BYTEA" => DbDataType::Binary,
         "DATE" => DbDataType::Date,
         "TIME" => DbDataType::Time,
@@ -210,7 +282,7 @@ fn value(row: &PgRow, i: usize) -> Result<DbValue, Error> {
         "INT8" => DbValue::Int64(row.try_get(i).map_err(conv)?),
         "FLOAT4" => DbValue::Floating32(row.try_get(i).map_err(conv)?),
         "FLOAT8" => DbValue::Floating64(row.try_get(i).map_err(conv)?),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" => DbValue::Str(row.try_get(i).map_err(conv)?),
+        "TEXT" | "VARCHAR" | "CHAR" | "NAME" => DbValue::Str(row.try_get(i).map_err(conv)?),
         "BYTEA" => DbValue::Binary(row.try_get(i).map_err(conv)?),
         "DATE" => {
             let d: chrono::NaiveDate = row.try_get(i).map_err(conv)?;

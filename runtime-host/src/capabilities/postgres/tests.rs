@@ -215,3 +215,48 @@ async fn a_parameter_count_that_does_not_match_the_statement_is_refused() {
     assert_eq!(rows.rows[0], [DbValue::Int64(5), DbValue::Str("$2".into())]);
     pg.drop(conn).await.unwrap();
 }
+
+/// Spin's PostgreSQL prepares without declared types, so the server types
+/// each placeholder from the statement, and a value of another type is
+/// refused (tokio-postgres checks it before sending): a string where
+/// `$1::json` wants JSON, an INT8 where an INT4 is wanted. sqlx, declaring
+/// TEXT and INT8, had the server cast both, so a statement that fails under
+/// Spin passed every test here.
+#[tokio::test]
+async fn a_value_of_another_type_than_its_placeholder_is_refused() {
+    let url = server_url();
+    let mut pg = instance_for(&url);
+    let conn = pg.open(url.clone()).await.unwrap().unwrap();
+    let c = || Resource::new_borrow(conn.rep());
+    let json =
+        pg.query(c(), "SELECT $1::json ->> 'a'".into(), vec![ParameterValue::Str(r#"{"a": "b"}"#.into())]);
+    let err = json.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::QueryFailed(m) if m.contains("cannot convert") && m.contains("`json`")),
+        "{err:?}"
+    );
+    let int4 = pg.execute(c(), "SELECT $1::int4".into(), vec![ParameterValue::Int64(7)]);
+    let err = int4.await.unwrap().unwrap_err();
+    assert!(matches!(&err, Error::QueryFailed(m) if m.contains("i64") && m.contains("`int4`")), "{err:?}");
+
+    // What Spin takes: the text cast explicitly, the placeholder's own type, or a NULL.
+    let rows = pg
+        .query(
+            c(),
+            "SELECT $1::text::json ->> 'a', $2::int4, $3::json IS NULL, $4".into(),
+            vec![
+                ParameterValue::Str(r#"{"a": "b"}"#.into()),
+                ParameterValue::Int32(7),
+                ParameterValue::DbNull,
+                ParameterValue::Str("untyped".into()),
+            ],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rows.rows[0],
+        [DbValue::Str("b".into()), DbValue::Int32(7), DbValue::Boolean(true), DbValue::Str("untyped".into())]
+    );
+    pg.drop(conn).await.unwrap();
+}
