@@ -68,8 +68,14 @@ static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The rendered cluster, with the guard that keeps it the only one.
 async fn start() -> (Cluster, reqwest::Client, String, tokio::sync::MutexGuard<'static, ()>) {
+    start_overlay("overlays/parkd").await
+}
+
+async fn start_overlay(
+    overlay: &str,
+) -> (Cluster, reqwest::Client, String, tokio::sync::MutexGuard<'static, ()>) {
     let one = ONE_CLUSTER.lock().await;
-    let cluster = Cluster::start("overlays/parkd", &[SENSOR]).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let cluster = Cluster::start(overlay, &[SENSOR]).await.unwrap_or_else(|e| panic!("{e:#}"));
     let admin = cluster.secret("parking-admin", "token");
     (cluster, reqwest::Client::new(), admin, one)
 }
@@ -178,6 +184,73 @@ async fn a_sensor_uplink_reaches_a_terminals_sse_stream() {
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
     assert_eq!(frame.json()["classes"][0]["occupied"], 1, "{frame:?}");
+}
+
+/// `knative/overlays/spinkube` as rendered, its functions under the Spin CLI
+/// as SpinKube's shim runs them (each Service the app with only its own
+/// component; the bridge, gateway and migration Job stay parkd): a sensor's
+/// uplink reaches the availability API and a terminal's stream, and every
+/// rendered Trigger (the PingSource's tick included) posts to a route its
+/// Service's component serves under Spin, which answers 2xx. Skipped, saying
+/// so, without a Spin CLI (`PARKING_SPIN`, or `spin` on PATH).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_spinkube_every_trigger_and_the_ping_reach_a_route_that_answers() {
+    if parking_tests::cluster::spin_binary().is_none() {
+        eprintln!(
+            "SKIPPED under_spinkube_every_trigger_and_the_ping_reach_a_route_that_answers: no Spin CLI \
+             (set PARKING_SPIN to its path or put `spin` on PATH)"
+        );
+        return;
+    }
+    let (cluster, http, admin, _one) = start_overlay("overlays/spinkube").await;
+    provision(&cluster, &http, &admin).await;
+    assert_eq!(four_wheelers(&cluster, &http).await["unknown"], 1, "{}", cluster.logs());
+    let token = "e2e-terminal-token-0123456789";
+    let url = format!("{}/api/v1/terminals/e2e-sign", cluster.services["lot-admin"]);
+    let r = http
+        .put(url)
+        .bearer_auth(&admin)
+        .json(&json!({ "lot": "e2e", "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "provisioning the terminal: {}", r.status());
+    let stream_url =
+        format!("{}/terminals/e2e-sign/stream?token={token}", cluster.services["parking-gateway"]);
+    let mut stream = SseStream::open(&http, &stream_url, None).await.unwrap();
+
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let reading = json!({ "device": SENSOR.0, "occupied": true, "seq": 1, "observedAt": now });
+    publish_as_sensor(&cluster, &format!("parking/uplink/{}", SENSOR.0), reading.to_string()).await;
+    eventually("the uplink counted by the availability API", &cluster, || async {
+        four_wheelers(&cluster, &http).await["occupied"] == 1
+    })
+    .await;
+    // terminal-push, under Spin, published the frame with its own credential.
+    let frame = stream
+        .next_frame(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
+    assert_eq!(frame.json()["classes"][0]["occupied"], 1, "{frame:?}");
+
+    assert_eq!(cluster.ping().unwrap(), 1, "one PingSource rendered");
+    let triggers = parking_tests::knative::triggers(&cluster.objects, "parking").unwrap();
+    assert!(!triggers.is_empty(), "no Trigger rendered");
+    for trigger in &triggers {
+        let delivery = cluster
+            .broker
+            .delivered_by(&trigger.name, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
+        assert!(
+            delivery.status.is_some_and(|s| (200..300).contains(&s)),
+            "Trigger {} posted to {} {} under Spin: {delivery:?}\n{}",
+            trigger.name,
+            trigger.service,
+            trigger.path,
+            cluster.logs()
+        );
+    }
 }
 
 /// parkd's text logs carry no colour codes when they go to a file or a pipe.

@@ -2,7 +2,9 @@
 //! rendered objects (never from a second copy): each Knative Service and
 //! Deployment runs as the `parkd` process its container spec describes
 //! (exactly its args and env, Secrets from the example Secret generator,
-//! `$PORT` as Knative sets it), Mosquitto runs with the rendered
+//! `$PORT` as Knative sets it), or, for a Service of SpinKube's runtime
+//! class, as the Spin CLI runs what the shim would (the app with only the
+//! components the spec retains), Mosquitto runs with the rendered
 //! configuration and ACL, tansu stands in for Kafka, and `knative.rs` plays
 //! the Broker, the Triggers, the KafkaSource and the PingSource.
 //!
@@ -70,6 +72,17 @@ pub fn parkd_binary() -> Result<PathBuf> {
         bail!("{} is missing: build it with `bash scripts/build.sh` (scripts/test.sh does)", path.display());
     }
     Ok(path)
+}
+
+/// SpinKube's runtime class: a Service with it runs the Spin app, not parkd.
+pub const SPIN_RUNTIME_CLASS: &str = "wasmtime-spin-v2";
+
+/// The Spin CLI: `$PARKING_SPIN`, else `spin` on PATH; None without one.
+pub fn spin_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("PARKING_SPIN") {
+        return Some(PathBuf::from(path));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join("spin")).find(|p| p.is_file())
 }
 
 /// The example Secret generator (knative/examples/secrets) rendered as the
@@ -353,19 +366,28 @@ impl Cluster {
 
     fn spawn(&self, kind: &str, name: &str, port: u16) -> Result<Process> {
         let container = Self::container(&self.objects, kind, name)?;
-        let args: Vec<String> = container["args"]
-            .as_sequence()
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str())
-            .map(|a| self.translate_path(name, &self.translate(a)))
-            .collect();
+        let environment = self.environment(kind, name, container, port)?;
+        let runtime_class =
+            text(named(&self.objects, kind, name)?, &["spec", "template", "spec", "runtimeClassName"]);
+        let mut command = match runtime_class.as_deref() {
+            None => {
+                let args: Vec<String> = container["args"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str())
+                    .map(|a| self.translate_path(name, &self.translate(a)))
+                    .collect();
+                let mut command = Command::new(parkd_binary()?);
+                command.args(&args).env_clear().envs(environment);
+                command
+            }
+            Some(SPIN_RUNTIME_CLASS) => self.spin_command(kind, name, container, environment)?,
+            Some(other) => bail!("{kind} {name}: runtime class {other} is not played here"),
+        };
         let log = self.dir.path().join(format!("{name}.log"));
         let output = std::fs::File::create(&log)?;
-        let child = Command::new(parkd_binary()?)
-            .args(&args)
-            .env_clear()
-            .envs(self.environment(kind, name, container, port)?)
+        let child = command
             // The image's WORKDIR.
             .current_dir(crate::repo_root())
             .stdout(output.try_clone()?)
@@ -373,6 +395,52 @@ impl Cluster {
             .spawn()
             .with_context(|| format!("starting {kind} {name}"))?;
         Ok(Process { name: format!("{kind} {name}"), log, child })
+    }
+
+    /// What SpinKube's shim does with a Service of its runtime class, done by
+    /// the Spin CLI: the app (`spin.toml`, which the image's artifact holds)
+    /// with only the components `SPIN_COMPONENTS_TO_RETAIN` names, listening
+    /// where `SPIN_HTTP_LISTEN_ADDR` says, its variables from `SPIN_VARIABLE_*`.
+    fn spin_command(
+        &self,
+        kind: &str,
+        name: &str,
+        container: &Value,
+        environment: Vec<(String, String)>,
+    ) -> Result<Command> {
+        let spin = spin_binary().context("no Spin CLI: set PARKING_SPIN or put `spin` on PATH")?;
+        let command_line: Vec<&str> =
+            container["command"].as_sequence().into_iter().flatten().filter_map(Value::as_str).collect();
+        if command_line != ["/"] {
+            bail!(
+                "{kind} {name}: the shim runs the artifact's app with the command [\"/\"], not {command_line:?}"
+            );
+        }
+        let retain = environment
+            .iter()
+            .find(|(k, _)| k == "SPIN_COMPONENTS_TO_RETAIN")
+            .map(|(_, v)| v.clone())
+            .with_context(|| {
+                format!("{kind} {name}: no SPIN_COMPONENTS_TO_RETAIN: the shim would run every component")
+            })?;
+        let mut command = Command::new(spin);
+        command
+            .arg("up")
+            .arg("--from")
+            .arg(crate::repo_root().join("spin.toml"))
+            .arg("--state-dir")
+            .arg(self.dir.path().join(name).join("spin"));
+        for component in retain.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            command.args(["--component-id", component]);
+        }
+        command.env_clear().envs(environment);
+        // The CLI, unlike the shim, keeps its caches under the user's home.
+        for inherited in ["HOME", "PATH"] {
+            if let Some(value) = std::env::var_os(inherited) {
+                command.env(inherited, value);
+            }
+        }
+        Ok(command)
     }
 
     fn start_workload(&self, kind: &str, name: &str, port: u16) -> Result<Process> {
