@@ -82,7 +82,13 @@ async fn start_overlay(
 
 async fn provision(cluster: &Cluster, http: &reqwest::Client, admin: &str) {
     let url = format!("{}/api/v1/lots/e2e", cluster.services["lot-admin"]);
-    let r = http.put(url).bearer_auth(admin).json(&lot()).send().await.unwrap();
+    let r = http.put(url).bearer_auth(admin).json(&lot()).send().await.unwrap_or_else(|e| {
+        panic!(
+            "provisioning through lot-admin: {e} (under Spin 4.0.2 with PostgreSQL this is Spin's \
+             zero-row query hang)\n{}",
+            cluster.logs()
+        )
+    });
     assert!(
         r.status().is_success(),
         "provisioning through lot-admin: {} {}",
@@ -202,7 +208,11 @@ async fn under_spinkube_every_trigger_and_the_ping_reach_a_route_that_answers() 
         );
         return;
     }
-    let (cluster, http, admin, _one) = start_overlay("overlays/spinkube").await;
+    let (cluster, _, admin, _one) = start_overlay("overlays/spinkube").await;
+    // Bounded: under Spin 4.0.2 a PostgreSQL query that returns no rows never
+    // answers (Spin's bug, see the README's "Under `spin up`"), and this
+    // overlay's database is PostgreSQL.
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap();
     provision(&cluster, &http, &admin).await;
     assert_eq!(four_wheelers(&cluster, &http).await["unknown"], 1, "{}", cluster.logs());
     let token = "e2e-terminal-token-0123456789";
