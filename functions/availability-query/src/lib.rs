@@ -7,7 +7,11 @@
 //!   `Accept: text/csv` or `format=csv`) CSV;
 //! - `GET /api/v1/lots/{lot}/ngsi-ld/OffStreetParking` and `.../ParkingSpot`:
 //!   the lot and its bays as FIWARE Smart Data Models entities (NGSI-LD);
+//! - `GET /api/v1/lots/{lot}/forecast?class=&horizon=15m,30m,60m`: expected
+//!   free bays per horizon with a range ([`forecast`]);
 //! - `GET /api/v1/alerts`: the open alerts.
+
+mod forecast;
 
 use chrono::{DateTime, Duration, Utc};
 use http::{Method, Request, Response, StatusCode};
@@ -36,6 +40,7 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         ["api", "v1", "lots"] => Target::Lots,
         ["api", "v1", "lots", lot, "availability"] => Target::Availability(lot),
         ["api", "v1", "lots", lot, "history"] => Target::History(lot),
+        ["api", "v1", "lots", lot, "forecast"] => return forecast::route(req, lot),
         ["api", "v1", "lots", lot, "ngsi-ld", "OffStreetParking"] => Target::OffStreetParking(lot),
         ["api", "v1", "lots", lot, "ngsi-ld", "ParkingSpot"] => Target::ParkingSpots(lot),
         ["api", "v1", "alerts"] => Target::Alerts,

@@ -13,6 +13,7 @@ pub mod credential;
 pub mod error;
 pub mod events;
 pub mod fiware;
+pub mod forecast;
 pub mod history;
 pub mod lot;
 pub mod reading;

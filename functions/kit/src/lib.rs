@@ -4,6 +4,7 @@
 //!   chosen by the `database_url` variable;
 //! - [`sql`]: every statement a component issues, one module per dialect;
 //! - [`alerts`]: alerts opened, closed, listed and announced;
+//! - [`forecast`]: a (lot, class)'s forecast from its roll-ups and present counts;
 //! - [`history`]: roll-ups, the history query, retention deletes, silent sensors;
 //! - [`repo`]: lots, bays and their counts as the components use them;
 //! - [`uplink`]: the reading path, one uplink or a batch in one transaction;
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod cloudevent;
 pub mod db;
 pub mod error_codes;
+pub mod forecast;
 pub mod history;
 pub mod repo;
 pub mod respond;
