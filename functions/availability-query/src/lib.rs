@@ -10,9 +10,12 @@
 //! - `GET /api/v1/lots/{lot}/ngsi-ld/OffStreetParking` (or `OnStreetParking`
 //!   for an on-street lot) and `.../ParkingSpot`: the lot and its bays as
 //!   FIWARE Smart Data Models entities (NGSI-LD);
+//! - `GET /api/v1/feeds/datex2/parking-light` and
+//!   `GET /api/v1/feeds/parkapi/parking-sites`: every located lot as DATEX II
+//!   v3 Parking Publication light and as ParkAPI v3-style parking sites;
 //! - `GET /api/v1/alerts`: the open alerts.
 //!
-//! The nearest lots and the NGSI-LD entities are public open
+//! The nearest lots, the NGSI-LD entities and the feeds are public open
 //! data: CORS for any origin (with `OPTIONS` preflight), ETag and
 //! `If-None-Match`, `Last-Modified`, `Cache-Control: public, max-age=30`.
 
@@ -49,6 +52,8 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             Target::ParkingSite(lot, entity)
         }
         ["api", "v1", "lots", lot, "ngsi-ld", "ParkingSpot"] => Target::ParkingSpots(lot),
+        ["api", "v1", "feeds", "datex2", "parking-light"] => Target::Datex2,
+        ["api", "v1", "feeds", "parkapi", "parking-sites"] => Target::ParkApi,
         ["api", "v1", "alerts"] => Target::Alerts,
         _ => return Err(ApiError::not_found(format!("no such resource: {path}"))),
     };
@@ -110,6 +115,8 @@ fn read(req: &Request<Vec<u8>>, target: Target<'_>) -> Result<Response<Vec<u8>>,
         }
         Target::ParkingSite(lot, entity) => open_data::ngsi_site(req, lot, entity),
         Target::ParkingSpots(lot) => open_data::ngsi_spots(req, lot),
+        Target::Datex2 => open_data::datex2_light(req),
+        Target::ParkApi => open_data::parkapi_sites(req),
         Target::Alerts => {
             let db = Database::open_configured()?;
             let alerts = alerts::open_alerts(&db)?;
@@ -124,15 +131,17 @@ enum Target<'a> {
     History(&'a str),
     ParkingSite(&'a str, &'a str),
     ParkingSpots(&'a str),
+    Datex2,
+    ParkApi,
     Alerts,
 }
 
 impl Target<'_> {
-    /// The open-data reads: the NGSI-LD entities and the nearest
+    /// The open-data reads: the feeds, the NGSI-LD entities and the nearest
     /// lots (a lot list with a query).
     fn is_public(&self, req: &Request<Vec<u8>>) -> bool {
         match self {
-            Target::ParkingSite(..) | Target::ParkingSpots(_) => true,
+            Target::ParkingSite(..) | Target::ParkingSpots(_) | Target::Datex2 | Target::ParkApi => true,
             Target::Lots => req.uri().query().is_some_and(|q| q.contains("near=")),
             _ => false,
         }

@@ -1,10 +1,10 @@
-//! The public, cacheable reads: the NGSI-LD entities and the nearest
-//! lots. Each answers with CORS, an ETag (304 on `If-None-Match`),
-//! `Last-Modified` and a max-age.
+//! The public, cacheable reads: the open-data feeds (DATEX II light,
+//! ParkAPI), the NGSI-LD entities, and the nearest lots. Each answers with
+//! CORS, an ETag (304 on `If-None-Match`), `Last-Modified` and a max-age.
 
 use chrono::{DateTime, Utc};
 use http::{Request, Response, StatusCode};
-use parking_domain::feeds::LotSnapshot;
+use parking_domain::feeds::{LotSnapshot, datex2, parkapi};
 use parking_domain::fiware::{self, SpotSite};
 use parking_domain::near::{NearQuery, select_near};
 use parking_domain::site::LotKind;
@@ -17,6 +17,20 @@ use serde_json::{Value, json};
 /// When anything in `lots` last changed.
 fn modified(lots: &[LotSnapshot]) -> Option<DateTime<Utc>> {
     lots.iter().filter_map(LotSnapshot::modified_at).max()
+}
+
+/// `GET /api/v1/feeds/datex2/parking-light`.
+pub fn datex2_light(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    let lots = sites::lot_sites(&Database::open_configured()?)?;
+    let body = datex2::publication(&lots, Utc::now());
+    Ok(cacheable(req, respond::json(StatusCode::OK, &body), modified(&lots)))
+}
+
+/// `GET /api/v1/feeds/parkapi/parking-sites`.
+pub fn parkapi_sites(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    let lots = sites::lot_sites(&Database::open_configured()?)?;
+    let body = parkapi::parking_sites(&lots, Utc::now());
+    Ok(cacheable(req, respond::json(StatusCode::OK, &body), modified(&lots)))
 }
 
 /// `GET /api/v1/lots?near=LAT,LON&radius=M[&class=][&category=]`: the lots
