@@ -7,7 +7,7 @@ CREATE TABLE IF NOT EXISTS lots (
     name          TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL,
     updated_at_ms INTEGER NOT NULL
-, time_zone TEXT NOT NULL DEFAULT 'UTC');
+, time_zone TEXT NOT NULL DEFAULT 'UTC', site TEXT, lat REAL, lon REAL);
 
 CREATE TABLE IF NOT EXISTS bays (
     lot_id               TEXT NOT NULL REFERENCES lots (lot_id) ON DELETE CASCADE,
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS bays (
     observed_at_ms       INTEGER,
     seq                  INTEGER,
     last_seen_at_ms      INTEGER,
-    battery              REAL, temperature REAL, max_stay_s INTEGER CHECK (max_stay_s > 0), stay_started_at_ms INTEGER, stay_resumed_at_ms INTEGER, stay_counted_ms INTEGER, stay_limit_ms INTEGER, stay_due_at_ms INTEGER, overstay_at_ms INTEGER,
+    battery              REAL, temperature REAL, max_stay_s INTEGER CHECK (max_stay_s > 0), stay_started_at_ms INTEGER, stay_resumed_at_ms INTEGER, stay_counted_ms INTEGER, stay_limit_ms INTEGER, stay_due_at_ms INTEGER, overstay_at_ms INTEGER, lat REAL, lon REAL, categories TEXT,
     PRIMARY KEY (lot_id, bay_id)
 );
 

@@ -16,6 +16,7 @@ pub mod db;
 pub mod kafka;
 pub mod knative;
 pub mod mosquitto;
+pub mod open_data;
 pub mod postgres;
 pub mod process;
 pub mod terminals;

@@ -5,17 +5,29 @@
 //! - `GET /api/v1/lots/{lot}/history?from=&to=&bucket=hour|day&class=`:
 //!   roll-ups per (zone, class) and bucket, as JSON or (with
 //!   `Accept: text/csv` or `format=csv`) CSV;
-//! - `GET /api/v1/lots/{lot}/ngsi-ld/OffStreetParking` and `.../ParkingSpot`:
-//!   the lot and its bays as FIWARE Smart Data Models entities (NGSI-LD);
+//! - `GET /api/v1/lots?near=LAT,LON&radius=M[&class=][&category=]`: the
+//!   lots within the radius, nearest first, with `distanceMeters`;
+//! - `GET /api/v1/lots/{lot}/ngsi-ld/OffStreetParking` (or `OnStreetParking`
+//!   for an on-street lot) and `.../ParkingSpot`: the lot and its bays as
+//!   FIWARE Smart Data Models entities (NGSI-LD);
+//! - `GET /api/v1/feeds/datex2/parking-light` and
+//!   `GET /api/v1/feeds/parkapi/parking-sites`: every located lot as DATEX II
+//!   v3 Parking Publication light and as ParkAPI v3-style parking sites;
 //! - `GET /api/v1/lots/{lot}/forecast?class=&horizon=15m,30m,60m`: expected
 //!   free bays per horizon with a range ([`forecast`]);
 //! - `GET /api/v1/alerts`: the open alerts.
+//!
+//! The nearest lots, the NGSI-LD entities and the feeds are public open
+//! data: CORS for any origin (with `OPTIONS` preflight), ETag and
+//! `If-None-Match`, `Last-Modified`, `Cache-Control: public, max-age=30`.
+
+mod open_data;
 
 mod forecast;
 
 use chrono::{DateTime, Duration, Utc};
 use http::{Method, Request, Response, StatusCode};
-use parking_domain::{Bucket, VehicleClass, fiware};
+use parking_domain::{Bucket, VehicleClass};
 use parking_kit::Database;
 use parking_kit::alerts;
 use parking_kit::history::{self, HistoryRow};
@@ -41,26 +53,60 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         ["api", "v1", "lots", lot, "availability"] => Target::Availability(lot),
         ["api", "v1", "lots", lot, "history"] => Target::History(lot),
         ["api", "v1", "lots", lot, "forecast"] => return forecast::route(req, lot),
-        ["api", "v1", "lots", lot, "ngsi-ld", "OffStreetParking"] => Target::OffStreetParking(lot),
+        ["api", "v1", "lots", lot, "ngsi-ld", entity @ ("OffStreetParking" | "OnStreetParking")] => {
+            Target::ParkingSite(lot, entity)
+        }
         ["api", "v1", "lots", lot, "ngsi-ld", "ParkingSpot"] => Target::ParkingSpots(lot),
+        ["api", "v1", "feeds", "datex2", "parking-light"] => Target::Datex2,
+        ["api", "v1", "feeds", "parkapi", "parking-sites"] => Target::ParkApi,
         ["api", "v1", "alerts"] => Target::Alerts,
         _ => return Err(ApiError::not_found(format!("no such resource: {path}"))),
     };
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Err(ApiError::method_not_allowed(req.method(), path, "GET"));
+    let public = target.is_public(req);
+    if public && req.method() == Method::OPTIONS {
+        return Ok(parking_kit::public::preflight());
     }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let allowed = if public { "GET or OPTIONS" } else { "GET" };
+        return Err(ApiError::method_not_allowed(req.method(), path, allowed));
+    }
+    let answer = read(req, target);
+    if public {
+        // A browser app reads why a public read failed only with CORS on the error too.
+        Ok(answer.unwrap_or_else(|e| parking_kit::public::with_cors(respond::error(&e))))
+    } else {
+        answer
+    }
+}
+
+fn read(req: &Request<Vec<u8>>, target: Target<'_>) -> Result<Response<Vec<u8>>, ApiError> {
     match target {
         Target::Lots => {
+            let query = req.uri().query().unwrap_or_default();
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let near =
+                parking_domain::near::parse_near_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(ApiError::bad_request)?;
+            if let Some(near) = near {
+                return open_data::nearest(req, &near);
+            }
             let db = Database::open_configured()?;
             let lots = repo::list_lots(&db)?;
             Ok(respond::json(StatusCode::OK, &serde_json::json!({ "lots": lots })))
         }
         Target::Availability(lot) => {
             let db = Database::open_configured()?;
-            match repo::lot_availability(&db, lot)? {
-                Some(availability) => Ok(respond::json(StatusCode::OK, &availability)),
-                None => Err(ApiError::not_found(format!("unknown lot {lot:?}"))),
-            }
+            let Some(availability) = repo::lot_availability(&db, lot)? else {
+                return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
+            };
+            let open = match parking_kit::sites::lot_site(&db, lot)? {
+                Some((_, time_zone, site)) => parking_kit::sites::is_open(&time_zone, &site, Utc::now()),
+                None => true,
+            };
+            let availability = parking_domain::LotAvailability { open: Some(open), ..availability };
+            Ok(respond::json(StatusCode::OK, &availability))
         }
         Target::History(lot) => {
             let query = HistoryQuery::parse(req, Utc::now())?;
@@ -72,26 +118,10 @@ fn route(req: &Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
                 history::lot_history(&db, lot, query.from, query.to, query.bucket, query.class.as_ref())?;
             if query.csv { csv(&rows) } else { Ok(respond::json(StatusCode::OK, &query.answer(lot, rows))) }
         }
-        Target::OffStreetParking(lot) => {
-            let db = Database::open_configured()?;
-            let (Some(name), Some(availability)) =
-                (repo::lot_name(&db, lot)?, repo::lot_availability(&db, lot)?)
-            else {
-                return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
-            };
-            Ok(json_ld(&fiware::off_street_parking(&name, &availability)))
-        }
-        Target::ParkingSpots(lot) => {
-            let db = Database::open_configured()?;
-            let Some((_, bays)) = repo::lot_bays(&db, lot)? else {
-                return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
-            };
-            let spots: Vec<serde_json::Value> = bays
-                .iter()
-                .map(|b| fiware::parking_spot(lot, &b.id, &b.class, b.status, b.status_changed_at))
-                .collect();
-            Ok(json_ld(&serde_json::Value::Array(spots)))
-        }
+        Target::ParkingSite(lot, entity) => open_data::ngsi_site(req, lot, entity),
+        Target::ParkingSpots(lot) => open_data::ngsi_spots(req, lot),
+        Target::Datex2 => open_data::datex2_light(req),
+        Target::ParkApi => open_data::parkapi_sites(req),
         Target::Alerts => {
             let db = Database::open_configured()?;
             let alerts = alerts::open_alerts(&db)?;
@@ -104,9 +134,23 @@ enum Target<'a> {
     Lots,
     Availability(&'a str),
     History(&'a str),
-    OffStreetParking(&'a str),
+    ParkingSite(&'a str, &'a str),
     ParkingSpots(&'a str),
+    Datex2,
+    ParkApi,
     Alerts,
+}
+
+impl Target<'_> {
+    /// The open-data reads: the feeds, the NGSI-LD entities and the nearest
+    /// lots (a lot list with a query).
+    fn is_public(&self, req: &Request<Vec<u8>>) -> bool {
+        match self {
+            Target::ParkingSite(..) | Target::ParkingSpots(_) | Target::Datex2 | Target::ParkApi => true,
+            Target::Lots => req.uri().query().is_some_and(|q| q.contains("near=")),
+            _ => false,
+        }
+    }
 }
 
 /// A validated history request.
@@ -203,16 +247,6 @@ impl HistoryQuery {
             "rows": rows,
         })
     }
-}
-
-/// An NGSI-LD document (JSON-LD with its @context inline).
-fn json_ld(body: &serde_json::Value) -> Response<Vec<u8>> {
-    let mut response = respond::json(StatusCode::OK, body);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(parking_domain::fiware::MEDIA_TYPE),
-    );
-    response
 }
 
 /// The rows as CSV with a header line, for spreadsheets and reports.

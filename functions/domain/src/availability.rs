@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::category::BayCategory;
 use crate::class::VehicleClass;
 use crate::error::DomainError;
 use crate::status::BayStatus;
@@ -285,6 +286,14 @@ pub struct LotAvailability {
     pub classes: BTreeMap<VehicleClass, Counts>,
     /// Per zone, sorted by zone name.
     pub zones: Vec<ZoneAvailability>,
+    /// Per bay category (a bay counts in each of its categories); only
+    /// shown when some bay has a category.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub categories: BTreeMap<BayCategory, Counts>,
+    /// Whether the lot is open now (its hours, or an operator's closing);
+    /// set by the read API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open: Option<bool>,
 }
 
 /// One zone's counts within a [`LotAvailability`].
@@ -352,6 +361,7 @@ pub fn summarise_groups<'a>(lot: &str, groups: impl IntoIterator<Item = GroupCou
             .into_iter()
             .map(|(zone, classes)| ZoneAvailability { zone: zone.to_owned(), classes })
             .collect(),
+        ..LotAvailability::default()
     }
 }
 

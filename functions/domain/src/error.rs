@@ -62,6 +62,18 @@ pub enum DomainError {
     #[error("{what} {value:?} {problem}")]
     InvalidStayRule { what: &'static str, value: String, problem: String },
 
+    #[error("GeoJSON {value} {problem}")]
+    InvalidGeometry { value: String, problem: String },
+
+    /// A descriptive lot field (`kind`, `address`, `openingHours`, `fees`, ...) that does not hold.
+    #[error("{problem}")]
+    InvalidSite { problem: String },
+
+    #[error(
+        "bay category {value:?}: expected one of \"accessible\", \"ev_charging\", \"loading\", \"permit\", \"family\", \"carsharing\""
+    )]
+    InvalidCategory { value: String },
+
     #[error("bays: {count} bays given; a lot has at most {max}")]
     TooManyBays { count: usize, max: usize },
 

@@ -7,16 +7,21 @@
 pub mod alerts;
 pub mod availability;
 pub mod bay;
+pub mod category;
 pub mod class;
 pub mod codecs;
 pub mod credential;
 pub mod error;
 pub mod events;
+pub mod feeds;
 pub mod fiware;
 pub mod forecast;
+pub mod geo;
 pub mod history;
 pub mod lot;
+pub mod near;
 pub mod reading;
+pub mod site;
 pub mod status;
 pub mod stay;
 pub mod terminal;
@@ -30,6 +35,7 @@ pub use availability::{
     summarise, summarise_groups,
 };
 pub use bay::{FRAME_REPLAY_WINDOW, Observation, Outcome, apply_reading, is_silent, status_for};
+pub use category::BayCategory;
 pub use class::VehicleClass;
 pub use codecs::{
     Envelope, FirmwareVersion, FrameKind, MAX_ENVELOPE_BYTES, MAX_FRAME_BYTES, PayloadFormat, ResetCause,

@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::category::BayCategory;
 use crate::class::VehicleClass;
 use crate::error::{DomainError, excerpt, render_json};
+use crate::geo::{Point, parse_point};
+use crate::site::{SITE_FIELDS, SiteSpec, parse_site};
 use crate::stay::{
     HoursSpec, MAX_GRACE_SECONDS, check_duration_field, parse_hours, parse_iso_duration, time_zone,
 };
@@ -24,15 +27,19 @@ const MAX_ID_CHARS: usize = 64;
 const MAX_DEVICE_ID_BYTES: usize = 128;
 const MAX_MODEL_CHARS: usize = 128;
 
-const LOT_FIELDS: &str = "`name`, `bays`, `timeZone`, `zones`";
-const BAY_FIELDS: &str = "`id`, `zone`, `class`, `sensor`, `model`, `maxStay`";
+const LOT_FIELDS: &str = "`name`, `bays`, `timeZone`, `zones`, `kind`, `location`, `outline`, `address`, \
+                          `openingHours`, `maxHeightCm`, `fees`, `operator`, `closed`";
+const BAY_FIELDS: &str = "`id`, `zone`, `class`, `sensor`, `model`, `maxStay`, `location`, `categories`";
 const ZONE_FIELDS: &str = "`maxStay`, `hours`, `graceSeconds`";
 /// Most zones with rules one lot may have.
 const MAX_ZONES: usize = 1000;
 
 /// A lot as an operator provisions it. Replaces the lot's bays as a whole.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Requests are read by [`parse_lot_spec`], which refuses unknown fields;
+/// serde's `deny_unknown_fields` cannot be combined with the flattened
+/// `site`, so the derive here is for stored and test copies only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LotSpec {
     /// Human-readable name (the lot's id comes from the URL).
     pub name: String,
@@ -43,6 +50,9 @@ pub struct LotSpec {
     /// Time limits per zone id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub zones: BTreeMap<String, ZoneSpec>,
+    /// What the lot is and where (kind, location, hours, fees, ...).
+    #[serde(flatten)]
+    pub site: SiteSpec,
 }
 
 /// A zone's time limit: `{"maxStay": "PT2H", "hours": [...], "graceSeconds": 300}`.
@@ -67,7 +77,7 @@ impl ZoneSpec {
 }
 
 /// One bay of a [`LotSpec`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaySpec {
     pub id: String,
@@ -83,6 +93,12 @@ pub struct BaySpec {
     /// The bay's own time limit (canonical ISO 8601), over its zone's.
     #[serde(default, rename = "maxStay", skip_serializing_if = "Option::is_none")]
     pub max_stay: Option<String>,
+    /// Where the bay is (a GeoJSON Point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Point>,
+    /// What the bay is kept for, sorted, without repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<BayCategory>,
 }
 
 impl BaySpec {
@@ -171,7 +187,8 @@ pub fn parse_lot_spec(body: &[u8]) -> Result<LotSpec, DomainError> {
     let Value::Object(root) = value else {
         return Err(DomainError::LotSpecNotAnObject { got: render_json(&value) });
     };
-    refuse_unknown(&root, &["name", "bays", "timeZone", "zones"], "", LOT_FIELDS)?;
+    let known: Vec<&str> = ["name", "bays", "timeZone", "zones"].into_iter().chain(SITE_FIELDS).collect();
+    refuse_unknown(&root, &known, "", LOT_FIELDS)?;
 
     let name = match root.get("name") {
         None => {
@@ -228,7 +245,8 @@ pub fn parse_lot_spec(body: &[u8]) -> Result<LotSpec, DomainError> {
         Some(Value::Object(zones)) => parse_zones(zones)?,
         Some(other) => return Err(wrong_type("zones", "an object of zone ids", other)),
     };
-    Ok(LotSpec { name, bays, time_zone, zones })
+    let site = parse_site(&root)?;
+    Ok(LotSpec { name, bays, time_zone, zones, site })
 }
 
 /// The lot's `zones`: `{"L1": {"maxStay": "PT2H", "hours": [...], "graceSeconds": 300}}`.
@@ -300,7 +318,7 @@ fn parse_bay(index: usize, raw: &Value) -> Result<BaySpec, DomainError> {
     };
     refuse_unknown(
         obj,
-        &["id", "zone", "class", "sensor", "model", "maxStay"],
+        &["id", "zone", "class", "sensor", "model", "maxStay", "location", "categories"],
         &format!("bays[{index}]."),
         BAY_FIELDS,
     )?;
@@ -331,6 +349,15 @@ fn parse_bay(index: usize, raw: &Value) -> Result<BaySpec, DomainError> {
         Some(v) => Some(check_duration_field(v).map_err(|e| e.at(path("maxStay")))?.0),
     };
 
+    let location = match obj.get("location") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_point(v).map_err(|e| e.at(path("location")))?),
+    };
+    let categories = match obj.get("categories") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) => parse_categories(v).map_err(|e| e.at(path("categories")))?,
+    };
+
     Ok(BaySpec {
         id: id.to_owned(),
         zone: zone.map(str::to_owned),
@@ -338,7 +365,27 @@ fn parse_bay(index: usize, raw: &Value) -> Result<BaySpec, DomainError> {
         sensor: sensor.map(normalise_device_id),
         model: model.map(str::to_owned),
         max_stay,
+        location,
+        categories,
     })
+}
+
+/// A bay's `categories`: an array of category names, returned sorted and
+/// without repeats.
+fn parse_categories(value: &Value) -> Result<Vec<BayCategory>, DomainError> {
+    let Value::Array(items) = value else {
+        return Err(DomainError::InvalidCategory { value: render_json(value) });
+    };
+    let mut out = items
+        .iter()
+        .map(|item| match item {
+            Value::String(s) => BayCategory::parse(s),
+            other => Err(DomainError::InvalidCategory { value: render_json(other) }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 fn validate_model(model: &str) -> Result<(), DomainError> {
@@ -428,6 +475,8 @@ mod tests {
                     sensor: Some("DEV-1".into()),
                     model: None,
                     max_stay: None,
+                    location: None,
+                    categories: Vec::new(),
                 },
                 BaySpec {
                     id: "B2".into(),
@@ -436,6 +485,8 @@ mod tests {
                     sensor: None,
                     model: Some("Nwave NPS".into()),
                     max_stay: None,
+                    location: None,
+                    categories: Vec::new(),
                 },
             ]
         );
@@ -496,6 +547,47 @@ mod tests {
         }
         let msg = err(r#"{"name": "N", "bays": [{"id": "B1", "class": "c", "maxStay": "P1M"}]}"#);
         assert!(msg.starts_with("bays[0].maxStay: duration \"P1M\""), "{msg}");
+    }
+
+    #[test]
+    fn site_and_bay_fields_parse_and_name_their_field() {
+        let spec = parse(
+            r#"{"name": "N", "kind": "off_street", "location": {"type": "Point", "coordinates": [13.4, 52.5]},
+                "closed": false,
+                "bays": [{"id": "B1", "class": "c", "categories": ["family", "accessible", "family"],
+                          "location": {"type": "Point", "coordinates": [13.4001, 52.5001]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(spec.site.kind, Some(crate::site::LotKind::OffStreet));
+        assert_eq!(spec.bays[0].categories, vec![BayCategory::Accessible, BayCategory::Family]);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["location"]["coordinates"], serde_json::json!([13.4, 52.5]));
+        assert_eq!(json["bays"][0]["categories"], serde_json::json!(["accessible", "family"]));
+        assert!(json.get("closed").is_none(), "{json}");
+        assert_eq!(serde_json::from_value::<LotSpec>(json).unwrap(), spec);
+        let cases = [
+            (r#""kind": "car_park""#, "kind: \"car_park\""),
+            (r#""location": {"type": "Point", "coordinates": [13.4, 100]}"#, "location: GeoJSON"),
+            (r#""operator": {"name": ""}"#, "operator.name"),
+            (
+                r#""colour": "red""#,
+                "`colour`: unknown field; allowed fields are `name`, `bays`, `timeZone`, `zones`, `kind`",
+            ),
+        ];
+        for (field, expected) in cases {
+            let msg = err(&format!(r#"{{"name": "N", "bays": [], {field}}}"#));
+            assert!(msg.contains(expected), "{field}: {msg}");
+        }
+        let bay_cases = [
+            (r#""categories": ["ev"]"#, "bays[0].categories: bay category \"ev\""),
+            (r#""categories": "accessible""#, "bays[0].categories: bay category"),
+            (r#""location": {"type": "Point", "coordinates": [500, 0]}"#, "bays[0].location: GeoJSON"),
+            (r#""colour": 1"#, "`location`, `categories`"),
+        ];
+        for (field, expected) in bay_cases {
+            let msg = err(&format!(r#"{{"name": "N", "bays": [{{"id": "B1", "class": "c", {field}}}]}}"#));
+            assert!(msg.contains(expected), "{field}: {msg}");
+        }
     }
 
     #[test]

@@ -207,7 +207,7 @@ fn hours_problem(value: &str, problem: &str) -> DomainError {
 }
 
 /// `HH:MM`, 00:00 to 23:59 (and 24:00 where `end_of_day` is allowed).
-fn clock_minutes(text: &str, end_of_day: bool) -> Result<u16, DomainError> {
+pub(crate) fn clock_minutes(text: &str, end_of_day: bool) -> Result<u16, DomainError> {
     let bad = || hours_problem(text, "time: expected HH:MM from 00:00 to 23:59 (24:00 for `to`)");
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
     if h.len() != 2 || m.len() != 2 || !h.bytes().chain(m.bytes()).all(|b| b.is_ascii_digit()) {

@@ -7,8 +7,10 @@
 //! - [`forecast`]: a (lot, class)'s forecast from its roll-ups and present counts;
 //! - [`history`]: roll-ups, the history query, retention deletes, silent sensors;
 //! - [`repo`]: lots, bays and their counts as the components use them;
+//! - [`sites`]: what lots are and where, counts per bay category, for the feeds;
 //! - [`uplink`]: the reading path, one uplink or a batch in one transaction;
 //! - [`terminals`]: display terminals and the frames rendered for them;
+//! - [`public`]: CORS, ETag and caching of the public reads;
 //! - [`respond`]: JSON answers and the status code each failure maps to;
 //! - [`auth`]: the bearer credentials (admin and ingest tokens), fail closed.
 
@@ -19,8 +21,10 @@ pub mod db;
 pub mod error_codes;
 pub mod forecast;
 pub mod history;
+pub mod public;
 pub mod repo;
 pub mod respond;
+pub mod sites;
 pub mod sql;
 pub mod stays;
 pub mod terminals;

@@ -37,9 +37,19 @@ pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> 
     db.transaction(|db| {
         let created = db.query(db.sql.lot_name, &[lot.into()])?.is_empty();
         let time_zone = spec.time_zone.as_deref().unwrap_or("UTC");
+        let site = crate::sites::site_json(&spec.site);
+        let location = spec.site.location;
         db.execute(
             db.sql.upsert_lot,
-            &[lot.into(), spec.name.as_str().into(), to_ms(now).into(), time_zone.into()],
+            &[
+                lot.into(),
+                spec.name.as_str().into(),
+                to_ms(now).into(),
+                time_zone.into(),
+                Value::opt_text(site.as_deref()),
+                Value::opt_real(location.map(|p| p.lat)),
+                Value::opt_real(location.map(|p| p.lon)),
+            ],
         )?;
         db.execute(db.sql.delete_zone_rules, &[lot.into()])?;
         for (zone, rule) in &spec.zones {
@@ -88,6 +98,9 @@ pub fn put_lot(db: &Database, lot: &str, spec: &LotSpec, now: DateTime<Utc>) -> 
                     Value::opt_text(bay.model.as_deref()),
                     to_ms(now).into(),
                     Value::opt_int(bay.max_stay_seconds()),
+                    Value::opt_real(bay.location.map(|p| p.lat)),
+                    Value::opt_real(bay.location.map(|p| p.lon)),
+                    Value::opt_text(crate::sites::categories_json(&bay.categories).as_deref()),
                 ],
             )
             .map_err(|e| match e {
@@ -144,6 +157,9 @@ pub struct LotSummary {
     pub name: String,
     pub updated_at: Option<DateTime<Utc>>,
     pub classes: std::collections::BTreeMap<VehicleClass, Counts>,
+    /// How far from the point asked for (nearest-lots search only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distance_meters: Option<f64>,
 }
 
 /// Every lot with its counts per vehicle class.
@@ -157,6 +173,7 @@ pub fn list_lots(db: &Database) -> Result<Vec<LotSummary>, DbError> {
                 name: r.text(1)?,
                 updated_at: None,
                 classes: Default::default(),
+                distance_meters: None,
             })
         })
         .collect::<Result<_, DbError>>()?;
@@ -181,7 +198,8 @@ pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailabili
         .iter()
         .map(|r| Ok((r.text(0)?, class(r, 1)?, counts_at(r, 2)?, opt_from_ms(r.opt_int(7)?)?)))
         .collect::<Result<_, DbError>>()?;
-    Ok(Some(summarise_groups(
+    let categories = crate::sites::lot_category_counts(db, lot)?;
+    let availability = summarise_groups(
         lot,
         groups.iter().map(|(zone, class, counts, changed_at)| GroupCount {
             zone: (!zone.is_empty()).then_some(zone.as_str()),
@@ -189,7 +207,8 @@ pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailabili
             counts: *counts,
             changed_at: *changed_at,
         }),
-    )))
+    );
+    Ok(Some(LotAvailability { categories, ..availability }))
 }
 
 /// Counts from five columns (total, free, occupied, unknown, closed) from `first` on.
@@ -220,6 +239,10 @@ pub struct BayView {
     /// The bay's own time limit (ISO 8601), over its zone's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_stay: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<parking_domain::geo::Point>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<parking_domain::BayCategory>,
 }
 
 /// A lot as `GET /api/v1/lots/{lot}` shows it.
@@ -230,6 +253,9 @@ pub struct LotView {
     pub name: String,
     pub time_zone: String,
     pub zones: std::collections::BTreeMap<String, parking_domain::lot::ZoneSpec>,
+    /// Kind, location, hours, fees, operator, ... as provisioned.
+    #[serde(flatten)]
+    pub site: parking_domain::site::SiteSpec,
     pub bays: Vec<BayView>,
 }
 
@@ -257,7 +283,8 @@ pub fn lot_view(db: &Database, lot: &str) -> Result<Option<LotView>, DbError> {
             Ok((r.text(0)?, rule))
         })
         .collect::<Result<_, DbError>>()?;
-    Ok(Some(LotView { lot: lot.to_owned(), name, time_zone: row.text(1)?, zones, bays }))
+    let site = crate::sites::site_at(&row, 2)?;
+    Ok(Some(LotView { lot: lot.to_owned(), name, time_zone: row.text(1)?, zones, site, bays }))
 }
 
 /// A lot's definition with each bay's live state, or `None` for an unknown lot.
@@ -281,6 +308,11 @@ pub fn lot_bays(db: &Database, lot: &str) -> Result<Option<(String, Vec<BayView>
                 last_seen_at: opt_from_ms(r.opt_int(8)?)?,
                 battery: r.opt_real(9)?,
                 max_stay: r.opt_int(10)?.map(parking_domain::format_iso_duration),
+                location: match (r.opt_real(11)?, r.opt_real(12)?) {
+                    (Some(lat), Some(lon)) => parking_domain::geo::Point::new(lat, lon),
+                    _ => None,
+                },
+                categories: crate::sites::categories_at(r, 13)?,
             })
         })
         .collect::<Result<_, DbError>>()?;

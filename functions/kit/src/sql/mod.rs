@@ -16,11 +16,11 @@ pub struct Statements {
     pub begin: &'static str,
 
     // --- lots ---
-    /// (lot) -> name, time_zone
+    /// (lot) -> name, time_zone, site (JSON or NULL)
     pub lot_name: &'static str,
-    /// (lot, name, now_ms, time_zone)
+    /// (lot, name, now_ms, time_zone, site JSON, lat, lon)
     pub upsert_lot: &'static str,
-    /// () -> lot, name
+    /// () -> lot, name, time_zone, site (JSON or NULL), lat, lon, updated_at_ms
     pub list_lots: &'static str,
     /// () -> lot, zone ('' for none), class, total, free, occupied, unknown, closed, changed_at_ms:
     /// every group of every lot (the counts table).
@@ -37,14 +37,21 @@ pub struct Statements {
     pub release_lot_sensors: &'static str,
     /// (lot, bay)
     pub delete_bay: &'static str,
-    /// (lot, bay, zone, class, sensor, model, now_ms, max_stay_s): keeps the live state (and stay).
+    /// (lot, bay, zone, class, sensor, model, now_ms, max_stay_s, lat, lon, categories JSON):
+    /// keeps the live state (and stay).
     pub upsert_bay_keep_state: &'static str,
-    /// (lot, bay, zone, class, sensor, model, now_ms, max_stay_s): a new sensor starts `unknown`
+    /// (lot, bay, zone, class, sensor, model, now_ms, max_stay_s, lat, lon, categories JSON): a new
+    /// sensor starts `unknown`
     /// (a `closed` bay stays closed: that is the operator's decision) and its stay ends.
     pub upsert_bay_reset_state: &'static str,
     /// (lot) -> bay, zone, class, sensor, model, status, status_changed_at_ms,
-    /// observed_at_ms, last_seen_at_ms, battery, max_stay_s
+    /// observed_at_ms, last_seen_at_ms, battery, max_stay_s, lat, lon, categories JSON
     pub lot_bays: &'static str,
+    /// (lot) -> category, status, bays: the lot's bays per category and status, counted at read
+    /// time (one grouped statement; the reading path keeps no per-category counts).
+    pub lot_category_counts: &'static str,
+    /// () -> lot, category, status, bays: as `lot_category_counts`, every lot.
+    pub all_category_counts: &'static str,
     /// (lot) -> zone ('' for none), class, total, free, occupied, unknown, closed, changed_at_ms
     pub lot_group_counts: &'static str,
 

@@ -5,11 +5,12 @@ use super::Statements;
 pub static STATEMENTS: Statements = Statements {
     begin: "BEGIN IMMEDIATE",
 
-    lot_name: "SELECT name, time_zone FROM lots WHERE lot_id = ?1",
-    upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms, time_zone) VALUES (?1, ?2, ?3, ?3, ?4) \
+    lot_name: "SELECT name, time_zone, site FROM lots WHERE lot_id = ?1",
+    upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms, time_zone, site, lat, lon) \
+                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7) \
                  ON CONFLICT (lot_id) DO UPDATE SET name = excluded.name, updated_at_ms = excluded.updated_at_ms, \
-                 time_zone = excluded.time_zone",
-    list_lots: "SELECT lot_id, name FROM lots ORDER BY lot_id",
+                 time_zone = excluded.time_zone, site = excluded.site, lat = excluded.lat, lon = excluded.lon",
+    list_lots: "SELECT lot_id, name, time_zone, site, lat, lon, updated_at_ms FROM lots ORDER BY lot_id",
     count_all_lots: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts ORDER BY lot_id",
     delete_lot_bays: "DELETE FROM bays WHERE lot_id = ?1",
     delete_lot: "DELETE FROM lots WHERE lot_id = ?1",
@@ -17,14 +18,18 @@ pub static STATEMENTS: Statements = Statements {
     lot_bay_sensors: "SELECT bay_id, sensor FROM bays WHERE lot_id = ?1",
     release_lot_sensors: "UPDATE bays SET sensor = NULL WHERE lot_id = ?1",
     delete_bay: "DELETE FROM bays WHERE lot_id = ?1 AND bay_id = ?2",
-    upsert_bay_keep_state: "INSERT INTO bays (lot_id, bay_id, zone, class, sensor, model, status, status_changed_at_ms, max_stay_s) \
-                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unknown', ?7, ?8) \
+    upsert_bay_keep_state: "INSERT INTO bays (lot_id, bay_id, zone, class, sensor, model, status, status_changed_at_ms, max_stay_s, \
+                            lat, lon, categories) \
+                            VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unknown', ?7, ?8, ?9, ?10, ?11) \
                             ON CONFLICT (lot_id, bay_id) DO UPDATE SET zone = excluded.zone, class = excluded.class, \
-                            sensor = excluded.sensor, model = excluded.model, max_stay_s = excluded.max_stay_s",
-    upsert_bay_reset_state: "INSERT INTO bays (lot_id, bay_id, zone, class, sensor, model, status, status_changed_at_ms, max_stay_s) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unknown', ?7, ?8) \
+                            sensor = excluded.sensor, model = excluded.model, max_stay_s = excluded.max_stay_s, \
+                            lat = excluded.lat, lon = excluded.lon, categories = excluded.categories",
+    upsert_bay_reset_state: "INSERT INTO bays (lot_id, bay_id, zone, class, sensor, model, status, status_changed_at_ms, max_stay_s, \
+                            lat, lon, categories) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'unknown', ?7, ?8, ?9, ?10, ?11) \
                              ON CONFLICT (lot_id, bay_id) DO UPDATE SET zone = excluded.zone, class = excluded.class, \
                              sensor = excluded.sensor, model = excluded.model, max_stay_s = excluded.max_stay_s, \
+                            lat = excluded.lat, lon = excluded.lon, categories = excluded.categories, \
                              status = CASE WHEN bays.status = 'closed' THEN 'closed' ELSE 'unknown' END, \
                              status_changed_at_ms = CASE WHEN bays.status IN ('closed', 'unknown') \
                                  THEN bays.status_changed_at_ms ELSE excluded.status_changed_at_ms END, \
@@ -32,7 +37,11 @@ pub static STATEMENTS: Statements = Statements {
                              stay_started_at_ms = NULL, stay_resumed_at_ms = NULL, stay_counted_ms = NULL, \
                              stay_limit_ms = NULL, stay_due_at_ms = NULL, overstay_at_ms = NULL",
     lot_bays: "SELECT bay_id, zone, class, sensor, model, status, status_changed_at_ms, observed_at_ms, \
-               last_seen_at_ms, battery, max_stay_s FROM bays WHERE lot_id = ?1 ORDER BY bay_id",
+               last_seen_at_ms, battery, max_stay_s, lat, lon, categories FROM bays WHERE lot_id = ?1 ORDER BY bay_id",
+    lot_category_counts: "SELECT j.value, b.status, COUNT(*) FROM bays b, json_each(b.categories) j \
+                          WHERE b.lot_id = ?1 AND b.categories IS NOT NULL GROUP BY j.value, b.status",
+    all_category_counts: "SELECT b.lot_id, j.value, b.status, COUNT(*) FROM bays b, json_each(b.categories) j \
+                          WHERE b.categories IS NOT NULL GROUP BY b.lot_id, j.value, b.status",
     lot_group_counts: "SELECT zone, class, total, free, occupied, unknown, closed, changed_at_ms FROM availability_counts WHERE lot_id = ?1",
 
     // SQLite has no row locks: BEGIN IMMEDIATE already serialises writers.
