@@ -80,7 +80,7 @@ async fn run(
     statement: &str,
     parameters: Vec<Value>,
 ) -> Result<QueryResult, Error> {
-    check_parameter_count(conn, statement, parameters.len()).await?;
+    let columns = prepare(conn, statement, parameters.len()).await?;
     let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()));
     for p in parameters {
         query = match p {
@@ -92,8 +92,6 @@ async fn run(
         };
     }
     let rows = query.fetch_all(&mut *conn).await.map_err(|e| Error::Io(describe(&e)))?;
-    let columns =
-        rows.first().map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect()).unwrap_or_default();
     let rows = rows
         .iter()
         .map(|row| {
@@ -106,15 +104,17 @@ async fn run(
     Ok(QueryResult { columns, rows })
 }
 
-/// Refuses what Spin's SQLite (rusqlite) refuses, in its words: a parameter
-/// list longer or shorter than the statement's placeholders. sqlx would
-/// ignore the extras and bind the missing ones as NULL. The statement is
-/// prepared once per connection (sqlx caches it for the query that follows).
-async fn check_parameter_count(
+/// Prepares the statement as Spin's SQLite (rusqlite) does, and refuses what
+/// it refuses, in its words: a parameter list longer or shorter than the
+/// statement's placeholders (sqlx would ignore the extras and bind the missing
+/// ones as NULL). Gives the statement's column names, which a result carries
+/// even when it has no rows, as Spin's does. sqlx caches the prepared
+/// statement for the query that follows, once per connection.
+async fn prepare(
     conn: &mut sqlx::SqliteConnection,
     statement: &str,
     given: usize,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     use sqlx::{Either, Executor, SqlSafeStr, Statement};
     let sql = sqlx::AssertSqlSafe(statement.to_owned()).into_sql_str();
     let prepared = conn.prepare(sql).await.map_err(|e| Error::Io(describe(&e)))?;
@@ -123,10 +123,12 @@ async fn check_parameter_count(
         Some(Either::Left(types)) => types.len(),
         None => 0,
     };
-    if given == needed {
-        return Ok(());
+    if given != needed {
+        return Err(Error::Io(format!(
+            "Wrong number of parameters passed to query. Got {given}, needed {needed}"
+        )));
     }
-    Err(Error::Io(format!("Wrong number of parameters passed to query. Got {given}, needed {needed}")))
+    Ok(prepared.columns().iter().map(|c| c.name().to_owned()).collect())
 }
 
 /// SQLite values carry their own type: read each as what it is.

@@ -136,6 +136,35 @@ async fn a_parameter_count_that_does_not_match_the_statement_is_refused() {
     instance.drop(conn).await.unwrap();
 }
 
+/// Spin's SQLite names a result's columns from the statement, so a component
+/// may read them from an empty result; sqlx has no row to take them from.
+#[tokio::test]
+async fn an_empty_result_still_names_its_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut instance = capability(dir.path()).await.instance(&["default".into()]);
+    let conn = instance.open("default".into()).await.unwrap().unwrap();
+    let c = || Resource::new_borrow(conn.rep());
+    instance
+        .execute(c(), "CREATE TABLE bays (bay_id TEXT, status TEXT)".into(), vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    let empty = instance
+        .execute(
+            c(),
+            "SELECT bay_id, status AS state FROM bays WHERE bay_id = ?1".into(),
+            vec![Value::Text("B1".into())],
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(empty.rows.is_empty());
+    assert_eq!(empty.columns, ["bay_id", "state"]);
+    let written = instance.execute(c(), "DELETE FROM bays".into(), vec![]).await.unwrap().unwrap();
+    assert!(written.columns.is_empty() && written.rows.is_empty(), "{written:?}");
+    instance.drop(conn).await.unwrap();
+}
+
 #[tokio::test]
 async fn an_abandoned_transaction_is_rolled_back_when_the_connection_drops() {
     let dir = tempfile::tempdir().unwrap();
