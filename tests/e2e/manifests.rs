@@ -97,6 +97,26 @@ async fn provision(cluster: &Cluster, http: &reqwest::Client, admin: &str) {
     );
 }
 
+/// A terminal provisioned through lot-admin, and its SSE stream opened
+/// through the gateway (the rendered Ingress path /terminals).
+async fn terminal_stream(cluster: &Cluster, http: &reqwest::Client, admin: &str) -> SseStream {
+    let token = "e2e-terminal-token-0123456789";
+    let url = format!("{}/api/v1/terminals/e2e-sign", cluster.services["lot-admin"]);
+    let r =
+        http.put(url).bearer_auth(admin).json(&json!({ "lot": "e2e", "token": token })).send().await.unwrap();
+    assert!(r.status().is_success(), "provisioning the terminal: {}", r.status());
+    let stream_url =
+        format!("{}/terminals/e2e-sign/stream?token={token}", cluster.services["parking-gateway"]);
+    SseStream::open(http, &stream_url, None).await.unwrap()
+}
+
+/// The sensor, with its own credentials, reports its bay occupied.
+async fn publish_occupied(cluster: &Cluster) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let reading = json!({ "device": SENSOR.0, "occupied": true, "seq": 1, "observedAt": now });
+    publish_as_sensor(cluster, &format!("parking/uplink/{}", SENSOR.0), reading.to_string()).await;
+}
+
 async fn four_wheelers(cluster: &Cluster, http: &reqwest::Client) -> Value {
     let url = format!("{}/api/v1/lots/e2e/availability", cluster.services["availability-query"]);
     let r = http.get(url).send().await.unwrap();
@@ -166,23 +186,8 @@ fn scrape_token(cluster: &Cluster, name: &str) -> Option<String> {
 async fn a_sensor_uplink_reaches_a_terminals_sse_stream() {
     let (cluster, http, admin, _one) = start().await;
     provision(&cluster, &http, &admin).await;
-    let token = "e2e-terminal-token-0123456789";
-    let url = format!("{}/api/v1/terminals/e2e-sign", cluster.services["lot-admin"]);
-    let r = http
-        .put(url)
-        .bearer_auth(&admin)
-        .json(&json!({ "lot": "e2e", "token": token }))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "provisioning the terminal: {}", r.status());
-    let stream_url =
-        format!("{}/terminals/e2e-sign/stream?token={token}", cluster.services["parking-gateway"]);
-    let mut stream = SseStream::open(&http, &stream_url, None).await.unwrap();
-
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let reading = json!({ "device": SENSOR.0, "occupied": true, "seq": 1, "observedAt": now });
-    publish_as_sensor(&cluster, &format!("parking/uplink/{}", SENSOR.0), reading.to_string()).await;
+    let mut stream = terminal_stream(&cluster, &http, &admin).await;
+    publish_occupied(&cluster).await;
     let delivery = cluster.broker.delivered_by("sensor-uplinks", Duration::from_secs(30)).await.unwrap();
     assert!(matches!(delivery.reply, Reply::Event(_)), "sensor-event's reply: {delivery:?}");
     let frame = stream
@@ -215,23 +220,8 @@ async fn under_spinkube_every_trigger_and_the_ping_reach_a_route_that_answers() 
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap();
     provision(&cluster, &http, &admin).await;
     assert_eq!(four_wheelers(&cluster, &http).await["unknown"], 1, "{}", cluster.logs());
-    let token = "e2e-terminal-token-0123456789";
-    let url = format!("{}/api/v1/terminals/e2e-sign", cluster.services["lot-admin"]);
-    let r = http
-        .put(url)
-        .bearer_auth(&admin)
-        .json(&json!({ "lot": "e2e", "token": token }))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "provisioning the terminal: {}", r.status());
-    let stream_url =
-        format!("{}/terminals/e2e-sign/stream?token={token}", cluster.services["parking-gateway"]);
-    let mut stream = SseStream::open(&http, &stream_url, None).await.unwrap();
-
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let reading = json!({ "device": SENSOR.0, "occupied": true, "seq": 1, "observedAt": now });
-    publish_as_sensor(&cluster, &format!("parking/uplink/{}", SENSOR.0), reading.to_string()).await;
+    let mut stream = terminal_stream(&cluster, &http, &admin).await;
+    publish_occupied(&cluster).await;
     eventually("the uplink counted by the availability API", &cluster, || async {
         four_wheelers(&cluster, &http).await["occupied"] == 1
     })
