@@ -161,13 +161,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     closed.extend(alerts::close_provisioned_device_alerts(&db, now)?);
     // Alerts raised by refused readings, which could not answer with events.
     for alert in alerts::announce_alerts(&db, now)? {
-        derived.push(event(
-            &tick,
-            &format!("alert/{}/open", alert.id),
-            SENSOR_ALERT_V1,
-            &alert.subject,
-            &alert,
-        )?);
+        derived.push(alert_opened(&tick, &alert)?);
     }
     for alert in &closed {
         derived.push(event(
@@ -215,13 +209,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         )?);
         if let Some(alert) = &silence.alert {
             opened += 1;
-            derived.push(event(
-                &tick,
-                &format!("alert/{}/open", alert.id),
-                SENSOR_ALERT_V1,
-                &alert.subject,
-                alert,
-            )?);
+            derived.push(alert_opened(&tick, alert)?);
         }
     }
 
@@ -236,13 +224,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             &overstay.overstay,
         )?);
         if let Some(alert) = &overstay.alert {
-            derived.push(event(
-                &tick,
-                &format!("alert/{}/open", alert.id),
-                SENSOR_ALERT_V1,
-                &alert.subject,
-                alert,
-            )?);
+            derived.push(alert_opened(&tick, alert)?);
         }
     }
 
@@ -304,6 +286,11 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         .header("content-type", BATCH)
         .body(body)
         .expect("static response parts are valid"))
+}
+
+/// The event announcing an alert opened.
+fn alert_opened(tick: &Event, alert: &parking_kit::alerts::Alert) -> Result<serde_json::Value, ApiError> {
+    event(tick, &format!("alert/{}/open", alert.id), SENSOR_ALERT_V1, &alert.subject, alert)
 }
 
 /// A derived event; its id derives from the tick's, so a redelivered tick
