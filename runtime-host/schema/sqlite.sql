@@ -229,3 +229,12 @@ CREATE INDEX IF NOT EXISTS bays_stay_due ON bays (stay_due_at_ms)
     WHERE stay_due_at_ms IS NOT NULL AND overstay_at_ms IS NULL;
 
 CREATE INDEX IF NOT EXISTS bays_overstays ON bays (lot_id) WHERE overstay_at_ms IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS event_outbox (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id      TEXT NOT NULL UNIQUE,
+    event         TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT
+);

@@ -22,6 +22,7 @@ on_both_backends!(
     full_and_almost_full_alerts_follow_the_hysteresis,
     unknown_devices_are_alerted_by_the_next_sweep,
     lots_and_bays_export_as_fiware_entities,
+    derived_events_wait_in_the_outbox_until_the_sink_takes_them,
 );
 
 // ------------------------------------------------------------ helpers
@@ -692,4 +693,76 @@ async fn lots_and_bays_export_as_fiware_entities(backend: Backend) {
     let r =
         parkd.client.get(parkd.url("/api/v1/lots/nowhere/ngsi-ld/OffStreetParking")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// With `events_sink` set (as the cluster sets it to the Broker's ingress),
+/// the sweep POSTs what it derives there, one event per request, and answers
+/// with its report alone. While the sink refuses, the state changes still
+/// commit, their events wait in the outbox and the tick is answered 503 (so
+/// it is redelivered); the next run delivers them, oldest first, once.
+async fn derived_events_wait_in_the_outbox_until_the_sink_takes_them(backend: Backend) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let sink = parking_tests::knative::Broker::new(Vec::new(), Default::default(), "/parking/parking");
+    tokio::spawn(sink.clone().serve(listener));
+    let url = format!("http://{address}/parking/parking");
+    let parkd = start(
+        backend,
+        &[("offline_after_seconds", "2"), ("events_sink", &url), ("events_sink_host", &address)],
+        None,
+    )
+    .await;
+    parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await;
+    parkd.send_reading("x-1", &reading("N-C0", true, 1, &ts(Utc::now()))).await;
+    parkd.send_reading("x-2", &reading("N-C1", false, 1, &ts(Utc::now()))).await;
+    tokio::time::sleep(StdDuration::from_millis(2600)).await;
+
+    // The sink is down: the bays still go unknown, the tick is refused.
+    sink.refusing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = parkd.post_tick("x-tick-1").await;
+    let (status, body) = (r.status(), r.text().await.unwrap());
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("outbox") && body.contains(&url), "names the outbox and the sink: {body}");
+    let (_, a) = parkd.availability("north").await;
+    assert_eq!(a["classes"]["four_wheeler"]["unknown"], 2, "the sweep's changes committed: {a}");
+    assert!(sink.received().is_empty());
+
+    // The sink is back: the next run delivers what the first one derived.
+    sink.refusing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (report, answered) = sweep(&parkd, "x-tick-2").await;
+    assert!(answered.is_empty(), "the events went to the sink, not in the answer: {answered:?}");
+    assert_eq!(report["baysMarkedUnknown"], 0, "{report}");
+    assert_eq!(report["outbox"]["pending"], 0, "{report}");
+    let received = sink.received();
+    let seen: Vec<(String, String)> =
+        received.iter().map(|e| (e.kind().to_owned(), e.attributes["id"].clone())).collect();
+    assert_eq!(report["outbox"]["delivered"], seen.len(), "{report}");
+    let types: Vec<&str> = seen.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "io.parking.slot.changed.v1",
+            "io.parking.availability.changed.v1",
+            "io.parking.sensor.alert.v1",
+            "io.parking.slot.changed.v1",
+            "io.parking.availability.changed.v1",
+            "io.parking.sensor.alert.v1",
+        ],
+        "each bay's events, in the order they were derived"
+    );
+    assert!(seen.iter().all(|(_, id)| id.starts_with("x-tick-1/")), "derived by the first run: {seen:?}");
+    let availability: Vec<Value> = received
+        .iter()
+        .filter(|e| e.kind() == "io.parking.availability.changed.v1")
+        .map(|e| serde_json::from_slice(&e.data).unwrap())
+        .collect();
+    assert_eq!(availability[1]["counts"]["unknown"], 2, "{availability:?}");
+
+    // Delivered once: a later run has nothing to send.
+    let (report, _) = sweep(&parkd, "x-tick-3").await;
+    assert_eq!(
+        (report["outbox"]["delivered"].as_u64(), report["outbox"]["pending"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(sink.received().len(), 6);
 }

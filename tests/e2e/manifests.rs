@@ -197,6 +197,60 @@ async fn a_sensor_uplink_reaches_a_terminals_sse_stream() {
     assert_eq!(frame.json()["classes"][0]["occupied"], 1, "{frame:?}");
 }
 
+/// What the sweep derives reaches a terminal too: a sensor silent past its
+/// heartbeat window is marked unknown by the sweep the PingSource sets off,
+/// which sends the derived events to the rendered Broker's ingress (a
+/// Knative Broker drops a batch reply); the rendered Trigger hands the
+/// availability change to terminal-push, and the sign shows the bay unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sensor_gone_silent_reaches_a_terminal_through_the_sweep_and_the_broker() {
+    let (cluster, http, admin, _one) = start().await;
+    provision(&cluster, &http, &admin).await;
+    let mut stream = terminal_stream(&cluster, &http, &admin).await;
+    publish_occupied(&cluster).await;
+    frame_showing(&cluster, &mut stream, "occupied", 1).await;
+
+    // Three hours of silence (the window of a sensor of no known model is 2h10m).
+    let database = cluster.translate(&cluster.secret("parking-database", "url"));
+    let db = parking_tests::db::Db::connect(&database, &std::env::temp_dir()).await.unwrap();
+    let three_hours_ago = chrono::Utc::now().timestamp_millis() - 3 * 3600 * 1000;
+    db.execute(&format!("UPDATE bays SET last_seen_at_ms = {three_hours_ago} WHERE sensor = '{}'", SENSOR.0))
+        .await;
+
+    assert_eq!(cluster.ping().unwrap(), 1, "one PingSource rendered");
+    let sweep = cluster.broker.delivered_by("retention-tick", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(sweep.status, Some(200), "the sweep ran: {sweep:?}\n{}", cluster.logs());
+    assert_eq!(sweep.reply, Reply::Event("io.parking.sweep.report.v1".into()), "its reply is one event");
+    let derived: Vec<String> = cluster
+        .broker
+        .received()
+        .iter()
+        .filter(|e| e.attributes.get("source").is_some_and(|s| s.contains("retention-sweep")))
+        .map(|e| e.kind().to_owned())
+        .collect();
+    assert!(
+        derived.contains(&"io.parking.availability.changed.v1".to_owned())
+            && derived.contains(&"io.parking.sensor.alert.v1".to_owned()),
+        "the sweep sent its events to the Broker's ingress: {derived:?}"
+    );
+    let frame = frame_showing(&cluster, &mut stream, "unknown", 1).await;
+    assert_eq!(frame["classes"][0]["occupied"], 0, "{frame}");
+}
+
+/// The first frame on `stream` whose first class shows `count` bays `status`.
+async fn frame_showing(cluster: &Cluster, stream: &mut SseStream, status: &str, count: u64) -> Value {
+    loop {
+        let frame = stream
+            .next_frame(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("no frame with {count} {status}: {e:#}\n{}", cluster.logs()))
+            .json();
+        if frame["classes"][0][status] == count {
+            return frame;
+        }
+    }
+}
+
 /// `knative/overlays/spinkube` as rendered, its functions under the Spin CLI
 /// as SpinKube's shim runs them (each Service the app with only its own
 /// component; the bridge, gateway and migration Job stay parkd): a sensor's

@@ -250,7 +250,7 @@ impl Cluster {
         let mosquitto = RenderedMosquitto::start(&objects, &dir.path().join("mosquitto"), &users)?;
         let tansu = Tansu::start()?;
         let database = url::Url::parse(&crate::fresh_postgres_database().await?)?;
-        let hosts = vec![
+        let mut hosts = vec![
             (
                 "parking-postgres:5432/parking".to_owned(),
                 format!("127.0.0.1:{}{}", database.port().unwrap_or(5432), database.path()),
@@ -261,7 +261,17 @@ impl Cluster {
             ("parking-kafka-bootstrap.kafka.svc:9092".to_owned(), tansu.address()),
         ];
         let broker_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let broker_url = format!("http://{}", broker_listener.local_addr()?);
+        let broker_object = objects
+            .iter()
+            .find(|o| o["kind"].as_str() == Some("Broker"))
+            .context("the overlay renders no Broker")?;
+        let ingress_path = format!(
+            "/{}/{}",
+            text(broker_object, &["metadata", "namespace"]).unwrap_or_else(|| "default".into()),
+            text(broker_object, &["metadata", "name"]).context("a Broker without a name")?
+        );
+        let broker_url = format!("http://{}{ingress_path}", broker_listener.local_addr()?);
+        hosts.push((knative::KAFKA_BROKER_INGRESS.to_owned(), broker_listener.local_addr()?.to_string()));
         let mut ports = BTreeMap::new();
         let mut services = BTreeMap::new();
         for (_, name) in PARKD_WORKLOADS {
@@ -269,7 +279,7 @@ impl Cluster {
             ports.insert(name.to_string(), port);
             services.insert(name.to_string(), format!("http://127.0.0.1:{port}"));
         }
-        let broker = Broker::new(knative::triggers(&objects, "parking")?, services.clone());
+        let broker = Broker::new(knative::triggers(&objects, "parking")?, services.clone(), &ingress_path);
         tokio::spawn(broker.clone().serve(broker_listener));
         let mut cluster = Self {
             objects,

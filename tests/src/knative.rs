@@ -147,17 +147,38 @@ pub enum Reply {
     Dropped(String),
 }
 
+pub use knative_check::wiring::KAFKA_BROKER_INGRESS;
+
 /// The Broker: its Triggers, the Knative Services' loopback addresses, and a log.
 pub struct Broker {
     triggers: Vec<Trigger>,
     services: BTreeMap<String, String>,
+    /// The path its ingress answers on (`/{namespace}/{broker}`).
+    ingress_path: String,
     http: reqwest::Client,
     pub deliveries: Mutex<Vec<Delivery>>,
+    /// Every event its ingress took, in order.
+    pub received: Mutex<Vec<Event>>,
+    /// While set, the ingress answers 503 (a Broker that is down).
+    pub refusing: std::sync::atomic::AtomicBool,
 }
 
 impl Broker {
-    pub fn new(triggers: Vec<Trigger>, services: BTreeMap<String, String>) -> Arc<Self> {
-        Arc::new(Self { triggers, services, http: reqwest::Client::new(), deliveries: Mutex::default() })
+    pub fn new(triggers: Vec<Trigger>, services: BTreeMap<String, String>, ingress_path: &str) -> Arc<Self> {
+        Arc::new(Self {
+            triggers,
+            services,
+            ingress_path: ingress_path.to_owned(),
+            http: reqwest::Client::new(),
+            deliveries: Mutex::default(),
+            received: Mutex::default(),
+            refusing: Default::default(),
+        })
+    }
+
+    /// The events its ingress took, in order.
+    pub fn received(&self) -> Vec<Event> {
+        self.received.lock().unwrap().clone()
     }
 
     /// Accepts an event and delivers it in the background, as the ingress does.
@@ -258,7 +279,27 @@ impl Broker {
         }
     }
 
-    /// Serves the Broker's ingress on `listener` (202 for an event, 400 otherwise).
+    /// What the ingress answers a request: 202 for an event at its path
+    /// (then delivered), 404 at another path, 400 for a body that is not an
+    /// event, 503 while refusing.
+    fn ingress(self: &Arc<Self>, path: &str, headers: &http::HeaderMap, body: Bytes) -> u16 {
+        if path != self.ingress_path {
+            return 404;
+        }
+        if self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            return 503;
+        }
+        match Event::from_http(headers, body) {
+            Some(event) => {
+                self.received.lock().unwrap().push(event.clone());
+                self.publish(event);
+                202
+            }
+            None => 400,
+        }
+    }
+
+    /// Serves the Broker's ingress on `listener` (see [`Broker::ingress`]).
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
@@ -270,13 +311,7 @@ impl Broker {
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let status = match Event::from_http(&parts.headers, body) {
-                                Some(event) => {
-                                    broker.publish(event);
-                                    202
-                                }
-                                None => 400,
-                            };
+                            let status = broker.ingress(parts.uri.path(), &parts.headers, body);
                             let response = http::Response::builder()
                                 .status(status)
                                 .body(Full::new(Bytes::new()))

@@ -14,6 +14,12 @@ pub const BATCH: &str = "application/cloudevents-batch+json";
 /// order, and the events they derived (`{"results": [...], "events": [...]}`).
 pub const RESULTS: &str = "application/vnd.parking.results+json";
 
+/// Whether the caller takes a CloudEvents batch as a reply (parkd says so;
+/// a Knative Broker takes one event).
+pub fn accepts_batch(req: &Request<Vec<u8>>) -> bool {
+    req.headers().get_all(http::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains(BATCH)))
+}
+
 /// Whether a request carries a CloudEvents batch.
 pub fn is_batch(req: &Request<Vec<u8>>) -> bool {
     req.headers()

@@ -163,6 +163,9 @@ enum Conn {
 pub struct Database {
     conn: Conn,
     pub sql: &'static Statements,
+    /// How many [`Database::transaction`]s are open: an inner one is part of
+    /// the outer one (it neither begins nor commits).
+    depth: std::cell::Cell<u32>,
 }
 
 impl Database {
@@ -175,11 +178,19 @@ impl Database {
         match backend {
             Backend::Sqlite => {
                 let conn = sqlite::Connection::open_default().map_err(sqlite_error)?;
-                Ok(Self { conn: Conn::Sqlite(conn), sql: &sql::sqlite::STATEMENTS })
+                Ok(Self {
+                    conn: Conn::Sqlite(conn),
+                    sql: &sql::sqlite::STATEMENTS,
+                    depth: Default::default(),
+                })
             }
             Backend::Postgres(url) => {
                 let conn = pg3::Connection::open(url).map_err(pg_error)?;
-                Ok(Self { conn: Conn::Postgres(conn), sql: &sql::postgres::STATEMENTS })
+                Ok(Self {
+                    conn: Conn::Postgres(conn),
+                    sql: &sql::postgres::STATEMENTS,
+                    depth: Default::default(),
+                })
             }
         }
     }
@@ -216,10 +227,23 @@ impl Database {
         }
     }
 
-    /// Runs `body` in a transaction: committed if it returns Ok, rolled back otherwise.
+    /// Runs `body` in a transaction: committed if it returns Ok, rolled back
+    /// otherwise. Within another transaction, `body` is part of that one: so
+    /// a caller can add its own writes (an outbox row, say) to the
+    /// transaction of a repository function that opens one itself.
     pub fn transaction<T, E: From<DbError>>(&self, body: impl FnOnce(&Self) -> Result<T, E>) -> Result<T, E> {
+        let depth = self.depth.get();
+        if depth > 0 {
+            self.depth.set(depth + 1);
+            let result = body(self);
+            self.depth.set(depth);
+            return result;
+        }
         self.execute(self.sql.begin, &[])?;
-        match body(self) {
+        self.depth.set(1);
+        let result = body(self);
+        self.depth.set(0);
+        match result {
             Ok(value) => {
                 self.execute("COMMIT", &[])?;
                 Ok(value)

@@ -5,6 +5,7 @@
 //! - [`sql`]: every statement a component issues, one module per dialect;
 //! - [`alerts`]: alerts opened, closed, listed and announced;
 //! - [`forecast`]: a (lot, class)'s forecast from its roll-ups and present counts;
+//! - [`outbox`]: derived events staged with the change they report, then delivered;
 //! - [`history`]: roll-ups, the history query, retention deletes, silent sensors;
 //! - [`repo`]: lots, bays and their counts as the components use them;
 //! - [`sites`]: what lots are and where, counts per bay category, for the feeds;
@@ -21,6 +22,7 @@ pub mod db;
 pub mod error_codes;
 pub mod forecast;
 pub mod history;
+pub mod outbox;
 pub mod public;
 pub mod repo;
 pub mod respond;

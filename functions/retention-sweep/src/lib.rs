@@ -18,9 +18,21 @@
 //!    longer than one batch.
 //!
 //! A run that reaches its budget stops between two steps of work and says
-//! so (`complete: false`); the next run continues where it stopped. The
-//! answer is a CloudEvents batch: an `io.parking.sweep.report.v1` event with
-//! the run's report (each batch and its duration), then the derived events.
+//! so (`complete: false`); the next run continues where it stopped.
+//!
+//! Each change of steps 1–3 commits with the events it derives staged in the
+//! outbox (kit `outbox`), which this run then empties, oldest first:
+//! - with the `events_sink` variable set (on the cluster: the Knative
+//!   Broker's ingress, which takes one event per request and would drop a
+//!   batch reply), it POSTs them there, before the history work; if the
+//!   sink fails, the answer is 503 and the events stay staged for the
+//!   redelivered tick;
+//! - without it, the answer carries them.
+//!
+//! The answer is an `io.parking.sweep.report.v1` event with the run's report
+//! (each batch and its duration): a CloudEvents batch of the report and the
+//! answered events, or the report alone, as one event, to a caller that
+//! does not take batches when the events went to the sink.
 
 use std::time::Instant;
 
@@ -33,14 +45,18 @@ use parking_domain::events::{
 use parking_domain::{SensorModel, heartbeat_window};
 use parking_kit::alerts;
 use parking_kit::auth::{self, Credential};
+use parking_kit::cloudevent::BATCH;
 use parking_kit::history::{self, HourRolled, RawTable};
 use parking_kit::respond::{self, ApiError};
-use parking_kit::{Database, cloudevent};
+use parking_kit::{Database, cloudevent, outbox};
 use serde::Serialize;
 use spin_sdk::http_component;
 
 const SOURCE: &str = "/parking/functions/retention-sweep";
-const BATCH: &str = "application/cloudevents-batch+json";
+/// Media type of one event in structured mode.
+const STRUCTURED: &str = "application/cloudevents+json";
+/// At most this many derived events in one answer (the rest wait for the next run).
+const MAX_ANSWERED_EVENTS: u32 = 5000;
 /// The type of the run's report.
 pub const SWEEP_REPORT_V1: &str = "io.parking.sweep.report.v1";
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -62,6 +78,8 @@ struct Settings {
     /// One silence window for every sensor model, replacing the per-model
     /// defaults (for sites whose sensors are configured differently).
     offline_after_seconds: Option<i64>,
+    /// Where derived events go (a Knative Broker's ingress); `None`: in the answer.
+    events_sink: Option<String>,
 }
 
 impl Settings {
@@ -94,6 +112,9 @@ impl Settings {
             time_budget_ms: required("sweep_time_budget_ms", 1, 3_600_000)?,
             rollup_settle_seconds: required("rollup_settle_seconds", 0, 86_400)?,
             offline_after_seconds: number("offline_after_seconds", 1, 30 * 86_400)?,
+            events_sink: outbox::sink_from_variable(&spin_sdk::variables::get("events_sink").map_err(
+                |e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("variable `events_sink`: {e}")),
+            )?)?,
         })
     }
 
@@ -132,9 +153,14 @@ struct Report {
     /// False when the time budget ended the run early; the next run continues.
     complete: bool,
     alerts_closed: usize,
+    /// Alerts raised by refused readings, announced now.
+    alerts_announced: usize,
     bays_marked_unknown: usize,
     alerts_opened: usize,
     overstays_raised: usize,
+    /// The delivery to the events sink, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox: Option<outbox::Delivered>,
     hours_rolled_up: Vec<HourRolled>,
     rolled_up_to: DateTime<Utc>,
     batches: Vec<DeleteBatch>,
@@ -144,8 +170,10 @@ struct Report {
 
 fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     auth::require(&req, Credential::Ingest)?;
+    let accepts_batch = cloudevent::accepts_batch(&req);
     let tick = cloudevent::receive(req, PING, MAX_BODY_BYTES)?;
     let settings = Settings::from_variables()?;
+    let has_sink = settings.events_sink.is_some();
     let db = Database::open_configured()?;
     let started = Instant::now();
     // The host's clock, not the tick's time: a delayed or replayed tick must
@@ -153,25 +181,34 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let now = Utc::now();
     let budget = std::time::Duration::from_millis(settings.time_budget_ms.unsigned_abs());
     let out_of_time = || started.elapsed() >= budget;
-    let mut derived: Vec<serde_json::Value> = Vec::new();
 
-    // 1. Sensors heard from again close their offline alerts.
-    let mut closed = alerts::close_recovered_offline_alerts(&db, now)?;
-    // Devices provisioned since they were reported unknown.
-    closed.extend(alerts::close_provisioned_device_alerts(&db, now)?);
-    // Alerts raised by refused readings, which could not answer with events.
-    for alert in alerts::announce_alerts(&db, now)? {
-        derived.push(alert_opened(&tick, &alert)?);
-    }
-    for alert in &closed {
-        derived.push(event(
-            &tick,
-            &format!("alert/{}/closed", alert.id),
-            SENSOR_ALERT_V1,
-            &alert.subject,
-            alert,
-        )?);
-    }
+    // Steps 1–3 change state and derive events: each change commits with its
+    // events staged in the outbox, so an event exists exactly when its change
+    // does, whatever becomes of this run.
+    // 1. Sensors heard from again close their offline alerts; devices
+    //    provisioned since they were reported unknown close theirs; alerts
+    //    raised by refused readings (which could not answer with events) are
+    //    announced.
+    let (closed, announced) = db.transaction(|db| -> Result<_, ApiError> {
+        let mut closed = alerts::close_recovered_offline_alerts(db, now)?;
+        closed.extend(alerts::close_provisioned_device_alerts(db, now)?);
+        let announced = alerts::announce_alerts(db, now)?;
+        let mut events = Vec::with_capacity(closed.len() + announced.len());
+        for alert in &announced {
+            events.push(alert_opened(&tick, alert)?);
+        }
+        for alert in &closed {
+            events.push(event(
+                &tick,
+                &format!("alert/{}/closed", alert.id),
+                SENSOR_ALERT_V1,
+                &alert.subject,
+                alert,
+            )?);
+        }
+        outbox::stage(db, &events, now)?;
+        Ok((closed.len(), announced.len()))
+    })?;
 
     // 2. Silent sensors: their bays become unknown, once per outage.
     let mut marked = 0;
@@ -183,50 +220,50 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             complete = false;
             break;
         }
-        let Some(silence) =
-            history::mark_silent(&db, &candidate.lot, &candidate.bay, now, |m| settings.window(m))?
-        else {
-            continue;
-        };
-        marked += 1;
-        let subject = format!("{}/{}", silence.slot.lot, silence.slot.bay);
-        let at = now.timestamp_millis();
-        derived.push(event(
-            &tick,
-            &format!("slot/{subject}/{at}"),
-            SLOT_CHANGED_V1,
-            &subject,
-            &silence.slot,
-        )?);
-        let a = &silence.availability;
-        let group = format!("{}/{}/{}", a.lot, a.zone.as_deref().unwrap_or("-"), a.class);
-        derived.push(event(
-            &tick,
-            &format!("availability/{subject}/{at}"),
-            AVAILABILITY_CHANGED_V1,
-            &group,
-            a,
-        )?);
-        if let Some(alert) = &silence.alert {
-            opened += 1;
-            derived.push(alert_opened(&tick, alert)?);
+        let outcome = db.transaction(|db| -> Result<_, ApiError> {
+            let Some(silence) =
+                history::mark_silent(db, &candidate.lot, &candidate.bay, now, |m| settings.window(m))?
+            else {
+                return Ok(None);
+            };
+            let events = silence_events(&tick, &silence, now)?;
+            outbox::stage(db, &events, now)?;
+            Ok(Some(silence.alert.is_some()))
+        })?;
+        if let Some(alert_opened) = outcome {
+            marked += 1;
+            opened += usize::from(alert_opened);
         }
     }
 
     // 3. Overstays due by now, read through the due-time index.
-    let raised = parking_kit::stays::raise_due_overstays(&db, now)?;
-    for overstay in &raised {
-        derived.push(cloudevent::with_id(
-            &overstay.event_id,
-            SOURCE,
-            BAY_OVERSTAY_V1,
-            &overstay.subject,
-            &overstay.overstay,
-        )?);
-        if let Some(alert) = &overstay.alert {
-            derived.push(alert_opened(&tick, alert)?);
+    let raised = db.transaction(|db| -> Result<_, ApiError> {
+        let raised = parking_kit::stays::raise_due_overstays(db, now)?;
+        let mut events = Vec::with_capacity(raised.len() * 2);
+        for overstay in &raised {
+            events.push(cloudevent::with_id(
+                &overstay.event_id,
+                SOURCE,
+                BAY_OVERSTAY_V1,
+                &overstay.subject,
+                &overstay.overstay,
+            )?);
+            if let Some(alert) = &overstay.alert {
+                events.push(alert_opened(&tick, alert)?);
+            }
         }
-    }
+        outbox::stage(db, &events, now)?;
+        Ok(raised.len())
+    })?;
+
+    // The events staged by this run and any an earlier run could not
+    // deliver: to the sink when one is configured (a Knative Broker takes one
+    // event per request, not a batch), else in the answer. Before the
+    // history work, so signs do not wait for deletes.
+    let (delivery, derived) = match &settings.events_sink {
+        Some(sink) => (Some(outbox::deliver(&db, sink, || !out_of_time())?), Vec::new()),
+        None => (None, outbox::take(&db, MAX_ANSWERED_EVENTS)?),
+    };
 
     // 4. Closed hours into the hourly table.
     let settle = Duration::seconds(settings.rollup_settle_seconds);
@@ -267,25 +304,65 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         now,
         settings,
         complete,
-        alerts_closed: closed.len(),
+        alerts_closed: closed,
+        alerts_announced: announced,
         bays_marked_unknown: marked,
         alerts_opened: opened,
-        overstays_raised: raised.len(),
+        overstays_raised: raised,
+        outbox: delivery,
         hours_rolled_up: hours,
         rolled_up_to,
         batches,
         deleted,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
     };
-    let mut events = vec![event(&tick, "report", SWEEP_REPORT_V1, "sweep", &report)?];
-    events.extend(derived);
-    let body = serde_json::to_vec(&events)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let undelivered = report.outbox.as_ref().and_then(|o| o.error.clone().map(|e| (e, o.pending)));
+    let report = event(&tick, "report", SWEEP_REPORT_V1, "sweep", &report)?;
+    if let Some((error, pending)) = undelivered {
+        // The run's work is committed and its events are staged; the caller
+        // redelivers the tick, and that run delivers them.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{pending} derived events wait in the outbox: {error}"),
+        ));
+    }
+    // Without a sink the events are in the answer, a batch (parkd routes it);
+    // with one, the answer is the report: one event unless the caller takes
+    // batches.
+    let (content_type, body) = if !has_sink || accepts_batch {
+        let mut events = vec![report];
+        events.extend(derived);
+        (BATCH, serde_json::to_vec(&events))
+    } else {
+        (STRUCTURED, serde_json::to_vec(&report))
+    };
+    let body = body.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Response::builder()
         .status(StatusCode::OK)
-        .header("content-type", BATCH)
+        .header("content-type", content_type)
         .body(body)
         .expect("static response parts are valid"))
+}
+
+/// What marking a bay silent derives: its slot and availability changes,
+/// and its offline alert when one opened.
+fn silence_events(
+    tick: &Event,
+    silence: &history::SilenceDerived,
+    now: DateTime<Utc>,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let subject = format!("{}/{}", silence.slot.lot, silence.slot.bay);
+    let at = now.timestamp_millis();
+    let a = &silence.availability;
+    let group = format!("{}/{}/{}", a.lot, a.zone.as_deref().unwrap_or("-"), a.class);
+    let mut events = vec![
+        event(tick, &format!("slot/{subject}/{at}"), SLOT_CHANGED_V1, &subject, &silence.slot)?,
+        event(tick, &format!("availability/{subject}/{at}"), AVAILABILITY_CHANGED_V1, &group, a)?,
+    ];
+    if let Some(alert) = &silence.alert {
+        events.push(alert_opened(tick, alert)?);
+    }
+    Ok(events)
 }
 
 /// The event announcing an alert opened.

@@ -58,7 +58,7 @@ fn handle_request(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> 
 /// One event (binary or structured mode): 202 with its outcome, 200 with the
 /// events it derived as a CloudEvents batch, or 4xx with the reason.
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
-    let batch_replies = accepts_batches(&req);
+    let batch_replies = cloudevent::accepts_batch(&req);
     let event = parse_event(req)?;
     let uplink = to_uplink(&event)?;
     let db = Database::open_configured()?;
@@ -71,12 +71,6 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     } else {
         derived_one(outcome, &events)
     }
-}
-
-/// Whether the caller takes a CloudEvents batch as a reply (parkd says so;
-/// a Knative Broker takes one event).
-fn accepts_batches(req: &Request<Vec<u8>>) -> bool {
-    req.headers().get_all(http::header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|v| v.contains(BATCH)))
 }
 
 /// The one derived event a caller that takes a single reply gets: the

@@ -46,6 +46,15 @@ impl Application {
         self.manifest.variables.contains_key(variable)
     }
 
+    /// Whether `component` takes the application variable `variable` into one of its own.
+    pub fn component_uses(&self, component: &str, variable: &str) -> bool {
+        let reference = format!("{{{{ {variable} }}}}");
+        self.manifest
+            .component
+            .get(component)
+            .is_some_and(|c| c.variables.values().any(|template| template.contains(&reference)))
+    }
+
     pub fn routes(&self) -> Vec<String> {
         self.manifest.trigger.http.iter().map(|t| format!("{} -> {}", t.route, t.component)).collect()
     }
@@ -232,6 +241,65 @@ pub fn unserved_subscribers(objects: &[Value], app: &Application) -> Vec<String>
                  matches it (routes: {}): set the subscriber's uri to {component}'s route, or add one to spin.toml",
                 app.routes().join(", ")
             ));
+        }
+    }
+    problems
+}
+
+/// The host of a Kafka-class Broker's ingress (eventing-kafka-broker's
+/// `kafka-broker-ingress` Service), which takes a Broker's events at
+/// `/{namespace}/{broker}`.
+pub const KAFKA_BROKER_INGRESS: &str = "kafka-broker-ingress.knative-eventing.svc.cluster.local";
+
+/// Every component that sends its derived events to a sink (spin.toml gives
+/// it `events_sink`) is given one, and it is a rendered Broker's ingress,
+/// with `events_sink_host` its host, so the component may connect to it.
+/// Without one the events would go in the component's answer as a batch,
+/// which a Knative Broker drops.
+pub fn misdirected_event_sinks(objects: &[Value], app: &Application) -> Vec<String> {
+    let brokers: Vec<String> = objects
+        .iter()
+        .filter(|o| kind(o) == "Broker")
+        .map(|o| format!("/{}/{}", text(o, &["metadata", "namespace"]).unwrap_or("default"), name(o)))
+        .collect();
+    let mut problems = Vec::new();
+    for workload in workloads(objects) {
+        for container in &workload.containers {
+            let components = match runtime(&workload, container) {
+                Runtime::Parkd { args } => flag(&args, "--component").into_iter().collect(),
+                Runtime::Spin { components } => components,
+                Runtime::Other => Vec::new(),
+            };
+            let env = env(container);
+            let what = describe(workload.object);
+            for component in components.iter().filter(|c| app.component_uses(c, "events_sink")) {
+                let Some(Some(sink)) = env.get("SPIN_VARIABLE_EVENTS_SINK") else {
+                    problems.push(format!(
+                        "{what}: runs {component}, whose derived events would go in its answer as a batch,                          which a Knative Broker drops: set SPIN_VARIABLE_EVENTS_SINK to the Broker's ingress                          (http://{KAFKA_BROKER_INGRESS}/NAMESPACE/BROKER)"
+                    ));
+                    continue;
+                };
+                let (host, path) = match sink.strip_prefix("http://").and_then(|rest| rest.split_once('/')) {
+                    Some((host, path)) => (host, format!("/{path}")),
+                    None => {
+                        problems.push(format!(
+                            "{what}: SPIN_VARIABLE_EVENTS_SINK {sink:?} is not an http:// URL"
+                        ));
+                        continue;
+                    }
+                };
+                if host.split(':').next() != Some(KAFKA_BROKER_INGRESS) || !brokers.contains(&path) {
+                    problems.push(format!(
+                        "{what}: SPIN_VARIABLE_EVENTS_SINK {sink:?} is not the ingress of a rendered Broker                          (http://{KAFKA_BROKER_INGRESS} followed by one of {brokers:?})"
+                    ));
+                }
+                let allowed = env.get("SPIN_VARIABLE_EVENTS_SINK_HOST").cloned().flatten();
+                if allowed.as_deref() != Some(host) {
+                    problems.push(format!(
+                        "{what}: SPIN_VARIABLE_EVENTS_SINK_HOST is {allowed:?}, not the sink's host {host:?}:                          {component} may not connect to its sink"
+                    ));
+                }
+            }
         }
     }
     problems

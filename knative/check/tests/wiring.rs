@@ -3,7 +3,7 @@
 //! Each check is also shown to catch the mistake it exists for, on a copy.
 
 use knative_check::wiring::{
-    Application, undeclared_spin_variables, unscraped_metrics, unserved_subscribers,
+    Application, misdirected_event_sinks, undeclared_spin_variables, unscraped_metrics, unserved_subscribers,
 };
 use knative_check::{render, repo_root};
 use serde_norway::Value;
@@ -35,6 +35,60 @@ fn every_subscriber_path_is_a_route_of_its_component_under_parkd_and_spin() {
     let app = application();
     for target in TARGETS {
         assert_none(target, "unserved subscribers", unserved_subscribers(&rendered(target), &app));
+    }
+}
+
+#[test]
+fn derived_events_go_to_the_brokers_ingress_not_a_batch_reply() {
+    let app = application();
+    for target in TARGETS {
+        assert_none(target, "misdirected event sinks", misdirected_event_sinks(&rendered(target), &app));
+    }
+}
+
+#[test]
+fn a_missing_or_wrong_event_sink_is_caught() {
+    for target in TARGETS {
+        let sink = |objects: &mut Vec<Value>| -> Vec<Value> {
+            let service = named(objects, "Service", "retention-sweep");
+            service["spec"]["template"]["spec"]["containers"][0]["env"].as_sequence().unwrap().clone()
+        };
+        let set_env = |objects: &mut Vec<Value>, env: Vec<Value>| {
+            let service = named(objects, "Service", "retention-sweep");
+            service["spec"]["template"]["spec"]["containers"][0]["env"] = Value::Sequence(env);
+        };
+        let mut objects = rendered(target);
+        let mut env = sink(&mut objects);
+        env.retain(|e| e["name"].as_str() != Some("SPIN_VARIABLE_EVENTS_SINK"));
+        set_env(&mut objects, env);
+        let problems = misdirected_event_sinks(&objects, &application());
+        assert!(
+            problems.iter().any(|p| p.contains("retention-sweep") && p.contains("drops")),
+            "{target}: {problems:?}"
+        );
+
+        let mut objects = rendered(target);
+        let mut env = sink(&mut objects);
+        for e in &mut env {
+            if e["name"].as_str() == Some("SPIN_VARIABLE_EVENTS_SINK") {
+                e["value"] = Value::String(
+                    "http://kafka-broker-ingress.knative-eventing.svc.cluster.local/parking/default".into(),
+                );
+            }
+        }
+        set_env(&mut objects, env);
+        let problems = misdirected_event_sinks(&objects, &application());
+        assert!(
+            problems.iter().any(|p| p.contains("not the ingress of a rendered Broker")),
+            "{target}: {problems:?}"
+        );
+
+        let mut objects = rendered(target);
+        let mut env = sink(&mut objects);
+        env.retain(|e| e["name"].as_str() != Some("SPIN_VARIABLE_EVENTS_SINK_HOST"));
+        set_env(&mut objects, env);
+        let problems = misdirected_event_sinks(&objects, &application());
+        assert!(problems.iter().any(|p| p.contains("may not connect")), "{target}: {problems:?}");
     }
 }
 

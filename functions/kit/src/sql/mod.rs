@@ -191,4 +191,15 @@ pub struct Statements {
     /// (lot, now_ms) -> alert columns: closes the lot's overstay alerts whose bay has no raised
     /// stay any more (the bay was removed, or its sensor replaced).
     pub close_orphan_overstay_alerts: &'static str,
+    // --- the outbox (derived events on their way) ---
+    /// (event_id, event JSON, now_ms): stages an event; one already staged is left as it is.
+    pub stage_event: &'static str,
+    /// (limit) -> seq, event JSON: the oldest staged events first.
+    pub pending_events: &'static str,
+    /// (seq): an event taken (delivered, or handed over in an answer).
+    pub take_event: &'static str,
+    /// (seq, error): a delivery that failed.
+    pub event_failed: &'static str,
+    /// () -> staged events, the oldest one's created_at_ms (NULL when none).
+    pub outbox_backlog: &'static str,
 }

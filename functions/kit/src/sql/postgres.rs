@@ -224,4 +224,10 @@ pub static STATEMENTS: Statements = Statements {
                                    AND closed_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM bays b \
                                    WHERE b.lot_id = alerts.lot_id AND b.bay_id = alerts.bay_id AND b.overstay_at_ms IS NOT NULL) \
                                    RETURNING id, kind, subject, lot_id, bay_id, zone, class, device, detail, opened_at_ms, closed_at_ms",
+    stage_event: "INSERT INTO event_outbox (event_id, event, created_at_ms) VALUES ($1, $2, $3) \
+                  ON CONFLICT (event_id) DO NOTHING",
+    pending_events: "SELECT seq, event FROM event_outbox ORDER BY seq LIMIT $1",
+    take_event: "DELETE FROM event_outbox WHERE seq = $1",
+    event_failed: "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1",
+    outbox_backlog: "SELECT COUNT(*), MIN(created_at_ms) FROM event_outbox",
 };
