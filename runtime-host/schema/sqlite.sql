@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS status_changes (
     changed_at_ms  INTEGER NOT NULL,
     recorded_at_ms INTEGER NOT NULL,
     event_key      TEXT
-);
+, stay_started_at_ms INTEGER, overstay_at_ms INTEGER);
 
 CREATE INDEX IF NOT EXISTS status_changes_by_lot_time ON status_changes (lot_id, changed_at_ms);
 
@@ -123,7 +123,7 @@ CREATE TABLE IF NOT EXISTS occupancy_hourly (
     departures      INTEGER NOT NULL,
     dwell_total_ms  INTEGER NOT NULL,
     dwell_count     INTEGER NOT NULL,
-    computed_at_ms  INTEGER NOT NULL,
+    computed_at_ms  INTEGER NOT NULL, stays_started INTEGER NOT NULL DEFAULT 0, stays_ended INTEGER NOT NULL DEFAULT 0, stay_total_ms INTEGER NOT NULL DEFAULT 0, stay_lengths TEXT, overstays INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (lot_id, hour_start_ms, zone, class)
 );
 

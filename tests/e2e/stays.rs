@@ -17,6 +17,7 @@ on_both_backends!(
     a_late_older_reading_does_not_start_a_stay_again,
     overstays_need_the_admin_token,
     time_limits_are_validated,
+    stay_statistics_are_rolled_up_per_hour_and_shown_in_history_and_csv,
 );
 
 const OVERSTAY: &str = "io.parking.bay.overstay.v1";
@@ -527,4 +528,70 @@ async fn time_limits_are_validated(backend: Backend) {
         parkd.client.get(parkd.url("/api/v1/lots/checked")).send().await.unwrap().json().await.unwrap();
     assert_eq!(lot["timeZone"], "Europe/Berlin");
     assert_eq!(lot["zones"]["Z"]["hours"], good["zones"]["Z"]["hours"], "{lot}");
+}
+
+/// The roll-ups count stays: in a closed hour of a 30-minute zone, a
+/// 15-minute stay, a 45-minute one (past its limit when it ended, with no
+/// sweep in between) and one that starts and goes on (a spell `unknown`
+/// within a stay is in the domain's roll-up tests); the history API and its CSV
+/// show stays started and ended, mean and p90 length, overstays and their
+/// share.
+async fn stay_statistics_are_rolled_up_per_hour_and_shown_in_history_and_csv(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let parkd = start(backend, &[("rollup_settle_seconds", "0")], dir.path()).await;
+    put(
+        &parkd,
+        "main",
+        &json!({
+            "name": "Main street",
+            "zones": { "L1": { "maxStay": "PT30M" } },
+            "bays": [bay("A", Some("L1"), "S-A"), bay("B", Some("L1"), "S-B"), bay("C", Some("L1"), "S-C")],
+        }),
+    )
+    .await;
+    let hour = now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(2);
+    let at = |minutes: i64| hour + Duration::minutes(minutes);
+    send(&parkd, "a-0", "S-A", false, 1, at(0)).await;
+    send(&parkd, "b-0", "S-B", false, 1, at(0)).await;
+    send(&parkd, "c-0", "S-C", false, 1, at(0)).await;
+    send(&parkd, "a-1", "S-A", true, 2, at(5)).await;
+    send(&parkd, "b-1", "S-B", true, 3, at(10)).await;
+    send(&parkd, "a-2", "S-A", false, 3, at(20)).await;
+    send(&parkd, "b-2", "S-B", false, 4, at(55)).await;
+    send(&parkd, "c-1", "S-C", true, 2, at(50)).await;
+    // A redelivered reading counts nothing twice.
+    send(&parkd, "b-2", "S-B", false, 4, at(55)).await;
+    for run in 0..50 {
+        let (report, _) = parkd.sweep_tick(&format!("stats-{run}")).await;
+        if report["complete"] == true && report["hoursRolledUp"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+    }
+    let url = |format: &str| {
+        let (from, to) = (ts(hour), ts(hour + Duration::hours(1)));
+        parkd.url(&format!("/api/v1/lots/main/history?from={from}&to={to}&bucket=hour{format}"))
+    };
+    let body: Value = parkd.client.get(url("")).send().await.unwrap().json().await.unwrap();
+    let rows = body["rows"].as_array().or_else(|| body.as_array()).unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(rows.len(), 1, "{body}");
+    let row = &rows[0];
+    assert_eq!((row["staysStarted"].as_u64(), row["staysEnded"].as_u64()), (Some(3), Some(2)), "{row}");
+    assert_eq!(row["meanStaySeconds"], 1800.0, "(15 + 45 minutes) / 2: {row}");
+    let p90 = row["p90StaySeconds"].as_f64().unwrap();
+    assert!((45.0 * 60.0..=60.0 * 60.0).contains(&p90), "in the 45 minute stay's bucket: {row}");
+    assert_eq!((row["overstays"].as_u64(), row["overstayShare"].as_f64()), (Some(1), Some(0.5)), "{row}");
+
+    let csv = parkd.client.get(url("&format=csv")).send().await.unwrap().text().await.unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let values: Vec<&str> = lines.next().unwrap_or_else(|| panic!("{csv}")).split(',').collect();
+    let column = |name: &str| {
+        values[header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}: {csv}"))]
+    };
+    assert_eq!(
+        ["stays_started", "stays_ended", "mean_stay_seconds", "overstays", "overstay_share"].map(column),
+        ["3", "2", "1800.0", "1", "0.5000"],
+        "{csv}"
+    );
+    assert_eq!(column("p90_stay_seconds"), format!("{p90:.1}"));
 }

@@ -266,6 +266,12 @@ fn csv(rows: &[HistoryRow]) -> Result<Response<Vec<u8>>, ApiError> {
             "arrivals",
             "departures",
             "mean_dwell_seconds",
+            "stays_started",
+            "stays_ended",
+            "mean_stay_seconds",
+            "p90_stay_seconds",
+            "overstays",
+            "overstay_share",
         ])
         .map_err(|e| internal(e.to_string()))?;
     for r in rows {
@@ -282,6 +288,12 @@ fn csv(rows: &[HistoryRow]) -> Result<Response<Vec<u8>>, ApiError> {
                 r.arrivals.to_string(),
                 r.departures.to_string(),
                 r.mean_dwell_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+                r.stays_started.to_string(),
+                r.stays_ended.to_string(),
+                r.mean_stay_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+                r.p90_stay_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
+                r.overstays.to_string(),
+                r.overstay_share.map(|s| format!("{s:.4}")).unwrap_or_default(),
             ])
             .map_err(|e| internal(e.to_string()))?;
     }

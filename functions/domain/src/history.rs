@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::class::VehicleClass;
 use crate::codecs::SensorModel;
 use crate::status::BayStatus;
+use crate::stay_lengths::StayLengths;
 
 /// A (lot, zone, vehicle class) group; zone is `None` for bays without one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,6 +46,14 @@ pub struct StatusChange {
     /// For a departure (occupied → free): when the bay became occupied, if
     /// that is still known. The dwell of the stay is `at - occupied_since`.
     pub occupied_since: Option<DateTime<Utc>>,
+    /// The stay this change starts or ends (the reading path marks it): when
+    /// that stay started, which for a start is `at` itself; `None` for a
+    /// change that neither starts nor ends one (a stay suspended or resumed
+    /// by an `unknown` spell, a silent sensor, a change recorded before stays
+    /// were marked).
+    pub stay_started_at: Option<DateTime<Utc>>,
+    /// For a change that ends a stay: whether that stay went past its limit.
+    pub overstayed: bool,
 }
 
 impl StatusChange {
@@ -57,6 +66,17 @@ impl StatusChange {
     /// unknown is a silent sensor, not a departure; to closed is an operator.)
     pub fn is_departure(&self) -> bool {
         self.previous == BayStatus::Occupied && self.status == BayStatus::Free
+    }
+
+    /// A stay started (a resumed one is not a start).
+    pub fn starts_stay(&self) -> bool {
+        self.status == BayStatus::Occupied && self.stay_started_at == Some(self.at)
+    }
+
+    /// A stay ended (the bay freed, or closed by an operator): how long it lasted.
+    pub fn ends_stay(&self) -> Option<Duration> {
+        let started = self.stay_started_at?;
+        matches!(self.status, BayStatus::Free | BayStatus::Closed).then(|| self.at - started)
     }
 }
 
@@ -81,6 +101,15 @@ pub struct Rollup {
     pub dwell_total_ms: i64,
     /// How many departures `dwell_total_ms` sums.
     pub dwell_count: u32,
+    /// Stays that started in the span.
+    pub stays_started: u32,
+    /// Stays that ended in the span, and the sum of their lengths.
+    pub stays_ended: u32,
+    pub stay_total_ms: i64,
+    /// The lengths of the stays that ended, by bucket (for percentiles).
+    pub stay_lengths: StayLengths,
+    /// How many of the stays that ended went past their limit.
+    pub overstays: u32,
 }
 
 impl Rollup {
@@ -98,6 +127,23 @@ impl Rollup {
     pub fn mean_dwell(&self) -> Option<Duration> {
         (self.dwell_count > 0)
             .then(|| Duration::milliseconds(self.dwell_total_ms / i64::from(self.dwell_count)))
+    }
+
+    /// Mean length of the stays that ended in the span, if any did.
+    pub fn mean_stay(&self) -> Option<Duration> {
+        (self.stays_ended > 0)
+            .then(|| Duration::milliseconds(self.stay_total_ms / i64::from(self.stays_ended)))
+    }
+
+    /// The 90th percentile of the lengths of the stays that ended (exact to
+    /// its length bucket, see [`StayLengths`]).
+    pub fn p90_stay(&self) -> Option<Duration> {
+        self.stay_lengths.quantile(0.9)
+    }
+
+    /// The share of the stays that ended which went past their limit.
+    pub fn overstay_share(&self) -> Option<f64> {
+        (self.stays_ended > 0).then(|| f64::from(self.overstays) / f64::from(self.stays_ended))
     }
 
     /// The roll-up of two windows of the same group side by side (or of the
@@ -119,6 +165,11 @@ impl Rollup {
             departures: self.departures + other.departures,
             dwell_total_ms: self.dwell_total_ms + other.dwell_total_ms,
             dwell_count: self.dwell_count + other.dwell_count,
+            stays_started: self.stays_started + other.stays_started,
+            stays_ended: self.stays_ended + other.stays_ended,
+            stay_total_ms: self.stay_total_ms + other.stay_total_ms,
+            stay_lengths: self.stay_lengths.merge(&other.stay_lengths),
+            overstays: self.overstays + other.overstays,
         }
     }
 }
@@ -213,6 +264,16 @@ pub fn roll_up(
                 state.rollup.dwell_total_ms += (change.at - since).num_milliseconds();
                 state.rollup.dwell_count += 1;
             }
+        }
+        if change.starts_stay() {
+            state.rollup.stays_started += 1;
+        }
+        if let Some(length) = change.ends_stay() {
+            let r = &mut state.rollup;
+            r.stays_ended += 1;
+            r.stay_total_ms += length.num_milliseconds().max(0);
+            r.stay_lengths.add(length);
+            r.overstays += u32::from(change.overstayed);
         }
         state.observe();
     }
@@ -322,6 +383,24 @@ mod tests {
             previous,
             status,
             occupied_since: since.map(t),
+            stay_started_at: None,
+            overstayed: false,
+        }
+    }
+
+    /// A change that starts (`stay_started` = `at`) or ends a stay.
+    fn stay_change(
+        id: &str,
+        at: i64,
+        previous: BayStatus,
+        status: BayStatus,
+        stay_started: i64,
+        overstayed: bool,
+    ) -> StatusChange {
+        StatusChange {
+            stay_started_at: Some(t(stay_started)),
+            overstayed,
+            ..change(id, at, previous, status, None)
         }
     }
 
@@ -354,6 +433,34 @@ mod tests {
         assert_eq!(r.mean_dwell(), Some(Duration::minutes(60)));
         assert_eq!(r.min_free, 0);
         assert_eq!(r.peak_occupied, 2);
+    }
+
+    #[test]
+    fn stays_are_counted_by_their_marks_with_length_percentile_and_overstays() {
+        let bays = [bay("B1", Occupied), bay("B2", Free), bay("B3", Free)];
+        let changes = [
+            // B1's stay began an hour before the window and ends in it, over its limit.
+            stay_change("B1", 10, Occupied, Free, -50, true),
+            // B2: a stay starts, a spell unknown suspends it, it resumes (no
+            // new stay) and ends after 40 minutes.
+            stay_change("B2", 5, Free, Occupied, 5, false),
+            change("B2", 15, Occupied, Unknown, None),
+            change("B2", 20, Unknown, Occupied, None),
+            stay_change("B2", 45, Occupied, Free, 5, false),
+            // B3: a stay starts and goes on past the window.
+            stay_change("B3", 50, Free, Occupied, 50, false),
+        ];
+        let r = roll_up(t(0), t(60), &bays, &changes)[&group()];
+        assert_eq!((r.stays_started, r.stays_ended, r.overstays), (2, 2, 1));
+        assert_eq!(r.arrivals, 3, "arrivals still count the resume");
+        assert_eq!(r.mean_stay(), Some(Duration::minutes(50)), "(60 + 40) / 2");
+        assert_eq!(r.overstay_share(), Some(0.5));
+        let p90 = r.p90_stay().unwrap();
+        assert!(
+            p90 >= Duration::minutes(60) && p90 <= Duration::minutes(90),
+            "in the 60 min stay's bucket: {p90}"
+        );
+        assert_eq!(Rollup::default().overstay_share(), None);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod reading;
 pub mod site;
 pub mod status;
 pub mod stay;
+pub mod stay_lengths;
 pub mod terminal;
 
 pub use alerts::{

@@ -39,6 +39,7 @@ fn history() -> impl Strategy<Value = (Vec<BayAtStart>, Vec<StatusChange>)> {
             raw_changes.sort_by_key(|(_, secs, _)| *secs);
             let mut current: Vec<BayStatus> = bays.iter().map(|b| b.status).collect();
             let mut occupied_since: Vec<Option<DateTime<Utc>>> = vec![None; bays.len()];
+            let mut stay_started: Vec<Option<DateTime<Utc>>> = vec![None; bays.len()];
             let mut changes = Vec::new();
             for (index, secs, next) in raw_changes {
                 let i = index.index(bays.len());
@@ -46,6 +47,17 @@ fn history() -> impl Strategy<Value = (Vec<BayAtStart>, Vec<StatusChange>)> {
                     continue;
                 }
                 let at = start() + Duration::seconds(secs);
+                // Stays as the reading path marks them: a start from free or
+                // closed, resumed across an unknown spell, ended by free or
+                // closed; every third one over its limit.
+                let mark = match next {
+                    BayStatus::Occupied if stay_started[i].is_none() => {
+                        stay_started[i] = Some(at);
+                        Some(at)
+                    }
+                    BayStatus::Free | BayStatus::Closed => stay_started[i].take(),
+                    _ => None,
+                };
                 changes.push(StatusChange {
                     group: bays[i].group.clone(),
                     bay: bays[i].bay.clone(),
@@ -53,6 +65,8 @@ fn history() -> impl Strategy<Value = (Vec<BayAtStart>, Vec<StatusChange>)> {
                     previous: current[i],
                     status: next,
                     occupied_since: if current[i] == BayStatus::Occupied { occupied_since[i] } else { None },
+                    stay_started_at: mark,
+                    overstayed: mark.is_some_and(|m| m != at && secs % 3 == 0),
                 });
                 if next == BayStatus::Occupied {
                     occupied_since[i] = Some(at);
@@ -107,6 +121,7 @@ proptest! {
             prop_assert!(r.occupied_bay_ms >= 0 && r.occupied_bay_ms <= i64::from(size) * r.span_ms);
             prop_assert!(r.mean_occupancy() >= 0.0 && r.mean_occupancy() <= 1.0);
             prop_assert!(r.dwell_count <= r.departures);
+            prop_assert!(r.overstays <= r.stays_ended && r.stay_lengths.count() == r.stays_ended);
             let arrivals = changes.iter().filter(|c| c.group == key && c.is_arrival()).count() as u32;
             prop_assert_eq!(r.arrivals, arrivals);
         }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
+use parking_domain::stay_lengths::StayLengths;
 use parking_domain::{
     AlertKind, AvailabilityChanged, BayAtStart, BayStatus, Bucket, GroupKey, Rollup, SensorModel,
     SlotChanged, StatusChange, VehicleClass, hour_floor, roll_up,
@@ -127,6 +128,8 @@ fn roll_up_window(
                 status: status(r, 5)?,
                 at: from_ms(r.int(6)?)?,
                 occupied_since: r.opt_int(7)?.map(from_ms).transpose()?,
+                stay_started_at: r.opt_int(8)?.map(from_ms).transpose()?,
+                overstayed: r.opt_int(9)?.is_some(),
             })
         })
         .collect::<Result<_, DbError>>()?;
@@ -149,6 +152,11 @@ fn roll_up_window(
                 r.dwell_total_ms.into(),
                 i64::from(r.dwell_count).into(),
                 to_ms(now).into(),
+                i64::from(r.stays_started).into(),
+                i64::from(r.stays_ended).into(),
+                r.stay_total_ms.into(),
+                serde_json::to_string(r.stay_lengths.counts()).expect("counts serialise").into(),
+                i64::from(r.overstays).into(),
             ],
         )?;
     }
@@ -170,6 +178,32 @@ pub struct HistoryRow {
     pub arrivals: u32,
     pub departures: u32,
     pub mean_dwell_seconds: Option<f64>,
+    /// Stays that started and ended in the bucket (a spell `unknown` within
+    /// a stay neither ends nor starts one).
+    pub stays_started: u32,
+    pub stays_ended: u32,
+    /// Of the stays that ended: mean and 90th percentile length (the
+    /// percentile exact to its length bucket, parking_domain::stay_lengths),
+    /// how many went past their limit, and their share.
+    pub mean_stay_seconds: Option<f64>,
+    pub p90_stay_seconds: Option<f64>,
+    pub overstays: u32,
+    pub overstay_share: Option<f64>,
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1e3
+}
+
+/// A roll-up's stay lengths from their JSON column (NULL: none counted).
+fn stay_lengths(row: &Row, i: usize) -> Result<StayLengths, DbError> {
+    let Some(json) = row.opt_text(i)? else { return Ok(StayLengths::default()) };
+    serde_json::from_str::<Vec<u32>>(&json)
+        .ok()
+        .and_then(|counts| StayLengths::from_counts(&counts))
+        .ok_or_else(|| {
+            DbError::Decode(format!("stay_lengths {json:?}: not the counts of every length bucket"))
+        })
 }
 
 /// A lot's roll-ups of `[from, to)` in hour or day buckets (UTC), optionally of one class.
@@ -202,6 +236,11 @@ pub fn lot_history(
             departures: count(r, 9)?,
             dwell_total_ms: r.int(10)?,
             dwell_count: count(r, 11)?,
+            stays_started: count(r, 12)?,
+            stays_ended: count(r, 13)?,
+            stay_total_ms: r.int(14)?,
+            stay_lengths: stay_lengths(r, 15)?,
+            overstays: count(r, 16)?,
         };
         let start = bucket.floor(from_ms(r.int(2)?)?);
         let entry = buckets.entry((start, r.text(0)?, class(r, 1)?)).or_default();
@@ -220,7 +259,13 @@ pub fn lot_history(
             min_free: r.min_free,
             arrivals: r.arrivals,
             departures: r.departures,
-            mean_dwell_seconds: r.mean_dwell().map(|d| d.num_milliseconds() as f64 / 1e3),
+            mean_dwell_seconds: r.mean_dwell().map(seconds),
+            stays_started: r.stays_started,
+            stays_ended: r.stays_ended,
+            mean_stay_seconds: r.mean_stay().map(seconds),
+            p90_stay_seconds: r.p90_stay().map(seconds),
+            overstays: r.overstays,
+            overstay_share: r.overstay_share(),
         })
         .collect())
 }

@@ -383,8 +383,11 @@ impl Batch {
             return Ok(Step::Done(Applied::Recorded(Outcome::Refreshed(next))));
         }
         state.status_changed_at = Some(observed_at);
-        self.rows.change(&state.bay, previous, &now);
+        let before = state.bay.stay.stay;
         let overstay = move_stay(db, &mut state.bay, previous, &now, alerts)?;
+        let mark =
+            StayMark::of(before.as_ref(), state.bay.stay.stay.as_ref(), next.status, to_ms(observed_at));
+        self.rows.change(&state.bay, previous, &now, mark);
         let bay = &state.bay;
         let slot = SlotChanged {
             lot: bay.lot.clone(),
@@ -524,6 +527,36 @@ fn move_stay(
     }
 }
 
+/// What a status change does to a stay, for the stay statistics of the
+/// roll-ups: it starts one, or ends one (and whether that one overstayed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StayMark {
+    /// When the stay started (for a start, the change's own time).
+    started_at: i64,
+    /// For an end: when the stay went past its limit.
+    overstay_at: Option<i64>,
+}
+
+impl StayMark {
+    /// The mark of a change to `status` at `at`, given the bay's stay before
+    /// and after [`move_stay`] moved it: a stay that began at `at` started;
+    /// one there before and gone after ended (past its limit if it was
+    /// raised, or fell due before it ended). A suspended or resumed stay is
+    /// neither.
+    fn of(before: Option<&Stay>, after: Option<&Stay>, status: BayStatus, at: i64) -> Option<StayMark> {
+        match (before, after) {
+            (_, Some(now)) if status == BayStatus::Occupied && now.started_at == at => {
+                Some(StayMark { started_at: at, overstay_at: None })
+            }
+            (Some(ended), None) => Some(StayMark {
+                started_at: ended.started_at,
+                overstay_at: ended.overstay_at.or_else(|| ended.due_at.filter(|due| *due <= at)),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Moves one bay between statuses in its group's counts, as the counts
 /// table's triggers do when the batch writes the bay; answers the group's
 /// availability right after this change.
@@ -647,8 +680,10 @@ impl Rows {
     }
 
     /// Keeps the bay's change in its history.
-    fn change(&mut self, bay: &Bay, previous: BayStatus, now: &Reading<'_>) {
+    fn change(&mut self, bay: &Bay, previous: BayStatus, now: &Reading<'_>, stay: Option<StayMark>) {
         self.changes.push(json!({
+            "stay_started_at_ms": stay.map(|m| m.started_at),
+            "overstay_at_ms": stay.and_then(|m| m.overstay_at),
             "lot_id": bay.lot,
             "bay_id": bay.id,
             "zone": bay.zone,

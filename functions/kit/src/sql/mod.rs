@@ -83,7 +83,7 @@ pub struct Statements {
     /// only moves forward; a null battery or temperature keeps the stored one.
     pub update_bays: &'static str,
     /// (JSON array of {lot_id, bay_id, zone, class, previous, status, changed_at_ms,
-    /// recorded_at_ms, event_key})
+    /// recorded_at_ms, event_key, stay_started_at_ms, overstay_at_ms})
     pub insert_status_changes: &'static str,
     /// (readings, frames, status changes, bays: the four JSON arrays above): all of a batch's
     /// writes in one statement, where the dialect can (PostgreSQL); else they run one by one.
@@ -108,13 +108,15 @@ pub struct Statements {
     /// of its first change since, else its current status).
     pub bays_at: &'static str,
     /// (start_ms, end_ms) -> lot, bay, zone, class, previous, status, changed_at_ms,
-    /// occupied_since_ms (departures only), in time order.
+    /// occupied_since_ms (departures only), stay_started_at_ms, overstay_at_ms, in time order.
     pub changes_between: &'static str,
     /// (lot, hour_start_ms, zone or '', class, span_ms, bays, occupied_bay_ms, peak_occupied,
-    /// min_free, arrivals, departures, dwell_total_ms, dwell_count, now_ms): replaces the hour.
+    /// min_free, arrivals, departures, dwell_total_ms, dwell_count, now_ms, stays_started,
+    /// stays_ended, stay_total_ms, stay_lengths JSON, overstays): replaces the hour.
     pub upsert_rollup: &'static str,
     /// (lot, from_ms, to_ms, class or NULL) -> zone ('' for none), class, hour_start_ms, span_ms,
-    /// bays, occupied_bay_ms, peak_occupied, min_free, arrivals, departures, dwell_total_ms, dwell_count
+    /// bays, occupied_bay_ms, peak_occupied, min_free, arrivals, departures, dwell_total_ms, dwell_count,
+    /// stays_started, stays_ended, stay_total_ms, stay_lengths JSON (or NULL), overstays
     pub lot_rollups: &'static str,
 
     // --- retention: each deletes at most `limit` rows and returns one row per row deleted ---

@@ -91,10 +91,11 @@ pub static STATEMENTS: Statements = Statements {
                   stay_due_at_ms = u.stay_due_at_ms, overstay_at_ms = u.overstay_at_ms \
                   FROM u WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
     insert_status_changes: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
-                            recorded_at_ms, event_key) \
+                            recorded_at_ms, event_key, stay_started_at_ms, overstay_at_ms) \
                             SELECT value ->> 'lot_id', value ->> 'bay_id', value ->> 'zone', value ->> 'class', \
                             value ->> 'previous', value ->> 'status', value ->> 'changed_at_ms', \
-                            value ->> 'recorded_at_ms', value ->> 'event_key' \
+                            value ->> 'recorded_at_ms', value ->> 'event_key', value ->> 'stay_started_at_ms', \
+                            value ->> 'overstay_at_ms' \
                             FROM json_each(?1) ORDER BY key",
     write_batch: None,
     set_bay_status: "UPDATE bays SET status = ?3, status_changed_at_ms = ?4 WHERE lot_id = ?1 AND bay_id = ?2",
@@ -116,20 +117,26 @@ pub static STATEMENTS: Statements = Statements {
                       CASE WHEN s.previous = 'occupied' AND s.status = 'free' THEN \
                         (SELECT MAX(p.changed_at_ms) FROM status_changes p WHERE p.lot_id = s.lot_id \
                          AND p.bay_id = s.bay_id AND p.status = 'occupied' AND p.changed_at_ms <= s.changed_at_ms \
-                         AND p.id <> s.id) END \
+                         AND p.id <> s.id) END, \
+                      s.stay_started_at_ms, s.overstay_at_ms \
                       FROM status_changes s WHERE s.changed_at_ms >= ?1 AND s.changed_at_ms < ?2 \
                       ORDER BY s.changed_at_ms, s.id",
     upsert_rollup: "INSERT INTO occupancy_hourly (lot_id, hour_start_ms, zone, class, span_ms, bays, occupied_bay_ms, \
-                    peak_occupied, min_free, arrivals, departures, dwell_total_ms, dwell_count, computed_at_ms) \
-                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                    peak_occupied, min_free, arrivals, departures, dwell_total_ms, dwell_count, computed_at_ms, \
+                    stays_started, stays_ended, stay_total_ms, stay_lengths, overstays) \
+                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                    ?15, ?16, ?17, ?18, ?19) \
                     ON CONFLICT (lot_id, hour_start_ms, zone, class) DO UPDATE SET span_ms = excluded.span_ms, \
                     bays = excluded.bays, occupied_bay_ms = excluded.occupied_bay_ms, \
                     peak_occupied = excluded.peak_occupied, min_free = excluded.min_free, \
                     arrivals = excluded.arrivals, departures = excluded.departures, \
                     dwell_total_ms = excluded.dwell_total_ms, dwell_count = excluded.dwell_count, \
-                    computed_at_ms = excluded.computed_at_ms",
+                    computed_at_ms = excluded.computed_at_ms, stays_started = excluded.stays_started, \
+                    stays_ended = excluded.stays_ended, stay_total_ms = excluded.stay_total_ms, \
+                    stay_lengths = excluded.stay_lengths, overstays = excluded.overstays",
     lot_rollups: "SELECT zone, class, hour_start_ms, span_ms, bays, occupied_bay_ms, peak_occupied, min_free, \
-                  arrivals, departures, dwell_total_ms, dwell_count FROM occupancy_hourly \
+                  arrivals, departures, dwell_total_ms, dwell_count, stays_started, stays_ended, stay_total_ms, \
+                  stay_lengths, overstays FROM occupancy_hourly \
                   WHERE lot_id = ?1 AND hour_start_ms >= ?2 AND hour_start_ms < ?3 AND (?4 IS NULL OR class = ?4) \
                   ORDER BY hour_start_ms, zone, class",
 
