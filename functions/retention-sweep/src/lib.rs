@@ -144,6 +144,26 @@ struct DeleteBatch {
     millis: f64,
 }
 
+/// How long each step of a run took, in milliseconds.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StepMillis {
+    alerts: f64,
+    silent_sensors: f64,
+    overstays: f64,
+    outbox: f64,
+    roll_up: f64,
+    retention: f64,
+}
+
+/// Milliseconds since `mark`, and `mark` moved to now.
+fn lap(mark: &mut Instant) -> f64 {
+    let now = Instant::now();
+    let millis = (now - *mark).as_secs_f64() * 1e3;
+    *mark = now;
+    millis
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Report {
@@ -166,6 +186,7 @@ struct Report {
     batches: Vec<DeleteBatch>,
     deleted: std::collections::BTreeMap<&'static str, usize>,
     elapsed_ms: f64,
+    step_millis: StepMillis,
 }
 
 fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
@@ -181,6 +202,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let now = Utc::now();
     let budget = std::time::Duration::from_millis(settings.time_budget_ms.unsigned_abs());
     let out_of_time = || started.elapsed() >= budget;
+    let (mut steps, mut mark) = (StepMillis::default(), started);
 
     // Steps 1–3 change state and derive events: each change commits with its
     // events staged in the outbox, so an event exists exactly when its change
@@ -209,6 +231,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         outbox::stage(db, &events, now)?;
         Ok((closed.len(), announced.len()))
     })?;
+    steps.alerts = lap(&mut mark);
 
     // 2. Silent sensors: their bays become unknown, once per outage.
     let mut marked = 0;
@@ -235,6 +258,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             opened += usize::from(alert_opened);
         }
     }
+    steps.silent_sensors = lap(&mut mark);
 
     // 3. Overstays due by now, read through the due-time index.
     let raised = db.transaction(|db| -> Result<_, ApiError> {
@@ -255,6 +279,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         outbox::stage(db, &events, now)?;
         Ok(raised.len())
     })?;
+    steps.overstays = lap(&mut mark);
 
     // The events staged by this run and any an earlier run could not
     // deliver: to the sink when one is configured (a Knative Broker takes one
@@ -264,6 +289,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         Some(sink) => (Some(outbox::deliver(&db, sink, || !out_of_time())?), Vec::new()),
         None => (None, outbox::take(&db, MAX_ANSWERED_EVENTS)?),
     };
+    steps.outbox = lap(&mut mark);
 
     // 4. Closed hours into the hourly table.
     let settle = Duration::seconds(settings.rollup_settle_seconds);
@@ -271,6 +297,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     if out_of_time() {
         complete = false;
     }
+    steps.roll_up = lap(&mut mark);
 
     // 5. Retention, oldest rows first, raw rows only where rolled up.
     let raw_cutoff = (now - Duration::days(settings.raw_retention_days)).min(rolled_up_to);
@@ -315,6 +342,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         batches,
         deleted,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+        step_millis: StepMillis { retention: lap(&mut mark), ..steps },
     };
     let undelivered = report.outbox.as_ref().and_then(|o| o.error.clone().map(|e| (e, o.pending)));
     let report = event(&tick, "report", SWEEP_REPORT_V1, "sweep", &report)?;
