@@ -23,6 +23,7 @@ on_both_backends!(
     unknown_devices_are_alerted_by_the_next_sweep,
     lots_and_bays_export_as_fiware_entities,
     derived_events_wait_in_the_outbox_until_the_sink_takes_them,
+    the_present_is_counted_from_raw_changes_until_the_sweep_rolls_it_up,
 );
 
 // ------------------------------------------------------------ helpers
@@ -765,4 +766,57 @@ async fn derived_events_wait_in_the_outbox_until_the_sink_takes_them(backend: Ba
         (Some(0), Some(0))
     );
     assert_eq!(sink.received().len(), 6);
+}
+
+/// History includes the present: before any sweep, the last closed hour and
+/// the running one are counted from the raw changes (marked provisional), so
+/// a fresh system's charts are not empty; once the sweep rolls the closed
+/// hour up, it shows the same numbers, no longer provisional, and the running
+/// hour is still counted live.
+async fn the_present_is_counted_from_raw_changes_until_the_sweep_rolls_it_up(backend: Backend) {
+    let parkd = start(backend, &[("rollup_settle_seconds", "0")], None).await;
+    parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await;
+    let now = Utc::now();
+    let this_hour = hour_floor(now);
+    let last_hour = this_hour - Duration::hours(1);
+    let within_this_hour = this_hour + (now - this_hour) / 2;
+    for (id, device, occupied, seq, at) in [
+        ("p-0", "N-C0", false, 1, last_hour + Duration::minutes(5)),
+        ("p-1", "N-C0", true, 2, last_hour + Duration::minutes(10)),
+        ("p-2", "N-C0", false, 3, last_hour + Duration::minutes(40)),
+        ("p-3", "N-C1", true, 1, within_this_hour),
+    ] {
+        let r = parkd.send_reading(id, &reading(device, occupied, seq, &ts(at))).await;
+        assert_eq!(r.status(), StatusCode::OK, "{id}");
+    }
+    let history = || async {
+        let url = format!("/api/v1/lots/north/history?from={}", ts(last_hour));
+        let body: Value = parkd.client.get(parkd.url(&url)).send().await.unwrap().json().await.unwrap();
+        let rows = body["rows"].as_array().unwrap_or_else(|| panic!("{body}")).clone();
+        let at = |hour: DateTime<Utc>| {
+            rows.iter()
+                .find(|r| r["start"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() == hour)
+                .unwrap_or_else(|| panic!("no row for {hour}: {body}"))
+                .clone()
+        };
+        (at(last_hour), at(this_hour))
+    };
+
+    let (last, current) = history().await;
+    assert_eq!(last["provisional"], true, "{last}");
+    assert_eq!((last["arrivals"].as_u64(), last["departures"].as_u64()), (Some(1), Some(1)), "{last}");
+    assert_eq!(last["meanDwellSeconds"], 1800.0, "{last}");
+    assert_eq!(current["provisional"], true, "{current}");
+    assert_eq!(current["arrivals"], 1, "{current}");
+    assert!(current["meanOccupied"].as_f64().unwrap() > 0.0, "{current}");
+
+    let (report, _) = sweep(&parkd, "present-1").await;
+    assert!(!report["hoursRolledUp"].as_array().unwrap().is_empty(), "{report}");
+    let (rolled, still_current) = history().await;
+    assert!(rolled.get("provisional").is_none(), "rolled up now: {rolled}");
+    let mut live = last.clone();
+    live.as_object_mut().unwrap().remove("provisional");
+    assert_eq!(rolled, live, "the sweep counts the hour as the live count did");
+    assert_eq!(still_current["provisional"], true, "{still_current}");
+    assert_eq!(still_current["arrivals"], 1, "{still_current}");
 }

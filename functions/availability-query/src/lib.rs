@@ -114,8 +114,15 @@ fn read(req: &Request<Vec<u8>>, target: Target<'_>) -> Result<Response<Vec<u8>>,
             if !repo::lot_exists(&db, lot)? {
                 return Err(ApiError::not_found(format!("unknown lot {lot:?}")));
             }
-            let rows =
-                history::lot_history(&db, lot, query.from, query.to, query.bucket, query.class.as_ref())?;
+            let rows = history::lot_history(
+                &db,
+                lot,
+                query.from,
+                query.to,
+                query.bucket,
+                query.class.as_ref(),
+                Utc::now(),
+            )?;
             if query.csv { csv(&rows) } else { Ok(respond::json(StatusCode::OK, &query.answer(lot, rows))) }
         }
         Target::ParkingSite(lot, entity) => open_data::ngsi_site(req, lot, entity),
@@ -272,6 +279,7 @@ fn csv(rows: &[HistoryRow]) -> Result<Response<Vec<u8>>, ApiError> {
             "p90_stay_seconds",
             "overstays",
             "overstay_share",
+            "provisional",
         ])
         .map_err(|e| internal(e.to_string()))?;
     for r in rows {
@@ -294,6 +302,7 @@ fn csv(rows: &[HistoryRow]) -> Result<Response<Vec<u8>>, ApiError> {
                 r.p90_stay_seconds.map(|s| format!("{s:.1}")).unwrap_or_default(),
                 r.overstays.to_string(),
                 r.overstay_share.map(|s| format!("{s:.4}")).unwrap_or_default(),
+                r.provisional.to_string(),
             ])
             .map_err(|e| internal(e.to_string()))?;
     }

@@ -104,21 +104,21 @@ pub fn roll_up_closed_hours(
     Ok((rolled, progress))
 }
 
-/// Replaces the roll-up rows of `[start, end)`; answers how many groups it wrote.
-fn roll_up_window(
+/// The bays' statuses at a window's start and the changes in it, read by
+/// `bays` and `changes` (the whole database's, or one lot's) with their
+/// parameters.
+fn read_window(
     db: &Database,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<usize, DbError> {
-    let window = [to_ms(start).into(), to_ms(end).into()];
+    (bays, bay_params): (&str, &[Value]),
+    (changes, change_params): (&str, &[Value]),
+) -> Result<(Vec<BayAtStart>, Vec<StatusChange>), DbError> {
     let bays: Vec<BayAtStart> = db
-        .query(db.sql.bays_at, &window[..1])?
+        .query(bays, bay_params)?
         .iter()
         .map(|r| Ok(BayAtStart { group: group(r, 0)?, bay: r.text(1)?, status: status(r, 4)? }))
         .collect::<Result<_, DbError>>()?;
     let changes: Vec<StatusChange> = db
-        .query(db.sql.changes_between, &window)?
+        .query(changes, change_params)?
         .iter()
         .map(|r| {
             Ok(StatusChange {
@@ -133,6 +133,18 @@ fn roll_up_window(
             })
         })
         .collect::<Result<_, DbError>>()?;
+    Ok((bays, changes))
+}
+
+/// Replaces the roll-up rows of `[start, end)`; answers how many groups it wrote.
+fn roll_up_window(
+    db: &Database,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<usize, DbError> {
+    let window = [to_ms(start).into(), to_ms(end).into()];
+    let (bays, changes) = read_window(db, (db.sql.bays_at, &window[..1]), (db.sql.changes_between, &window))?;
     let rollups = roll_up(start, end, &bays, &changes);
     for (key, r) in &rollups {
         db.execute(
@@ -189,6 +201,39 @@ pub struct HistoryRow {
     pub p90_stay_seconds: Option<f64>,
     pub overstays: u32,
     pub overstay_share: Option<f64>,
+    /// Counted from raw changes, not from roll-ups (in part or whole): the
+    /// numbers of an hour still running, or of one the sweep has not rolled
+    /// up yet.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
+}
+
+/// The hours of `[from, to)` (and before `now`) past the roll-ups, counted
+/// from the lot's raw changes, hour by hour (the running one up to `now`).
+fn present_rollups(
+    db: &Database,
+    lot: &str,
+    rolled_up_to: Option<DateTime<Utc>>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, GroupKey, Rollup)>, DbError> {
+    let earliest = hour_floor(now) - Duration::hours(PRESENT_HOURS - 1);
+    let mut hour = [rolled_up_to.unwrap_or(earliest), earliest, hour_floor(from)]
+        .into_iter()
+        .max()
+        .expect("three candidates");
+    let end = to.min(now);
+    let mut out = Vec::new();
+    while hour < end {
+        let window_end = (hour + Duration::hours(1)).min(end);
+        let params = [lot.into(), to_ms(hour).into(), to_ms(window_end).into()];
+        let (bays, changes) =
+            read_window(db, (db.sql.lot_bays_at, &params[..2]), (db.sql.lot_changes_between, &params))?;
+        out.extend(roll_up(hour, window_end, &bays, &changes).into_iter().map(|(key, r)| (hour, key, r)));
+        hour += Duration::hours(1);
+    }
+    Ok(out)
 }
 
 fn seconds(d: Duration) -> f64 {
@@ -206,7 +251,16 @@ fn stay_lengths(row: &Row, i: usize) -> Result<StayLengths, DbError> {
         })
 }
 
-/// A lot's roll-ups of `[from, to)` in hour or day buckets (UTC), optionally of one class.
+/// At most this many hours past the roll-ups are counted from raw changes
+/// when history is read (the sweep rolls hours up minutes after they close;
+/// one that has not run for longer leaves older hours out until it catches up).
+pub const PRESENT_HOURS: i64 = 48;
+
+/// A lot's roll-ups of `[from, to)` in hour or day buckets (UTC), optionally
+/// of one class, up to `now`: the hours not rolled up yet (the current one,
+/// up to now, and any the sweep has not reached) are counted from the raw
+/// changes as the sweep will count them, and their buckets are marked
+/// provisional.
 pub fn lot_history(
     db: &Database,
     lot: &str,
@@ -214,17 +268,24 @@ pub fn lot_history(
     to: DateTime<Utc>,
     bucket: Bucket,
     class_filter: Option<&VehicleClass>,
+    now: DateTime<Utc>,
 ) -> Result<Vec<HistoryRow>, DbError> {
+    // Roll-ups below the progress mark, raw changes from it on: read first,
+    // so an hour the sweep rolls up meanwhile is counted once.
+    let rolled_up_to =
+        db.query(db.sql.rolled_up_to, &[HOURLY.into()])?.first().map(|r| r.int(0)).transpose()?.map(from_ms);
+    let rolled_up_to = rolled_up_to.transpose()?;
     let rows = db.query(
         db.sql.lot_rollups,
         &[
             lot.into(),
             to_ms(bucket.floor(from)).into(),
-            to_ms(to).into(),
+            to_ms(rolled_up_to.map_or(to, |r| r.min(to))).into(),
             Value::opt_text(class_filter.map(VehicleClass::as_str)),
         ],
     )?;
-    let mut buckets: BTreeMap<(DateTime<Utc>, String, VehicleClass), Rollup> = BTreeMap::new();
+    type Key = (DateTime<Utc>, String, VehicleClass);
+    let mut buckets: BTreeMap<Key, Rollup> = BTreeMap::new();
     for r in &rows {
         let rollup = Rollup {
             span_ms: r.int(3)?,
@@ -246,12 +307,23 @@ pub fn lot_history(
         let entry = buckets.entry((start, r.text(0)?, class(r, 1)?)).or_default();
         *entry = entry.merge(&rollup);
     }
+    let mut provisional: std::collections::BTreeSet<Key> = Default::default();
+    for (hour, key, rollup) in present_rollups(db, lot, rolled_up_to, bucket.floor(from), to, now)? {
+        if class_filter.is_some_and(|c| *c != key.class) {
+            continue;
+        }
+        let bucket_key = (bucket.floor(hour), key.zone.unwrap_or_default(), key.class);
+        let entry = buckets.entry(bucket_key.clone()).or_default();
+        *entry = entry.merge(&rollup);
+        provisional.insert(bucket_key);
+    }
     Ok(buckets
         .into_iter()
-        .map(|((start, zone, class), r)| HistoryRow {
-            start,
-            zone: (!zone.is_empty()).then_some(zone),
-            class,
+        .map(|(key, r)| HistoryRow {
+            provisional: provisional.contains(&key),
+            start: key.0,
+            zone: (!key.1.is_empty()).then_some(key.1),
+            class: key.2,
             bays: r.bays,
             mean_occupied: r.mean_occupied(),
             mean_occupancy: r.mean_occupancy(),

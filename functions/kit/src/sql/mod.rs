@@ -110,6 +110,12 @@ pub struct Statements {
     /// (start_ms, end_ms) -> lot, bay, zone, class, previous, status, changed_at_ms,
     /// occupied_since_ms (departures only), stay_started_at_ms, overstay_at_ms, in time order.
     pub changes_between: &'static str,
+    /// (lot, at_ms) -> as `bays_at`, the lot's bays only.
+    pub lot_bays_at: &'static str,
+    /// (lot, start_ms, end_ms) -> as `changes_between`, the lot's changes only.
+    pub lot_changes_between: &'static str,
+    /// (name) -> rolled_up_to_ms, without locking the progress row (for readers).
+    pub rolled_up_to: &'static str,
     /// (lot, hour_start_ms, zone or '', class, span_ms, bays, occupied_bay_ms, peak_occupied,
     /// min_free, arrivals, departures, dwell_total_ms, dwell_count, now_ms, stays_started,
     /// stays_ended, stay_total_ms, stay_lengths JSON, overstays): replaces the hour.

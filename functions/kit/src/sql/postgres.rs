@@ -138,6 +138,19 @@ pub static STATEMENTS: Statements = Statements {
                       s.stay_started_at_ms, s.overstay_at_ms \
                       FROM status_changes s WHERE s.changed_at_ms >= $1 AND s.changed_at_ms < $2 \
                       ORDER BY s.changed_at_ms, s.id",
+    lot_bays_at: "SELECT b.lot_id, b.bay_id, b.zone, b.class, \
+              COALESCE((SELECT s.previous FROM status_changes s WHERE s.lot_id = b.lot_id AND s.bay_id = b.bay_id \
+                        AND s.changed_at_ms >= $2 ORDER BY s.changed_at_ms, s.id LIMIT 1), b.status) \
+              FROM bays b WHERE b.lot_id = $1",
+    lot_changes_between: "SELECT s.lot_id, s.bay_id, s.zone, s.class, s.previous, s.status, s.changed_at_ms, \
+                      CASE WHEN s.previous = 'occupied' AND s.status = 'free' THEN \
+                        (SELECT MAX(p.changed_at_ms) FROM status_changes p WHERE p.lot_id = s.lot_id \
+                         AND p.bay_id = s.bay_id AND p.status = 'occupied' AND p.changed_at_ms <= s.changed_at_ms \
+                         AND p.id <> s.id) END, \
+                      s.stay_started_at_ms, s.overstay_at_ms \
+                      FROM status_changes s WHERE s.lot_id = $1 AND s.changed_at_ms >= $2 AND s.changed_at_ms < $3 \
+                      ORDER BY s.changed_at_ms, s.id",
+    rolled_up_to: "SELECT rolled_up_to_ms FROM rollup_progress WHERE name = $1",
     upsert_rollup: "INSERT INTO occupancy_hourly (lot_id, hour_start_ms, zone, class, span_ms, bays, occupied_bay_ms, \
                     peak_occupied, min_free, arrivals, departures, dwell_total_ms, dwell_count, computed_at_ms, \
                     stays_started, stays_ended, stay_total_ms, stay_lengths, overstays) \
