@@ -168,3 +168,118 @@ async fn the_operator_page_shows_live_counts_history_and_sensor_health() {
 
     browser.close().await.unwrap();
 }
+
+/// Zones, occupancy, the forecast and overstays: a lot with a 15-minute zone
+/// on a parkd with an admin token. The page shows a row per zone and class
+/// with the API's counts, each class's occupancy and its forecast free bays
+/// in an hour (within the API's range), the running hour on the chart
+/// (counted so far, before any sweep), and, once the operator enters the
+/// admin token (refused without it), the overstay the sweep raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_page_shows_zones_forecasts_and_overstays_behind_the_admin_token() {
+    const TOKEN: &str = "operator-admin-token-0123456789";
+    let mut options = ParkdOptions::new(Backend::Sqlite);
+    options.variables = vec![("admin_token".into(), TOKEN.into())];
+    let parkd = Parkd::start_with(options).await.unwrap();
+    let lot = json!({
+        "name": "North",
+        "zones": { "L1": { "maxStay": "PT15M" } },
+        "bays": [
+            { "id": "C0", "zone": "L1", "class": "four_wheeler", "sensor": "N-C0" },
+            { "id": "C1", "zone": "L1", "class": "four_wheeler", "sensor": "N-C1" },
+            { "id": "C2", "zone": "L2", "class": "four_wheeler", "sensor": "N-C2" },
+            { "id": "M0", "zone": "M", "class": "two_wheeler", "sensor": "N-M0" },
+        ],
+    });
+    let r =
+        parkd.client.put(parkd.url("/api/v1/lots/north")).bearer_auth(TOKEN).json(&lot).send().await.unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let now = Utc::now();
+    send(&parkd, "c0", &reading("N-C0", true, 1, &ts(now - Duration::minutes(40)))).await;
+    send(&parkd, "c1", &reading("N-C1", false, 1, &ts(now))).await;
+    send(&parkd, "c2", &reading("N-C2", true, 1, &ts(now))).await;
+    send(&parkd, "m0", &reading("N-M0", false, 1, &ts(now))).await;
+    let (_, events) = parkd.sweep_tick("operator-overstays").await;
+    assert!(events.iter().any(|e| e["type"] == "io.parking.bay.overstay.v1"), "C0 overstays: {events:?}");
+
+    let driver = ChromeDriver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = driver.browser(profile.path()).await;
+    browser.goto(&parkd.url("/")).await.unwrap();
+    wait_for("counts equal to the availability API", || counts_match_the_api(&parkd, &browser)).await;
+
+    // A row per (zone, class), with the API's counts.
+    let (_, availability) = parkd.availability("north").await;
+    for zone in availability["zones"].as_array().unwrap() {
+        let name = zone["zone"].as_str().unwrap();
+        for (class, counts) in zone["classes"].as_object().unwrap() {
+            for count in COUNTS {
+                let css = format!(r#"td[data-zone="{name}"][data-class="{class}"][data-status="{count}"]"#);
+                assert_eq!(
+                    text_of(&browser, &css).await,
+                    Some(counts[count].to_string()),
+                    "zone {name} {class} {count}"
+                );
+            }
+        }
+    }
+    // Occupancy: two of the three reporting car bays, no bike.
+    let share = |class: &str| format!(r#"tr.class td[data-class="{class}"][data-measure="occupancy"]"#);
+    assert_eq!(text_of(&browser, &share("four_wheeler")).await.as_deref(), Some("67%"));
+    assert_eq!(text_of(&browser, &share("two_wheeler")).await.as_deref(), Some("0%"));
+
+    // The forecast beside the counts, within the range the API states.
+    let forecast_cell = r#"tr.class td[data-class="four_wheeler"][data-measure="forecast"]"#;
+    wait_for("the car forecast", || async {
+        text_of(&browser, forecast_cell).await.is_some_and(|t| t.starts_with('≈'))
+    })
+    .await;
+    let shown = text_of(&browser, forecast_cell).await.unwrap();
+    let free: f64 = shown.trim_start_matches('≈').split(' ').next().unwrap().parse().unwrap();
+    let api: Value = parkd
+        .client
+        .get(parkd.url("/api/v1/lots/north/forecast?class=four_wheeler&horizon=60m"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let f = &api["forecasts"][0];
+    assert!(
+        (f["low"].as_f64().unwrap().floor()..=f["high"].as_f64().unwrap().ceil()).contains(&free),
+        "page {shown}, API {api}"
+    );
+
+    // The running hour is on the chart before any hour is rolled up.
+    let point = r#"svg.chart[data-class="four_wheeler"] circle.point.provisional"#;
+    wait_for("the running hour on the chart", || async { browser.find(Locator::Css(point)).await.is_ok() })
+        .await;
+
+    // Overstays: refused without the token, shown with it.
+    wait_for("the admin token prompt", || async {
+        text_of(&browser, "#overstays-summary").await.is_some_and(|t| t.contains("admin token"))
+    })
+    .await;
+    let input = browser.find(Locator::Css("#admin-token")).await.unwrap();
+    input.send_keys(TOKEN).await.unwrap();
+    browser.find(Locator::Css("#token-form button")).await.unwrap().click().await.unwrap();
+    let row = r#"#overstays-rows tr[data-lot="north"][data-bay="C0"]"#;
+    wait_for("C0's overstay", || async { text_of(&browser, row).await.is_some() }).await;
+    let over_by: i64 = browser
+        .find(Locator::Css(&format!("{row} td[data-over-by]")))
+        .await
+        .unwrap()
+        .attr("data-over-by")
+        .await
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((25 * 60..27 * 60).contains(&over_by), "40 minutes parked, 15 allowed: over by {over_by} s");
+    assert_eq!(text_of(&browser, "#overstays-summary").await.as_deref(), Some("1 stay past the limit."));
+    assert!(!browser.find(Locator::Css("#token-form")).await.unwrap().is_displayed().await.unwrap());
+    assert_eq!(text_of(&browser, "#problem").await.as_deref(), Some(""), "no error shown");
+    screenshot(&browser, "operator-zones-overstays.png").await;
+    browser.close().await.unwrap();
+}

@@ -1,7 +1,9 @@
-//! The operator page, `GET /`: every lot's live counts per vehicle class, a
-//! 24-hour occupancy chart per class and sensor health. A static page (no
-//! build step) that reads the public query API from the browser, so it needs
-//! nothing from the host but to be served.
+//! The operator page, `GET /`: every lot's live counts per vehicle class and
+//! zone with occupancy and the forecast free bays in an hour, a 24-hour
+//! occupancy chart per class (the running hour counted so far), overstays
+//! (with the admin token where one is configured) and sensor health. A static
+//! page (no build step) that reads the query API from the browser, so it
+//! needs nothing from the host but to be served.
 
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
