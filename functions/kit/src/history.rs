@@ -219,10 +219,16 @@ fn present_rollups(
     now: DateTime<Utc>,
 ) -> Result<Vec<(DateTime<Utc>, GroupKey, Rollup)>, DbError> {
     let earliest = hour_floor(now) - Duration::hours(PRESENT_HOURS - 1);
-    let mut hour = [rolled_up_to.unwrap_or(earliest), earliest, hour_floor(from)]
-        .into_iter()
-        .max()
-        .expect("three candidates");
+    // Where the sweep will start when it has never run: the hour of the
+    // oldest change kept (no change, no roll-up).
+    let start = match rolled_up_to {
+        Some(rolled) => rolled,
+        None => match db.query(db.sql.first_status_change, &[])?.first().map(|r| r.opt_int(0)).transpose()? {
+            Some(Some(first)) => hour_floor(from_ms(first)?),
+            _ => return Ok(Vec::new()),
+        },
+    };
+    let mut hour = [start, earliest, hour_floor(from)].into_iter().max().expect("three candidates");
     let end = to.min(now);
     let mut out = Vec::new();
     while hour < end {

@@ -189,163 +189,186 @@ struct Report {
     step_millis: StepMillis,
 }
 
+/// One run: what every step reads, and the report it fills in.
+struct Run {
+    db: Database,
+    tick: Event,
+    settings: Settings,
+    /// The host's clock, not the tick's time: a delayed or replayed tick
+    /// must not judge silence by a stale clock.
+    now: DateTime<Utc>,
+    started: Instant,
+    budget: std::time::Duration,
+}
+
+impl Run {
+    fn out_of_time(&self) -> bool {
+        self.started.elapsed() >= self.budget
+    }
+
+    /// 1. Sensors heard from again close their offline alerts; devices
+    ///    provisioned since they were reported unknown close theirs; alerts
+    ///    raised by refused readings (which could not answer with events)
+    ///    are announced. Answers (closed, announced).
+    fn alerts(&self) -> Result<(usize, usize), ApiError> {
+        let (tick, now) = (&self.tick, self.now);
+        self.db.transaction(|db| {
+            let mut closed = alerts::close_recovered_offline_alerts(db, now)?;
+            closed.extend(alerts::close_provisioned_device_alerts(db, now)?);
+            let announced = alerts::announce_alerts(db, now)?;
+            let mut events = Vec::with_capacity(closed.len() + announced.len());
+            for alert in &announced {
+                events.push(alert_opened(tick, alert)?);
+            }
+            for alert in &closed {
+                let suffix = format!("alert/{}/closed", alert.id);
+                events.push(event(tick, &suffix, SENSOR_ALERT_V1, &alert.subject, alert)?);
+            }
+            outbox::stage(db, &events, now)?;
+            Ok((closed.len(), announced.len()))
+        })
+    }
+
+    /// 2. Silent sensors: their bays become unknown, once per outage, each in
+    ///    its own transaction. Answers (bays marked, alerts opened, complete).
+    fn silent_sensors(&self) -> Result<(usize, usize, bool), ApiError> {
+        let (settings, now) = (&self.settings, self.now);
+        let (mut marked, mut opened) = (0, 0);
+        let cutoff = now - settings.shortest_window();
+        for candidate in history::silent_candidates(&self.db, cutoff, settings.batch_size)? {
+            if self.out_of_time() {
+                return Ok((marked, opened, false));
+            }
+            let outcome = self.db.transaction(|db| -> Result<_, ApiError> {
+                let silence =
+                    history::mark_silent(db, &candidate.lot, &candidate.bay, now, |m| settings.window(m))?;
+                let Some(silence) = silence else { return Ok(None) };
+                outbox::stage(db, &silence_events(&self.tick, &silence, now)?, now)?;
+                Ok(Some(silence.alert.is_some()))
+            })?;
+            if let Some(alert_opened) = outcome {
+                marked += 1;
+                opened += usize::from(alert_opened);
+            }
+        }
+        Ok((marked, opened, true))
+    }
+
+    /// 3. Overstays due by now, read through the due-time index. Answers how many.
+    fn overstays(&self) -> Result<usize, ApiError> {
+        let (tick, now) = (&self.tick, self.now);
+        self.db.transaction(|db| {
+            let raised = parking_kit::stays::raise_due_overstays(db, now)?;
+            let mut events = Vec::with_capacity(raised.len() * 2);
+            for overstay in &raised {
+                let (id, subject) = (&overstay.event_id, &overstay.subject);
+                events.push(cloudevent::with_id(id, SOURCE, BAY_OVERSTAY_V1, subject, &overstay.overstay)?);
+                if let Some(alert) = &overstay.alert {
+                    events.push(alert_opened(tick, alert)?);
+                }
+            }
+            outbox::stage(db, &events, now)?;
+            Ok(raised.len())
+        })
+    }
+
+    /// The events staged by this run and any an earlier run could not
+    /// deliver: to the sink when one is configured (a Knative Broker takes
+    /// one event per request, not a batch), else taken for the answer.
+    fn deliver(&self) -> Result<(Option<outbox::Delivered>, Vec<serde_json::Value>), ApiError> {
+        Ok(match &self.settings.events_sink {
+            Some(sink) => (Some(outbox::deliver(&self.db, sink, || !self.out_of_time())?), Vec::new()),
+            None => (None, outbox::take(&self.db, MAX_ANSWERED_EVENTS)?),
+        })
+    }
+
+    /// 5. Retention, oldest rows first, raw rows only where rolled up, in
+    ///    batches of one statement. Answers the batches and whether it finished.
+    fn retention(&self, rolled_up_to: DateTime<Utc>) -> Result<(Vec<DeleteBatch>, bool), ApiError> {
+        let (settings, now) = (&self.settings, self.now);
+        let raw_cutoff = (now - Duration::days(settings.raw_retention_days)).min(rolled_up_to);
+        let plan = [
+            (RawTable::Readings, raw_cutoff),
+            (RawTable::SensorFrames, raw_cutoff),
+            (RawTable::StatusChanges, raw_cutoff),
+            (RawTable::ProcessedEvents, now - Duration::days(settings.raw_retention_days)),
+            (RawTable::OccupancyHourly, now - Duration::days(settings.rollup_retention_days)),
+        ];
+        let mut batches = Vec::new();
+        for (table, before) in plan {
+            loop {
+                if self.out_of_time() {
+                    return Ok((batches, false));
+                }
+                let started = Instant::now();
+                let rows = history::delete_batch(&self.db, table, before, settings.batch_size)?;
+                batches.push(DeleteBatch { table, rows, millis: started.elapsed().as_secs_f64() * 1e3 });
+                if rows < settings.batch_size as usize {
+                    break;
+                }
+            }
+        }
+        Ok((batches, true))
+    }
+}
+
 fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     auth::require(&req, Credential::Ingest)?;
     let accepts_batch = cloudevent::accepts_batch(&req);
     let tick = cloudevent::receive(req, PING, MAX_BODY_BYTES)?;
     let settings = Settings::from_variables()?;
-    let has_sink = settings.events_sink.is_some();
-    let db = Database::open_configured()?;
-    let started = Instant::now();
-    // The host's clock, not the tick's time: a delayed or replayed tick must
-    // not judge silence by a stale clock.
-    let now = Utc::now();
     let budget = std::time::Duration::from_millis(settings.time_budget_ms.unsigned_abs());
-    let out_of_time = || started.elapsed() >= budget;
-    let (mut steps, mut mark) = (StepMillis::default(), started);
+    let db = Database::open_configured()?;
+    let run = Run { db, tick, settings, now: Utc::now(), started: Instant::now(), budget };
+    let (mut steps, mut mark) = (StepMillis::default(), run.started);
 
     // Steps 1–3 change state and derive events: each change commits with its
     // events staged in the outbox, so an event exists exactly when its change
     // does, whatever becomes of this run.
-    // 1. Sensors heard from again close their offline alerts; devices
-    //    provisioned since they were reported unknown close theirs; alerts
-    //    raised by refused readings (which could not answer with events) are
-    //    announced.
-    let (closed, announced) = db.transaction(|db| -> Result<_, ApiError> {
-        let mut closed = alerts::close_recovered_offline_alerts(db, now)?;
-        closed.extend(alerts::close_provisioned_device_alerts(db, now)?);
-        let announced = alerts::announce_alerts(db, now)?;
-        let mut events = Vec::with_capacity(closed.len() + announced.len());
-        for alert in &announced {
-            events.push(alert_opened(&tick, alert)?);
-        }
-        for alert in &closed {
-            events.push(event(
-                &tick,
-                &format!("alert/{}/closed", alert.id),
-                SENSOR_ALERT_V1,
-                &alert.subject,
-                alert,
-            )?);
-        }
-        outbox::stage(db, &events, now)?;
-        Ok((closed.len(), announced.len()))
-    })?;
+    let (alerts_closed, alerts_announced) = run.alerts()?;
     steps.alerts = lap(&mut mark);
-
-    // 2. Silent sensors: their bays become unknown, once per outage.
-    let mut marked = 0;
-    let mut opened = 0;
-    let mut complete = true;
-    let candidates = history::silent_candidates(&db, now - settings.shortest_window(), settings.batch_size)?;
-    for candidate in candidates {
-        if out_of_time() {
-            complete = false;
-            break;
-        }
-        let outcome = db.transaction(|db| -> Result<_, ApiError> {
-            let Some(silence) =
-                history::mark_silent(db, &candidate.lot, &candidate.bay, now, |m| settings.window(m))?
-            else {
-                return Ok(None);
-            };
-            let events = silence_events(&tick, &silence, now)?;
-            outbox::stage(db, &events, now)?;
-            Ok(Some(silence.alert.is_some()))
-        })?;
-        if let Some(alert_opened) = outcome {
-            marked += 1;
-            opened += usize::from(alert_opened);
-        }
-    }
+    let (bays_marked_unknown, alerts_opened, mut complete) = run.silent_sensors()?;
     steps.silent_sensors = lap(&mut mark);
-
-    // 3. Overstays due by now, read through the due-time index.
-    let raised = db.transaction(|db| -> Result<_, ApiError> {
-        let raised = parking_kit::stays::raise_due_overstays(db, now)?;
-        let mut events = Vec::with_capacity(raised.len() * 2);
-        for overstay in &raised {
-            events.push(cloudevent::with_id(
-                &overstay.event_id,
-                SOURCE,
-                BAY_OVERSTAY_V1,
-                &overstay.subject,
-                &overstay.overstay,
-            )?);
-            if let Some(alert) = &overstay.alert {
-                events.push(alert_opened(&tick, alert)?);
-            }
-        }
-        outbox::stage(db, &events, now)?;
-        Ok(raised.len())
-    })?;
+    let overstays_raised = run.overstays()?;
     steps.overstays = lap(&mut mark);
-
-    // The events staged by this run and any an earlier run could not
-    // deliver: to the sink when one is configured (a Knative Broker takes one
-    // event per request, not a batch), else in the answer. Before the
-    // history work, so signs do not wait for deletes.
-    let (delivery, derived) = match &settings.events_sink {
-        Some(sink) => (Some(outbox::deliver(&db, sink, || !out_of_time())?), Vec::new()),
-        None => (None, outbox::take(&db, MAX_ANSWERED_EVENTS)?),
-    };
+    // Before the history work, so signs do not wait for deletes.
+    let (delivery, derived) = run.deliver()?;
     steps.outbox = lap(&mut mark);
-
     // 4. Closed hours into the hourly table.
-    let settle = Duration::seconds(settings.rollup_settle_seconds);
-    let (hours, rolled_up_to) = history::roll_up_closed_hours(&db, now, settle, out_of_time)?;
-    if out_of_time() {
-        complete = false;
-    }
+    let settle = Duration::seconds(run.settings.rollup_settle_seconds);
+    let (hours_rolled_up, rolled_up_to) =
+        history::roll_up_closed_hours(&run.db, run.now, settle, || run.out_of_time())?;
+    complete &= !run.out_of_time();
     steps.roll_up = lap(&mut mark);
+    let (batches, finished) = run.retention(rolled_up_to)?;
+    complete &= finished;
+    steps.retention = lap(&mut mark);
 
-    // 5. Retention, oldest rows first, raw rows only where rolled up.
-    let raw_cutoff = (now - Duration::days(settings.raw_retention_days)).min(rolled_up_to);
-    let plan = [
-        (RawTable::Readings, raw_cutoff),
-        (RawTable::SensorFrames, raw_cutoff),
-        (RawTable::StatusChanges, raw_cutoff),
-        (RawTable::ProcessedEvents, now - Duration::days(settings.raw_retention_days)),
-        (RawTable::OccupancyHourly, now - Duration::days(settings.rollup_retention_days)),
-    ];
-    let mut batches = Vec::new();
     let mut deleted = std::collections::BTreeMap::new();
-    'tables: for (table, before) in plan {
-        loop {
-            if out_of_time() {
-                complete = false;
-                break 'tables;
-            }
-            let batch_started = Instant::now();
-            let rows = history::delete_batch(&db, table, before, settings.batch_size)?;
-            batches.push(DeleteBatch { table, rows, millis: batch_started.elapsed().as_secs_f64() * 1e3 });
-            *deleted.entry(table.as_str()).or_insert(0) += rows;
-            if rows < settings.batch_size as usize {
-                break;
-            }
-        }
+    for b in &batches {
+        *deleted.entry(b.table.as_str()).or_insert(0) += b.rows;
     }
-
+    let undelivered = delivery.as_ref().and_then(|o| o.error.clone().map(|e| (e, o.pending)));
+    let has_sink = run.settings.events_sink.is_some();
     let report = Report {
-        tick: tick.id().to_owned(),
-        now,
-        settings,
+        tick: run.tick.id().to_owned(),
+        now: run.now,
         complete,
-        alerts_closed: closed,
-        alerts_announced: announced,
-        bays_marked_unknown: marked,
-        alerts_opened: opened,
-        overstays_raised: raised,
+        alerts_closed,
+        alerts_announced,
+        bays_marked_unknown,
+        alerts_opened,
+        overstays_raised,
         outbox: delivery,
-        hours_rolled_up: hours,
+        hours_rolled_up,
         rolled_up_to,
         batches,
         deleted,
-        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
-        step_millis: StepMillis { retention: lap(&mut mark), ..steps },
+        elapsed_ms: run.started.elapsed().as_secs_f64() * 1e3,
+        step_millis: steps,
+        settings: run.settings,
     };
-    let undelivered = report.outbox.as_ref().and_then(|o| o.error.clone().map(|e| (e, o.pending)));
-    let report = event(&tick, "report", SWEEP_REPORT_V1, "sweep", &report)?;
+    let report = event(&run.tick, "report", SWEEP_REPORT_V1, "sweep", &report)?;
     if let Some((error, pending)) = undelivered {
         // The run's work is committed and its events are staged; the caller
         // redelivers the tick, and that run delivers them.
@@ -354,10 +377,18 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             format!("{pending} derived events wait in the outbox: {error}"),
         ));
     }
-    // Without a sink the events are in the answer, a batch (parkd routes it);
-    // with one, the answer is the report: one event unless the caller takes
-    // batches.
-    let (content_type, body) = if !has_sink || accepts_batch {
+    answer(report, derived, !has_sink || accepts_batch)
+}
+
+/// Without a sink the events are in the answer, a batch (parkd routes it);
+/// with one, the answer is the report: one event unless the caller takes
+/// batches.
+fn answer(
+    report: serde_json::Value,
+    derived: Vec<serde_json::Value>,
+    batch: bool,
+) -> Result<Response<Vec<u8>>, ApiError> {
+    let (content_type, body) = if batch {
         let mut events = vec![report];
         events.extend(derived);
         (BATCH, serde_json::to_vec(&events))
