@@ -11,19 +11,61 @@
 //! without a reload, and nothing wider than a 360 px window. At phone size
 //! with a location: the nearest first, with their distances, and nothing
 //! wider than the screen. Screenshots of both are written under the target
-//! directory and their paths printed.
+//! directory (`test-artefacts/find-*.png`) and their paths printed. And the
+//! stream alone under parkd's embedded broker, as `parkd up` runs.
 
 use std::time::Duration;
 
 use parking_tests::browser::{ChromeDriver, Client, cdp, screenshot, text_of, wait_for};
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::terminals::SseStream;
-use parking_tests::{Backend, Parkd, on_both_backends, reading};
+use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, on_both_backends, reading};
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::{Value, json};
 
 on_both_backends!(the_public_page_shows_nearby_lots_live_and_accessibly);
+
+/// The next `lot` event on `stream` for which `wanted` holds, within 30 s
+/// (pings and other lots skipped).
+async fn next_lot(stream: &mut SseStream, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = stream.next(left).await.unwrap_or_else(|e| panic!("no {what} on /find/stream: {e:#}"));
+        if event.event == "lot" && wanted(&event.json()) {
+            return event.json();
+        }
+    }
+}
+
+/// As `parkd up` runs by default (its embedded broker, frames and summaries
+/// on its private broker): a reading sent over HTTP reaches an open public
+/// stream, and a stream opened later gets the lot's summary at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_the_embedded_broker_the_public_stream_follows_readings() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let options =
+        ParkdOptions { mqtt: parkd::up::MqttMode::Embedded(listen), ..ParkdOptions::new(Backend::Sqlite) };
+    let parkd = Parkd::start_with(options).await.unwrap();
+    assert!(parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await.status().is_success());
+    let client = reqwest::Client::new();
+    let mut open = SseStream::open(&client, &parkd.url("/find/stream"), None).await.unwrap();
+    let r = parkd.send_reading("e-1", &reading("N-C0", false, 1, &now())).await;
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let free_one = |s: &Value| s["lot"] == "north" && s["classes"]["four_wheeler"]["free"] == 1;
+    let summary = next_lot(&mut open, "north with a free bay", free_one).await;
+    assert_eq!(summary["open"], true, "{summary}");
+    assert!(summary["seq"].as_u64().is_some() && summary["renderedAt"].is_string(), "{summary}");
+    let mut later = SseStream::open(&client, &parkd.url("/find/stream"), None).await.unwrap();
+    next_lot(&mut later, "the current summary for a new client", free_one).await;
+    let r = parkd.send_reading("e-2", &reading("N-C1", false, 1, &now())).await;
+    assert!(r.status().is_success());
+    let free_two = |s: &Value| s["lot"] == "north" && s["classes"]["four_wheeler"]["free"] == 2;
+    next_lot(&mut open, "the next change", free_two).await;
+    next_lot(&mut later, "the next change", free_two).await;
+}
 
 /// Where the visitor stands: the garage.
 const HERE: (f64, f64) = (52.5163, 13.3777);
