@@ -52,6 +52,8 @@ async fn under_the_embedded_broker_the_public_stream_follows_readings() {
     assert!(parkd.put_lot("north", &lot_spec("North", "N", 2, 0)).await.status().is_success());
     let client = reqwest::Client::new();
     let mut open = SseStream::open(&client, &parkd.url("/find/stream"), None).await.unwrap();
+    // Asked for on a new connection: written on the bare socket, as a terminal's stream is.
+    assert_eq!(open.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
     let r = parkd.send_reading("e-1", &reading("N-C0", false, 1, &now())).await;
     assert!(r.status().is_success(), "{:?}", r.text().await);
     let free_one = |s: &Value| s["lot"] == "north" && s["classes"]["four_wheeler"]["free"] == 1;

@@ -639,7 +639,7 @@ async fn subscribe(
 
 /// Hands an accepted connection to the gateway's runtime: its socket is
 /// registered there, so its reads and writes do not wait for busy threads
-/// elsewhere. A terminal stream is served on the bare connection
+/// elsewhere. A stream (a terminal's, or the lots') is served on the bare connection
 /// ([`bare`]); for anything else `serve` runs the connection (its returned
 /// future) with hyper.
 pub fn spawn_connection<F, Fut>(
