@@ -12,6 +12,7 @@ pub mod database;
 pub mod demo;
 pub mod engine;
 pub mod eventing;
+pub mod find;
 pub mod gateway;
 pub mod inbox;
 pub mod instance;

@@ -1,4 +1,5 @@
-//! The HTTP listener: host routes (health, the operator page at `/`), the events route (in-process eventing), and
+//! The HTTP listener: host routes (health, the operator page at `/`, the public
+//! page at `/find`), the events route (in-process eventing), and
 //! the manifest's routes to components.
 
 use std::convert::Infallible;
@@ -364,6 +365,10 @@ impl Server {
         // (as `parkd serve` does with every path).
         if operator::owns(&path) && self.router.find(&path).is_none() {
             return operator::handle(req.method());
+        }
+        // The public availability page, likewise.
+        if crate::find::owns(&path) && self.router.find(&path).is_none() {
+            return crate::find::handle(req.method());
         }
         if path == "/metrics" {
             if !self.app.credentials.allows(req.headers(), Credential::Admin) {

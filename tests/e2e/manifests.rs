@@ -181,12 +181,16 @@ fn scrape_token(cluster: &Cluster, name: &str) -> Option<String> {
 /// A terminal's SSE stream (the gateway, through the rendered Ingress path
 /// /terminals) shows the uplink: sensor-event replies to the Broker with the
 /// one event a Knative Broker takes (availability.changed), which the
-/// rendered Trigger hands to terminal-push.
+/// rendered Trigger hands to terminal-push. The public page's stream (the
+/// gateway, Ingress path /find) shows it too: terminal-push published the
+/// lot's summary and the gateway read it, both under the rendered ACL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sensor_uplink_reaches_a_terminals_sse_stream() {
     let (cluster, http, admin, _one) = start().await;
     provision(&cluster, &http, &admin).await;
     let mut stream = terminal_stream(&cluster, &http, &admin).await;
+    let public = format!("{}/find/stream", cluster.services["parking-gateway"]);
+    let mut public = SseStream::open(&http, &public, None).await.unwrap();
     publish_occupied(&cluster).await;
     let delivery = cluster.broker.delivered_by("sensor-uplinks", Duration::from_secs(30)).await.unwrap();
     assert!(matches!(delivery.reply, Reply::Event(_)), "sensor-event's reply: {delivery:?}");
@@ -195,6 +199,17 @@ async fn a_sensor_uplink_reaches_a_terminals_sse_stream() {
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", cluster.logs()));
     assert_eq!(frame.json()["classes"][0]["occupied"], 1, "{frame:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let event = public.next(left).await.unwrap_or_else(|e| {
+            panic!("no summary of lot e2e on the public stream: {e:#}\n{}", cluster.logs())
+        });
+        if event.event == "lot" && event.json()["classes"]["four_wheeler"]["occupied"] == 1 {
+            assert_eq!(event.json()["lot"], "e2e", "{event:?}");
+            break;
+        }
+    }
 }
 
 /// What the sweep derives reaches a terminal too: a sensor silent past its

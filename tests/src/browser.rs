@@ -34,19 +34,35 @@ impl ChromeDriver {
         Self { port, child }
     }
 
-    /// A headless Chromium session with its own throwaway profile.
+    /// A headless Chromium session with its own throwaway profile, 1280×800.
     pub async fn browser(&self, profile: &Path) -> Client {
+        self.session(profile, None).await
+    }
+
+    /// A headless Chromium session emulating a phone: a 390×844 viewport at
+    /// 3 device pixels per CSS pixel, touch, a mobile user agent.
+    pub async fn phone(&self, profile: &Path) -> Client {
+        let emulation = serde_json::json!({
+            "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": true, "mobile": true},
+            "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) \
+                          Chrome/120.0 Mobile Safari/537.36",
+        });
+        self.session(profile, Some(emulation)).await
+    }
+
+    async fn session(&self, profile: &Path, mobile_emulation: Option<serde_json::Value>) -> Client {
+        let mut options = serde_json::json!({
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1280,800", format!("--user-data-dir={}", profile.display()),
+            ],
+        });
+        if let Some(emulation) = mobile_emulation {
+            options["mobileEmulation"] = emulation;
+        }
         let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--window-size=1280,800", format!("--user-data-dir={}", profile.display()),
-                ],
-            }),
-        );
+        capabilities.insert("goog:chromeOptions".into(), options);
         fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities)
             .connect(&format!("http://127.0.0.1:{}", self.port))
@@ -60,6 +76,33 @@ impl Drop for ChromeDriver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A Chrome DevTools Protocol command, sent through chromedriver's
+/// `goog/cdp/execute` (to the page the session shows).
+#[derive(Debug)]
+struct Cdp {
+    body: String,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.body.clone()))
+    }
+}
+
+/// Runs a DevTools command (`Browser.grantPermissions`,
+/// `Emulation.setGeolocationOverride`, ...) and answers its result.
+pub async fn cdp(browser: &Client, command: &str, params: serde_json::Value) -> serde_json::Value {
+    let body = serde_json::json!({ "cmd": command, "params": params }).to_string();
+    browser
+        .issue_cmd(Cdp { body })
+        .await
+        .unwrap_or_else(|e| panic!("the DevTools command {command} failed: {e}"))
 }
 
 /// `<target>/test-artefacts`, created if missing.

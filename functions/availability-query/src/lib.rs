@@ -1,6 +1,7 @@
 //! `availability-query`: the read API for terminals, apps and reports.
 //!
-//! - `GET /api/v1/lots`: every lot with its counts per vehicle class;
+//! - `GET /api/v1/lots`: every lot with its counts per vehicle class and bay
+//!   category, location, kind and whether it is open (its public summary);
 //! - `GET /api/v1/lots/{lot}/availability`: counts per class and per zone;
 //! - `GET /api/v1/lots/{lot}/history?from=&to=&bucket=hour|day&class=`:
 //!   roll-ups per (zone, class) and bucket, as JSON or (with
@@ -92,9 +93,7 @@ fn read(req: &Request<Vec<u8>>, target: Target<'_>) -> Result<Response<Vec<u8>>,
             if let Some(near) = near {
                 return open_data::nearest(req, &near);
             }
-            let db = Database::open_configured()?;
-            let lots = repo::list_lots(&db)?;
-            Ok(respond::json(StatusCode::OK, &serde_json::json!({ "lots": lots })))
+            open_data::every_lot()
         }
         Target::Availability(lot) => {
             let db = Database::open_configured()?;

@@ -8,6 +8,7 @@ use parking_domain::feeds::{LotSnapshot, datex2, parkapi};
 use parking_domain::fiware::{self, SpotSite};
 use parking_domain::near::{NearQuery, select_near};
 use parking_domain::site::LotKind;
+use parking_domain::summary::lot_summary;
 use parking_kit::Database;
 use parking_kit::public::cacheable;
 use parking_kit::respond::{self, ApiError};
@@ -17,6 +18,15 @@ use serde_json::{Value, json};
 /// When anything in `lots` last changed.
 fn modified(lots: &[LotSnapshot]) -> Option<DateTime<Utc>> {
     lots.iter().filter_map(LotSnapshot::modified_at).max()
+}
+
+/// `GET /api/v1/lots`: every lot in its public summary (no cache headers:
+/// the operator page polls it for live counts), CORS for any origin.
+pub fn every_lot() -> Result<Response<Vec<u8>>, ApiError> {
+    let lots = sites::lot_sites(&Database::open_configured()?)?;
+    let now = Utc::now();
+    let lots: Vec<Value> = lots.iter().map(|lot| lot_summary(lot, now)).collect();
+    Ok(parking_kit::public::with_cors(respond::json(StatusCode::OK, &json!({ "lots": lots }))))
 }
 
 /// `GET /api/v1/feeds/datex2/parking-light`.
@@ -42,21 +52,8 @@ pub fn nearest(req: &Request<Vec<u8>>, query: &NearQuery) -> Result<Response<Vec
     let found: Vec<Value> = select_near(&lots, query)
         .into_iter()
         .map(|(lot, distance)| {
-            let mut entry = json!({
-                "lot": lot.lot,
-                "name": lot.name,
-                "distanceMeters": (distance * 10.0).round() / 10.0,
-                "location": lot.site.location,
-                "open": lot.is_open(now),
-                "updatedAt": lot.updated_at,
-                "classes": lot.classes,
-            });
-            if !lot.categories.is_empty() {
-                entry["categories"] = json!(lot.categories);
-            }
-            if let Some(kind) = lot.site.kind {
-                entry["kind"] = json!(kind);
-            }
+            let mut entry = lot_summary(lot, now);
+            entry["distanceMeters"] = json!((distance * 10.0).round() / 10.0);
             entry
         })
         .collect();

@@ -25,6 +25,7 @@ pub mod site;
 pub mod status;
 pub mod stay;
 pub mod stay_lengths;
+pub mod summary;
 pub mod terminal;
 
 pub use alerts::{
@@ -58,6 +59,7 @@ pub use status::BayStatus;
 pub use stay::{
     HoursSpec, Restriction, Stay, StayPolicy, format_iso_duration, parse_hours, parse_iso_duration, time_zone,
 };
+pub use summary::{SUMMARY_TOPIC_FILTER, live_summary, lot_of_summary_topic, lot_summary, summary_topic};
 pub use terminal::{
     ClassFrame, FRAME_TOPIC_FILTER, Frame, TerminalScope, TerminalSpec, ZoneFrame, frame_topic,
     parse_terminal_spec, render_frame, terminal_of_topic, token_digest,

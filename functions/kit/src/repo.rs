@@ -150,43 +150,6 @@ pub fn delete_lot(db: &Database, lot: &str) -> Result<bool, DbError> {
     })
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LotSummary {
-    pub lot: String,
-    pub name: String,
-    pub updated_at: Option<DateTime<Utc>>,
-    pub classes: std::collections::BTreeMap<VehicleClass, Counts>,
-    /// How far from the point asked for (nearest-lots search only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub distance_meters: Option<f64>,
-}
-
-/// Every lot with its counts per vehicle class.
-pub fn list_lots(db: &Database) -> Result<Vec<LotSummary>, DbError> {
-    let mut lots: Vec<LotSummary> = db
-        .query(db.sql.list_lots, &[])?
-        .iter()
-        .map(|r| {
-            Ok(LotSummary {
-                lot: r.text(0)?,
-                name: r.text(1)?,
-                updated_at: None,
-                classes: Default::default(),
-                distance_meters: None,
-            })
-        })
-        .collect::<Result<_, DbError>>()?;
-    for row in db.query(db.sql.count_all_lots, &[])? {
-        let lot_id = row.text(0)?;
-        let Some(lot) = lots.iter_mut().find(|l| l.lot == lot_id) else { continue };
-        let counts = lot.classes.entry(class(&row, 2)?).or_default();
-        *counts = counts.plus(&counts_at(&row, 3)?);
-        lot.updated_at = lot.updated_at.max(opt_from_ms(row.opt_int(8)?)?);
-    }
-    Ok(lots)
-}
-
 /// A lot's live availability, or `None` for an unknown lot.
 pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailability>, DbError> {
     if db.query(db.sql.lot_name, &[lot.into()])?.is_empty() {

@@ -104,3 +104,22 @@ pub fn lot_site(db: &Database, lot: &str) -> Result<Option<(String, String, Site
 pub fn is_open(time_zone: &str, site: &SiteSpec, now: chrono::DateTime<chrono::Utc>) -> bool {
     parking_domain::site::is_open_in(site, time_zone, now.timestamp_millis())
 }
+
+/// One lot with its site and counts per class and category (what its public
+/// summary shows), or `None` for an unknown lot.
+pub fn lot_snapshot(db: &Database, lot: &str) -> Result<Option<LotSnapshot>, DbError> {
+    let Some((name, time_zone, site)) = lot_site(db, lot)? else { return Ok(None) };
+    let Some(availability) = crate::repo::lot_availability(db, lot)? else { return Ok(None) };
+    let mut classes = availability.classes;
+    classes.retain(|_, c| c.total > 0);
+    Ok(Some(LotSnapshot {
+        lot: lot.to_owned(),
+        name,
+        time_zone,
+        site,
+        defined_at: None,
+        updated_at: availability.updated_at,
+        classes,
+        categories: availability.categories,
+    }))
+}

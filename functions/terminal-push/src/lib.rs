@@ -15,6 +15,15 @@
 //! (`tool.parkd.mqtt_retain` in spin.toml), so a sign or gateway that
 //! connects later gets the current frame at once.
 //!
+//! Every availability change also publishes the lot's public summary (what
+//! `GET /api/v1/lots` shows of it: counts per class and category, open,
+//! `updatedAt`; no sensor or device data) on `parking/lots/{lot}/summary`
+//! (retained under parkd), which the gateway streams to the public
+//! availability page (`GET /find/stream`). That one is best effort: a broker
+//! that cannot be reached for it alone is said in the answer
+//! (`summaryError`), not retried, since the page reads the whole list every
+//! minute too.
+//!
 //! The broker is the `mqtt_address` variable (`mqtt://host:port`, with
 //! `?client_id=` under Spin, which requires one), with `mqtt_username` and
 //! `mqtt_password`. A broker that cannot be reached is a 503: the event is
@@ -24,10 +33,10 @@ use chrono::Utc;
 use cloudevents::{AttributesReader, Data, Event};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, TERMINAL_CHANGED_V1};
-use parking_domain::{AvailabilityChanged, Frame, frame_topic};
+use parking_domain::{AvailabilityChanged, Frame, frame_topic, live_summary, summary_topic};
 use parking_kit::respond::{self, ApiError};
-use parking_kit::terminals;
 use parking_kit::{Database, cloudevent};
+use parking_kit::{sites, terminals};
 use spin_sdk::http_component;
 use spin_sdk::mqtt::{Connection, Qos};
 
@@ -44,26 +53,61 @@ fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let event =
         cloudevent::receive_one_of(req, &[AVAILABILITY_CHANGED_V1, TERMINAL_CHANGED_V1], MAX_BODY_BYTES)?;
-    let (frames, cleared) = if event.ty() == TERMINAL_CHANGED_V1 {
-        render_terminal(&terminal_of(&event)?)?
+    let (frames, cleared, summary) = if event.ty() == TERMINAL_CHANGED_V1 {
+        let (frames, cleared) = render_terminal(&terminal_of(&event)?)?;
+        (frames, cleared, None)
     } else {
-        (render_change(&parse_change(&event)?)?, None)
+        let change = parse_change(&event)?;
+        (render_change(&change)?, None, render_summary(&change.lot)?)
     };
-    if !frames.is_empty() || cleared.is_some() {
-        let connection = connect()?;
+    // Frames must reach their signs (a broker that cannot be reached is a 503,
+    // and the event comes again); a summary is best effort: the public page
+    // also reads the whole list every minute, and with no broker at all
+    // (`parkd up --no-mqtt`) there is no one to publish it to.
+    let mut summary_error = None;
+    let must_publish = !frames.is_empty() || cleared.is_some();
+    let connection = if !must_publish && summary.is_none() {
+        None
+    } else {
+        match connect() {
+            Ok(connection) => Some(connection),
+            Err(e) if must_publish => return Err(e),
+            Err(e) => {
+                summary_error = Some(e.message);
+                None
+            }
+        }
+    };
+    if let Some(connection) = &connection {
+        if let Some((lot, payload)) = &summary {
+            let published = connection.publish(&summary_topic(lot), payload, Qos::AtLeastOnce);
+            if let Err(e) = published {
+                let message = format!("publishing the summary of lot {lot:?}: {e}");
+                if must_publish {
+                    return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message));
+                }
+                summary_error = Some(message);
+            }
+        }
         for frame in &frames {
             let payload = serde_json::to_vec(frame)
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            publish(&connection, &frame.terminal, payload)?;
+            publish(connection, &frame.terminal, payload)?;
         }
         if let Some(terminal) = &cleared {
             // Empty and retained: the broker forgets the terminal's frame.
-            publish(&connection, terminal, Vec::new())?;
+            publish(connection, terminal, Vec::new())?;
         }
     }
     let published: Vec<_> =
         frames.iter().map(|f| serde_json::json!({ "terminal": f.terminal, "seq": f.seq })).collect();
-    Ok(respond::json(StatusCode::OK, &serde_json::json!({ "published": published, "cleared": cleared })))
+    let summary = summary.filter(|_| summary_error.is_none()).map(|(lot, _)| lot);
+    Ok(respond::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "published": published, "cleared": cleared, "summary": summary, "summaryError": summary_error,
+        }),
+    ))
 }
 
 /// The frames of the terminals that show a changed (lot, zone, class).
@@ -71,6 +115,20 @@ fn render_change(change: &AvailabilityChanged) -> Result<Vec<Frame>, ApiError> {
     let db = Database::open_configured()?;
     let shown = terminals::terminals_showing(&db, &change.lot, change.zone.as_deref(), &change.class)?;
     Ok(terminals::render_lot_frames(&db, &change.lot, &shown, Utc::now())?)
+}
+
+/// The lot's public summary (counts per class and category, open, when a
+/// bay last changed; nothing about sensors) as published for the public
+/// page, or `None` when the lot is gone.
+fn render_summary(lot: &str) -> Result<Option<(String, Vec<u8>)>, ApiError> {
+    let db = Database::open_configured()?;
+    let Some(snapshot) = db.transaction(|db| sites::lot_snapshot(db, lot))? else { return Ok(None) };
+    // Stamped after the read, so a later read carries a later stamp (two renders
+    // overlapping closely may still misorder; the next change sets it right).
+    let summary = live_summary(&snapshot, Utc::now());
+    let payload = serde_json::to_vec(&summary)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Some((lot.to_owned(), payload)))
 }
 
 /// The frame of one terminal that was provisioned or changed, or, when it is

@@ -2,7 +2,8 @@
 //!
 //! A gateway connection's first request head is read here, before hyper
 //! sees the connection. When it asks for a terminal's event stream
-//! (`GET /terminals/{id}/stream`) with a valid token, the stream is served on
+//! (`GET /terminals/{id}/stream`) with a valid token, or for the public
+//! stream of every lot's summary (`GET /find/stream`), the stream is served on
 //! the socket itself: the response head, then each frame's shared SSE bytes
 //! written as they are (the body is delimited by the connection's close), and
 //! nothing else kept per client. hyper would keep its read and write buffers
@@ -26,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::tokens::Verdict;
-use super::{Client, Gateway, Next, hello, last_event_id_in, token_in};
+use super::{Client, Gateway, LOTS_STREAM_PATH, LotsClient, Next, hello, last_event_id_in, token_in};
 
 /// The most a request head may take here; a longer one goes to hyper.
 const MAX_HEAD: usize = 8 * 1024;
@@ -103,9 +104,18 @@ struct StreamRequest {
     last_seen: Option<u64>,
 }
 
+/// The stream a head asks for.
+#[derive(Debug, PartialEq)]
+enum Wanted {
+    /// A terminal's frames (token-protected).
+    Terminal(StreamRequest),
+    /// Every lot's public summary.
+    Lots,
+}
+
 /// What the first request head of a connection asks for.
 pub enum Asked {
-    /// A terminal's stream with a valid token: [`serve`] it.
+    /// A terminal's stream with a valid token, or the lots' stream: [`serve`] it.
     Stream(Stream),
     /// Anything else: hyper's, with what was read in front.
     Other(Replayed),
@@ -115,7 +125,7 @@ pub enum Asked {
 
 /// A stream to serve on the bare connection.
 pub struct Stream {
-    request: StreamRequest,
+    wanted: Wanted,
     stream: TcpStream,
 }
 
@@ -138,20 +148,24 @@ pub async fn read_head(gateway: &Arc<Gateway>, mut stream: TcpStream, header_tim
         Ok(Ok(Some(request))) => request,
         Ok(Ok(None)) | Ok(Err::<_, io::Error>(_)) | Err(_) => return Asked::Nothing,
     };
-    if let Some(request) = request
-        && matches!(
-            gateway.tokens.check(&request.terminal, request.token.as_deref()).await,
-            Ok(Verdict::Allowed)
-        )
-    {
-        return Asked::Stream(Stream { request, stream });
+    match request {
+        Some(Wanted::Lots) => return Asked::Stream(Stream { wanted: Wanted::Lots, stream }),
+        Some(Wanted::Terminal(request))
+            if matches!(
+                gateway.tokens.check(&request.terminal, request.token.as_deref()).await,
+                Ok(Verdict::Allowed)
+            ) =>
+        {
+            return Asked::Stream(Stream { wanted: Wanted::Terminal(request), stream });
+        }
+        _ => {}
     }
     Asked::Other(Replayed { head: head.freeze(), stream })
 }
 
 enum Parsed {
     Partial,
-    Stream(StreamRequest),
+    Stream(Wanted),
     /// Whole, but not a stream served here (or not understood): hyper's.
     Other,
 }
@@ -166,7 +180,7 @@ fn parse(head: &[u8]) -> Parsed {
     }
 }
 
-fn stream_request(request: &httparse::Request<'_, '_>) -> Option<StreamRequest> {
+fn stream_request(request: &httparse::Request<'_, '_>) -> Option<Wanted> {
     if request.method != Some("GET") {
         return None;
     }
@@ -184,19 +198,42 @@ fn stream_request(request: &httparse::Request<'_, '_>) -> Option<StreamRequest> 
         Some((path, query)) => (path, Some(query)),
         None => (request.path?, None),
     };
+    if path == LOTS_STREAM_PATH {
+        return Some(Wanted::Lots);
+    }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let ["terminals", terminal, "stream"] = segments.as_slice() else { return None };
     parking_domain::validate_id("terminal", terminal).ok()?;
-    Some(StreamRequest {
+    Some(Wanted::Terminal(StreamRequest {
         terminal: (*terminal).to_owned(),
         token: token_in(header("authorization"), query),
         last_seen: last_event_id_in(header("last-event-id"), query),
-    })
+    }))
+}
+
+/// A stream's client: a terminal's or the lots'.
+enum Watcher {
+    Terminal(Client),
+    Lots(LotsClient),
+}
+
+impl Watcher {
+    async fn next(&mut self, keep_alive: Duration) -> Option<Next> {
+        match self {
+            Watcher::Terminal(client) => client.next(keep_alive).await,
+            Watcher::Lots(client) => client.next(keep_alive).await,
+        }
+    }
 }
 
 /// Writes the stream until the client goes, a write fails or the gateway closes.
-pub async fn serve(gateway: &Arc<Gateway>, Stream { request, stream }: Stream) {
-    let mut client = Client::new(gateway, &request.terminal, request.last_seen);
+pub async fn serve(gateway: &Arc<Gateway>, Stream { wanted, stream }: Stream) {
+    let mut client = match wanted {
+        Wanted::Terminal(request) => {
+            Watcher::Terminal(Client::new(gateway, &request.terminal, request.last_seen))
+        }
+        Wanted::Lots => Watcher::Lots(LotsClient::new(gateway)),
+    };
     let keep_alive = gateway.keep_alive;
     let stream = &stream;
     let relay = async move {
@@ -253,8 +290,23 @@ mod tests {
 
     fn parsed(head: &str) -> Option<StreamRequest> {
         match parse(head.as_bytes()) {
-            Parsed::Stream(request) => Some(request),
+            Parsed::Stream(Wanted::Terminal(request)) => Some(request),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn the_lots_stream_is_served_here_without_a_token() {
+        for head in ["GET /find/stream HTTP/1.1\r\nHost: x\r\n\r\n", "GET /find/stream?x=1 HTTP/1.1\r\n\r\n"]
+        {
+            assert!(matches!(parse(head.as_bytes()), Parsed::Stream(Wanted::Lots)), "{head:?}");
+        }
+        for head in [
+            "GET /find HTTP/1.1\r\n\r\n",
+            "POST /find/stream HTTP/1.1\r\n\r\n",
+            "GET /find/stream/x HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(matches!(parse(head.as_bytes()), Parsed::Other), "{head:?}");
         }
     }
 

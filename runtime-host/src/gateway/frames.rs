@@ -33,6 +33,16 @@
 //! arriving sooner is held, and the newest held frame is shown when the
 //! interval is over (a trailing frame, always), so the cap never leaves a
 //! client on a stale final state.
+//!
+//! ## Lot summaries
+//!
+//! The lots' public summaries (the public page's live counts) are kept the
+//! same way, one `Frames` keyed by lot ([`Frames::for_lots`]): they carry a
+//! `seq` and `renderedAt` too, and are encoded as `event: lot` without an id
+//! (one stream carries every lot, so no single id resumes it). A stream of
+//! every lot watches [`Frames::watch_any`], a counter bumped whenever any
+//! key's shown summary changes, and sends each lot whose summary it has not
+//! sent ([`Frames::unsent`]): a slow client skips to the newest per lot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,13 +106,15 @@ impl Terminal {
         }
     }
 
-    fn show_newest(&mut self) {
+    /// Shows the newest frame; answers whether what is shown changed.
+    fn show_newest(&mut self) -> bool {
         let newest = self.newest.clone();
         let changed = self.shown.borrow().as_ref().map(|f| f.version) != newest.as_ref().map(|f| f.version);
         if changed {
             self.shown.send_replace(newest);
             self.last_shown = Some(Instant::now());
         }
+        changed
     }
 }
 
@@ -125,6 +137,12 @@ pub enum Taken {
 pub struct Frames {
     terminals: Mutex<HashMap<String, Terminal>>,
     min_interval: Duration,
+    /// The SSE event name (`frame`, or `lot` for summaries).
+    event: &'static str,
+    /// Whether events carry an `id:` (a terminal's stream resumes by it).
+    ids: bool,
+    /// Bumped whenever what any key shows changes.
+    any: watch::Sender<u64>,
 }
 
 #[derive(Deserialize)]
@@ -137,7 +155,22 @@ struct FrameHead {
 impl Frames {
     /// Clients of one terminal see at most one frame per `min_interval`.
     pub fn new(min_interval: Duration) -> Arc<Self> {
-        Arc::new(Self { terminals: Mutex::new(HashMap::new()), min_interval })
+        Self::encoding(min_interval, "frame", true)
+    }
+
+    /// The lots' public summaries, keyed by lot: `event: lot`, no ids.
+    pub fn for_lots(min_interval: Duration) -> Arc<Self> {
+        Self::encoding(min_interval, "lot", false)
+    }
+
+    fn encoding(min_interval: Duration, event: &'static str, ids: bool) -> Arc<Self> {
+        Arc::new(Self {
+            terminals: Mutex::new(HashMap::new()),
+            min_interval,
+            event,
+            ids,
+            any: watch::channel(0).0,
+        })
     }
 
     /// Takes a frame published for `terminal`, by this gateway's clock `now_ms`.
@@ -145,7 +178,9 @@ impl Frames {
     pub fn accept(self: &Arc<Self>, terminal: &str, payload: &[u8], now_ms: i64) -> Result<Taken, String> {
         if payload.is_empty() {
             // Dropping the sender ends every stream of the terminal.
-            self.lock().remove(terminal);
+            if self.lock().remove(terminal).is_some() {
+                self.any.send_modify(|n| *n += 1);
+            }
             return Ok(Taken::Cleared);
         }
         let head: FrameHead =
@@ -163,6 +198,8 @@ impl Frames {
             // One SSE data line; serde_json never writes raw newlines, others might.
             return Err("frame JSON spans lines".into());
         }
+        let id = if self.ids { format!("id: {}\n", head.seq) } else { String::new() };
+        let sse = Bytes::from(format!("{id}event: {}\ndata: {json}\n\n", self.event));
         let mut terminals = self.lock();
         let t = terminals.entry(terminal.to_owned()).or_insert_with(Terminal::new);
         let taken = match &t.newest {
@@ -178,7 +215,7 @@ impl Frames {
             seq: head.seq,
             version: t.versions,
             rendered_at_ms,
-            sse: Bytes::from(format!("id: {}\nevent: frame\ndata: {json}\n\n", head.seq)),
+            sse,
             ws: Utf8Bytes::from(json),
         }));
         let due = t.last_shown.map(|at| at + self.min_interval);
@@ -194,7 +231,11 @@ impl Frames {
                     });
                 }
             }
-            _ => t.show_newest(),
+            _ => {
+                if t.show_newest() {
+                    self.any.send_modify(|n| *n += 1);
+                }
+            }
         }
         Ok(taken)
     }
@@ -203,7 +244,9 @@ impl Frames {
     fn flush(&self, terminal: &str) {
         if let Some(t) = self.lock().get_mut(terminal) {
             t.flush_scheduled = false;
-            t.show_newest();
+            if t.show_newest() {
+                self.any.send_modify(|n| *n += 1);
+            }
         }
     }
 
@@ -215,6 +258,29 @@ impl Frames {
     /// The frame clients of `terminal` see now, if any.
     pub fn current(&self, terminal: &str) -> Option<Arc<Relayed>> {
         self.lock().get(terminal).and_then(|t| t.shown.borrow().clone())
+    }
+
+    /// Bumped whenever what any key shows changes (see [`Frames::unsent`]).
+    pub fn watch_any(&self) -> watch::Receiver<u64> {
+        self.any.subscribe()
+    }
+
+    /// What every key shows now that differs from what `sent` says was sent
+    /// of it (by seq and render time), sorted by key; `sent` is updated.
+    pub fn unsent(&self, sent: &mut HashMap<String, (u64, i64)>) -> Vec<Arc<Relayed>> {
+        let terminals = self.lock();
+        let mut keys: Vec<&String> = terminals.keys().collect();
+        keys.sort();
+        let mut news = Vec::new();
+        for key in keys {
+            let Some(shown) = terminals[key].shown.borrow().clone() else { continue };
+            let stamp = (shown.seq, shown.rendered_at_ms);
+            if sent.get(key.as_str()) != Some(&stamp) {
+                sent.insert(key.clone(), stamp);
+                news.push(shown);
+            }
+        }
+        news
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Terminal>> {
@@ -328,6 +394,45 @@ mod tests {
         let newest = watcher.borrow_and_update().clone().unwrap();
         assert_eq!((newest.seq, newest.version), (50, 50));
         assert!(!watcher.has_changed().unwrap(), "no backlog behind it");
+    }
+
+    fn summary(lot: &str, seq: u64) -> Vec<u8> {
+        let at = chrono::DateTime::from_timestamp_millis(NOW + seq as i64).unwrap().to_rfc3339();
+        format!(r#"{{"lot":"{lot}","seq":{seq},"renderedAt":"{at}","classes":{{}}}}"#).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn summaries_are_lot_events_without_ids() {
+        let f = Frames::for_lots(Duration::ZERO);
+        assert_eq!(f.accept("north", &summary("north", 7), NOW), Ok(Taken::First));
+        let sse = &f.current("north").unwrap().sse;
+        assert!(sse.starts_with(b"event: lot\ndata: {\"lot\":\"north\""), "{sse:?}");
+        assert!(!sse.windows(3).any(|w| w == b"id:"), "one stream carries every lot: no id");
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_every_key_gets_each_newest_once_and_wakes_on_any_change() {
+        let f = Frames::for_lots(Duration::ZERO);
+        let mut any = f.watch_any();
+        let mut sent = HashMap::new();
+        assert!(f.unsent(&mut sent).is_empty(), "nothing yet");
+        f.accept("south", &summary("south", 1), NOW).unwrap();
+        f.accept("north", &summary("north", 1), NOW).unwrap();
+        for seq in 2..=20 {
+            f.accept("north", &summary("north", seq), NOW).unwrap();
+        }
+        assert!(any.has_changed().unwrap());
+        any.borrow_and_update();
+        let news: Vec<u64> = f.unsent(&mut sent).iter().map(|r| r.seq).collect();
+        assert_eq!(news, [20, 1], "north's newest only (no backlog), then south, by lot");
+        assert!(f.unsent(&mut sent).is_empty(), "sent already");
+        f.accept("north", &summary("north", 19), NOW).unwrap();
+        f.accept("south", &summary("south", 1), NOW).unwrap();
+        assert!(!any.has_changed().unwrap(), "an older or repeated summary wakes no one");
+        f.accept("south", &summary("south", 2), NOW).unwrap();
+        assert!(any.has_changed().unwrap());
+        let news: Vec<u64> = f.unsent(&mut sent).iter().map(|r| r.seq).collect();
+        assert_eq!(news, [2]);
     }
 
     #[tokio::test]

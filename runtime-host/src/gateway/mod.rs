@@ -4,12 +4,16 @@
 //! - `GET /terminals/{id}`: the kiosk page (public; it holds no data);
 //! - `GET /terminals/{id}/stream`: SSE; the current frame at once, then every
 //!   new one; `Last-Event-ID` resumes; a `ping` event every keep-alive;
-//! - `GET /terminals/{id}/ws`: the same frames over a WebSocket.
+//! - `GET /terminals/{id}/ws`: the same frames over a WebSocket;
+//! - `GET /find/stream`: public, no token: every lot's public summary at
+//!   once, then each lot's newest as it changes (`event: lot`), for the
+//!   public availability page (`GET /find`, [`crate::find`]).
 //!
 //! Every replica subscribes to `parking/terminals/+/frame` itself (the
 //! broker fans frames out, and hands a new subscriber the retained current
 //! frames), keeps the newest frame per terminal (a frame is a whole state),
-//! and serves its own clients. Frame ids are the frames' own `seq`, assigned
+//! and serves its own clients; likewise `parking/lots/+/summary`, the newest
+//! summary per lot. Frame ids are the frames' own `seq`, assigned
 //! where they are rendered, so a client may resume on any replica.
 //!
 //! The subscriber, the frame fan-out and the client connections run on the
@@ -90,6 +94,8 @@ pub struct GatewayStats {
 
 pub struct Gateway {
     pub frames: Arc<Frames>,
+    /// The lots' public summaries, keyed by lot.
+    pub lots: Arc<Frames>,
     pub stats: Arc<GatewayStats>,
     pub metrics: GatewayMetrics,
     /// Its own registry, when the host has none for it.
@@ -172,17 +178,20 @@ impl Gateway {
             }
         };
         let frames = Frames::new(config.frame_interval);
+        let lots = Frames::for_lots(config.frame_interval);
         let stats = Arc::new(GatewayStats::default());
         let tokens = Arc::new(Tokens::open(database).await?);
         let subscriber = runtime().spawn(subscribe(
             options,
             frames.clone(),
+            lots.clone(),
             stats.clone(),
             metrics.clone(),
             tokens.clone(),
         ));
         Ok(Arc::new(Self {
             frames,
+            lots,
             stats,
             metrics,
             registry,
@@ -231,7 +240,7 @@ impl Gateway {
 
     /// Whether `path` is the gateway's.
     pub fn owns(path: &str) -> bool {
-        path.starts_with("/terminals/")
+        path.starts_with("/terminals/") || path == LOTS_STREAM_PATH
     }
 
     /// Answers a request for a gateway path.
@@ -240,6 +249,12 @@ impl Gateway {
         B: hyper::body::Body + Send + 'static,
     {
         let path = req.uri().path().to_owned();
+        if path == LOTS_STREAM_PATH {
+            if req.method() != http::Method::GET {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "the lots' stream answers GET only");
+            }
+            return self.lots_sse();
+        }
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let (terminal, what) = match segments.as_slice() {
             ["terminals", id] => (*id, None),
@@ -298,16 +313,36 @@ impl Gateway {
             let next = client.next(keep_alive).await?;
             Some((next.sse(), client))
         });
-        let body =
-            StreamBody::new(hello.chain(events).map(|b| Ok::<_, Infallible>(hyper::body::Frame::data(b))));
-        Response::builder()
-            .header("content-type", "text/event-stream")
-            .header("cache-control", "no-store")
-            // Proxies such as nginx buffer responses unless told not to.
-            .header("x-accel-buffering", "no")
-            .body(BodyExt::boxed(body))
-            .expect("valid response")
+        sse_response(hello.chain(events))
     }
+
+    /// `GET /find/stream`: every lot's summary at once, then each lot's
+    /// newest as it changes, and the pings.
+    fn lots_sse(self: &Arc<Self>) -> Response<Body> {
+        let client = LotsClient::new(self);
+        let hello = futures::stream::once(async { hello() });
+        let keep_alive = self.keep_alive;
+        let events = futures::stream::unfold(client, move |mut client| async move {
+            let next = client.next(keep_alive).await?;
+            Some((next.sse(), client))
+        });
+        sse_response(hello.chain(events))
+    }
+}
+
+/// The path of the public stream of every lot's summary.
+pub const LOTS_STREAM_PATH: &str = "/find/stream";
+
+/// An event stream's answer.
+fn sse_response(events: impl futures::Stream<Item = Bytes> + Send + Sync + 'static) -> Response<Body> {
+    let body = StreamBody::new(events.map(|b| Ok::<_, Infallible>(hyper::body::Frame::data(b))));
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-store")
+        // Proxies such as nginx buffer responses unless told not to.
+        .header("x-accel-buffering", "no")
+        .body(BodyExt::boxed(body))
+        .expect("valid response")
 }
 
 fn ping_event(now_ms: i64) -> String {
@@ -418,6 +453,70 @@ impl Drop for Client {
     }
 }
 
+/// One client of the lots' stream: what it sent of each lot, and the lots'
+/// summaries it is about to send (at most one per lot: the newest when found).
+struct LotsClient {
+    metrics: GatewayMetrics,
+    lots: Arc<Frames>,
+    any: tokio::sync::watch::Receiver<u64>,
+    sent: std::collections::HashMap<String, (u64, i64)>,
+    pending: std::collections::VecDeque<Arc<Relayed>>,
+    ping: Option<tokio::time::Interval>,
+    closing: tokio_util::sync::CancellationToken,
+}
+
+impl LotsClient {
+    fn new(gateway: &Arc<Gateway>) -> Self {
+        gateway.metrics.connections.inc();
+        let mut any = gateway.lots.watch_any();
+        any.mark_changed(); // the current summaries at once
+        Self {
+            metrics: gateway.metrics.clone(),
+            lots: gateway.lots.clone(),
+            any,
+            sent: Default::default(),
+            pending: Default::default(),
+            ping: None,
+            closing: gateway.closing.clone(),
+        }
+    }
+
+    /// The next lot summary it has not sent, or a ping; `None` when the host
+    /// shuts down.
+    async fn next(&mut self, keep_alive: Duration) -> Option<Next> {
+        if self.ping.is_none() {
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            self.ping = Some(i);
+        }
+        loop {
+            if let Some(summary) = self.pending.pop_front() {
+                self.metrics.frames_sent.inc();
+                return Some(Next::Frame(summary));
+            }
+            if self.any.has_changed().unwrap_or(false) {
+                self.any.borrow_and_update();
+                self.pending.extend(self.lots.unsent(&mut self.sent));
+                continue;
+            }
+            tokio::select! {
+                _ = self.closing.cancelled() => return None,
+                changed = self.any.changed() => {
+                    changed.ok()?;
+                    self.any.mark_changed();
+                }
+                _ = self.ping.as_mut().expect("set above").tick() => return Some(Next::Ping(now_ms())),
+            }
+        }
+    }
+}
+
+impl Drop for LotsClient {
+    fn drop(&mut self) {
+        self.metrics.connections.dec();
+    }
+}
+
 /// The terminal's token: `Authorization: Bearer` or `?token=` (a browser's
 /// EventSource cannot set headers).
 fn presented_token<B>(req: &hyper::Request<B>) -> Option<String> {
@@ -476,6 +575,7 @@ pub fn error(status: StatusCode, message: &str) -> Response<Body> {
 async fn subscribe(
     options: MqttOptions,
     frames: Arc<Frames>,
+    lots: Arc<Frames>,
     stats: Arc<GatewayStats>,
     metrics: GatewayMetrics,
     tokens: Arc<Tokens>,
@@ -485,15 +585,27 @@ async fn subscribe(
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 // A clean session forgets subscriptions: subscribe on every connect.
-                if let Err(e) = client.subscribe(parking_domain::FRAME_TOPIC_FILTER, QoS::AtLeastOnce).await {
-                    tracing::warn!(error = %e, "subscribing to terminal frames failed");
+                let filters = [parking_domain::FRAME_TOPIC_FILTER, parking_domain::SUMMARY_TOPIC_FILTER]
+                    .map(|path| rumqttc::SubscribeFilter::new(path.to_owned(), QoS::AtLeastOnce));
+                if let Err(e) = client.subscribe_many(filters).await {
+                    tracing::warn!(error = %e, "subscribing to terminal frames and lot summaries failed");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 stats.subscribed.store(true, Ordering::Relaxed);
-                tracing::info!(topics = parking_domain::FRAME_TOPIC_FILTER, "terminal gateway subscribed");
+                tracing::info!(
+                    topics = %format!("{} {}", parking_domain::FRAME_TOPIC_FILTER, parking_domain::SUMMARY_TOPIC_FILTER),
+                    "terminal gateway subscribed"
+                );
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Some(lot) = parking_domain::lot_of_summary_topic(&p.topic) {
+                    if let Err(e) = lots.accept(lot, &p.payload, now_ms()) {
+                        metrics.frames_refused.inc();
+                        tracing::warn!(topic = %p.topic, error = %e, "ignoring a lot summary");
+                    }
+                    continue;
+                }
                 let Some(terminal) = parking_domain::terminal_of_topic(&p.topic) else { continue };
                 match frames.accept(terminal, &p.payload, now_ms()) {
                     Ok(Taken::Newer) => {
@@ -527,7 +639,7 @@ async fn subscribe(
 
 /// Hands an accepted connection to the gateway's runtime: its socket is
 /// registered there, so its reads and writes do not wait for busy threads
-/// elsewhere. A terminal stream is served on the bare connection
+/// elsewhere. A stream (a terminal's, or the lots') is served on the bare connection
 /// ([`bare`]); for anything else `serve` runs the connection (its returned
 /// future) with hyper.
 pub fn spawn_connection<F, Fut>(
@@ -621,6 +733,9 @@ pub async fn serve(
                                         .expect("valid response"),
                                     None => error(StatusCode::NOT_FOUND, "the host serves these metrics"),
                                 },
+                                path if crate::find::owns(path) => {
+                                    crate::find::handle(req.method()).map(full)
+                                }
                                 path if Gateway::owns(path) => gateway.handle(req).await,
                                 path => error(StatusCode::NOT_FOUND, &format!("no route for {path}")),
                             };
