@@ -1,7 +1,7 @@
 //! The operator page (`GET /`) in a real browser: Debian's headless Chromium
 //! over WebDriver. It shows an empty state with no lots; then, for a lot
 //! with hours of readings rolled up by one sweep, the live counts of the
-//! availability API, following a new reading, a 24-hour chart per vehicle
+//! availability API, following a new reading over the lots' live stream, a 24-hour chart per vehicle
 //! class drawn from the history API, and a low battery under sensor health.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +53,10 @@ async fn counts_match_the_api(parkd: &Parkd, browser: &Client) -> bool {
 async fn the_operator_page_shows_live_counts_history_and_sensor_health() {
     let mut options = ParkdOptions::new(Backend::Sqlite);
     options.variables = vec![("rollup_settle_seconds".into(), "0".into())];
+    // As `parkd up` runs by default: its embedded broker, so the gateway
+    // streams the lots' summaries the page listens to.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    options.mqtt = parkd::up::MqttMode::Embedded(format!("127.0.0.1:{port}").parse().unwrap());
     let parkd = Parkd::start_with(options).await.unwrap();
 
     let driver = ChromeDriver::start();
@@ -113,7 +117,14 @@ async fn the_operator_page_shows_live_counts_history_and_sensor_health() {
     browser.goto(&parkd.url("/")).await.unwrap();
     wait_for("counts equal to the availability API", || counts_match_the_api(&parkd, &browser)).await;
 
-    // A car parks in the free bay C0: the page follows the API within a poll or two.
+    // The page listens to the lots' stream; it then polls only every minute.
+    wait_for("the live stream open", || async {
+        let updated = browser.find(Locator::Css("#updated")).await.unwrap();
+        updated.attr("data-live").await.unwrap().as_deref() == Some("stream")
+    })
+    .await;
+    // A car parks in the free bay C0: the page follows it over the stream,
+    // well before its next poll (a minute away; wait_for gives up at 30 s).
     let cars = count_cell("four_wheeler", "free");
     let before = text_of(&browser, &cars).await.unwrap();
     let parks = reading("N-C0", true, 3, &ts(Utc::now()));
