@@ -53,42 +53,30 @@ fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let event =
         cloudevent::receive_one_of(req, &[AVAILABILITY_CHANGED_V1, TERMINAL_CHANGED_V1], MAX_BODY_BYTES)?;
-    let (frames, cleared, summary) = if event.ty() == TERMINAL_CHANGED_V1 {
-        let (frames, cleared) = render_terminal(&terminal_of(&event)?)?;
+    let db = Database::open_configured()?;
+    let (frames, cleared, changed_lot) = if event.ty() == TERMINAL_CHANGED_V1 {
+        let (frames, cleared) = render_terminal(&db, &terminal_of(&event)?)?;
         (frames, cleared, None)
     } else {
         let change = parse_change(&event)?;
-        (render_change(&change)?, None, render_summary(&change.lot)?)
+        (render_change(&db, &change)?, None, Some(change.lot))
     };
     // Frames must reach their signs (a broker that cannot be reached is a 503,
-    // and the event comes again); a summary is best effort: the public page
-    // also reads the whole list every minute, and with no broker at all
-    // (`parkd up --no-mqtt`) there is no one to publish it to.
-    let mut summary_error = None;
+    // and the event comes again), and go first, so signs never wait for the
+    // summary; a summary is best effort: the public page also reads the whole
+    // list every minute, and with no broker at all (`parkd up --no-mqtt`)
+    // there is no one to publish it to.
     let must_publish = !frames.is_empty() || cleared.is_some();
-    let connection = if !must_publish && summary.is_none() {
-        None
+    let (connection, unreachable) = if !must_publish && changed_lot.is_none() {
+        (None, None)
     } else {
         match connect() {
-            Ok(connection) => Some(connection),
+            Ok(connection) => (Some(connection), None),
             Err(e) if must_publish => return Err(e),
-            Err(e) => {
-                summary_error = Some(e.message);
-                None
-            }
+            Err(e) => (None, Some(e.message)),
         }
     };
     if let Some(connection) = &connection {
-        if let Some((lot, payload)) = &summary {
-            let published = connection.publish(&summary_topic(lot), payload, Qos::AtLeastOnce);
-            if let Err(e) = published {
-                let message = format!("publishing the summary of lot {lot:?}: {e}");
-                if must_publish {
-                    return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message));
-                }
-                summary_error = Some(message);
-            }
-        }
         for frame in &frames {
             let payload = serde_json::to_vec(frame)
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -99,9 +87,22 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
             publish(connection, terminal, Vec::new())?;
         }
     }
+    let (mut summary, mut summary_error) = (None, None);
+    if let Some(lot) = &changed_lot {
+        match (&connection, render_summary(&db, lot)) {
+            (_, Ok(None)) => {}
+            (Some(connection), Ok(Some(payload))) => {
+                match connection.publish(&summary_topic(lot), &payload, Qos::AtLeastOnce) {
+                    Ok(()) => summary = Some(lot.clone()),
+                    Err(e) => summary_error = Some(format!("publishing the summary of lot {lot:?}: {e}")),
+                }
+            }
+            (None, Ok(Some(_))) => summary_error = unreachable,
+            (_, Err(e)) => summary_error = Some(e.message),
+        }
+    }
     let published: Vec<_> =
         frames.iter().map(|f| serde_json::json!({ "terminal": f.terminal, "seq": f.seq })).collect();
-    let summary = summary.filter(|_| summary_error.is_none()).map(|(lot, _)| lot);
     Ok(respond::json(
         StatusCode::OK,
         &serde_json::json!({
@@ -111,35 +112,32 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
 }
 
 /// The frames of the terminals that show a changed (lot, zone, class).
-fn render_change(change: &AvailabilityChanged) -> Result<Vec<Frame>, ApiError> {
-    let db = Database::open_configured()?;
-    let shown = terminals::terminals_showing(&db, &change.lot, change.zone.as_deref(), &change.class)?;
-    Ok(terminals::render_lot_frames(&db, &change.lot, &shown, Utc::now())?)
+fn render_change(db: &Database, change: &AvailabilityChanged) -> Result<Vec<Frame>, ApiError> {
+    let shown = terminals::terminals_showing(db, &change.lot, change.zone.as_deref(), &change.class)?;
+    Ok(terminals::render_lot_frames(db, &change.lot, &shown, Utc::now())?)
 }
 
 /// The lot's public summary (counts per class and category, open, when a
 /// bay last changed; nothing about sensors) as published for the public
 /// page, or `None` when the lot is gone.
-fn render_summary(lot: &str) -> Result<Option<(String, Vec<u8>)>, ApiError> {
-    let db = Database::open_configured()?;
+fn render_summary(db: &Database, lot: &str) -> Result<Option<Vec<u8>>, ApiError> {
     let Some(snapshot) = db.transaction(|db| sites::lot_snapshot(db, lot))? else { return Ok(None) };
     // Stamped after the read, so a later read carries a later stamp (two renders
     // overlapping closely may still misorder; the next change sets it right).
     let summary = live_summary(&snapshot, Utc::now());
     let payload = serde_json::to_vec(&summary)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Some((lot.to_owned(), payload)))
+    Ok(Some(payload))
 }
 
 /// The frame of one terminal that was provisioned or changed, or, when it is
 /// gone, the terminal whose frame to clear.
-fn render_terminal(terminal: &str) -> Result<(Vec<Frame>, Option<String>), ApiError> {
-    let db = Database::open_configured()?;
-    let Some(scope) = terminals::terminal_scope(&db, terminal)? else {
+fn render_terminal(db: &Database, terminal: &str) -> Result<(Vec<Frame>, Option<String>), ApiError> {
+    let Some(scope) = terminals::terminal_scope(db, terminal)? else {
         return Ok((Vec::new(), Some(terminal.to_owned())));
     };
     let lot = scope.lot.clone();
-    let frames = terminals::render_lot_frames(&db, &lot, &[(terminal.to_owned(), scope)], Utc::now())?;
+    let frames = terminals::render_lot_frames(db, &lot, &[(terminal.to_owned(), scope)], Utc::now())?;
     Ok((frames, None))
 }
 
