@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod mqtt_broker;
 pub mod operator;
+pub mod page;
 pub mod routes;
 pub mod scheduler;
 pub mod server;

@@ -399,3 +399,15 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// A benchmark's progress bar: what it is doing, how far, how fast.
+pub fn progress(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:<34} [{bar:30}] {pos}/{len} {per_sec}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}

@@ -8,7 +8,7 @@
 //! cluster, behind the Ingress).
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 
 /// The page, compiled into parkd so it works with nothing installed.
 const FIND_PAGE: &str = include_str!("find.html");
@@ -21,33 +21,20 @@ pub fn owns(path: &str) -> bool {
     path == PATH
 }
 
+/// What the page may load: everything is inline and same-origin.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /// Answers a request for [`PATH`]: the page for GET and HEAD, 405 otherwise.
 pub fn handle(method: &Method) -> Response<Bytes> {
-    if method != Method::GET && method != Method::HEAD {
-        return Response::builder()
-            .status(StatusCode::METHOD_NOT_ALLOWED)
-            .header("allow", "GET, HEAD")
-            .header("content-type", "application/json")
-            .body(Bytes::from_static(br#"{"error":"the availability page is read-only: use GET /find"}"#))
-            .expect("valid response");
-    }
-    Response::builder()
-        .header("content-type", "text/html; charset=utf-8")
-        .header("cache-control", "no-cache")
-        // Everything is inline and same-origin; nothing else may load.
-        .header(
-            "content-security-policy",
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; \
-             img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        )
-        .header("referrer-policy", "no-referrer")
-        .body(Bytes::from_static(FIND_PAGE.as_bytes()))
-        .expect("valid response")
+    let headers = [("content-security-policy", CONTENT_SECURITY_POLICY), ("referrer-policy", "no-referrer")];
+    crate::page::answer(method, PATH, FIND_PAGE, &headers)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     #[test]
     fn only_find_is_the_page() {

@@ -6,7 +6,7 @@
 //! needs nothing from the host but to be served.
 
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 
 /// The page, compiled into parkd so it works with nothing installed.
 const OPERATOR_PAGE: &str = include_str!("operator.html");
@@ -21,25 +21,13 @@ pub fn owns(path: &str) -> bool {
 
 /// Answers a request for [`PATH`]: the page for GET and HEAD, 405 otherwise.
 pub fn handle(method: &Method) -> Response<Bytes> {
-    if method != Method::GET && method != Method::HEAD {
-        return Response::builder()
-            .status(StatusCode::METHOD_NOT_ALLOWED)
-            .header("allow", "GET, HEAD")
-            .header("content-type", "application/json")
-            .body(Bytes::from_static(br#"{"error":"the operator page is read-only: use GET /"}"#))
-            .expect("valid response");
-    }
-    Response::builder()
-        .header("content-type", "text/html; charset=utf-8")
-        // Always the page of the running parkd, never one cached across upgrades.
-        .header("cache-control", "no-cache")
-        .body(Bytes::from_static(OPERATOR_PAGE.as_bytes()))
-        .expect("valid response")
+    crate::page::answer(method, PATH, OPERATOR_PAGE, &[])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     #[test]
     fn only_the_root_is_the_operator_page() {

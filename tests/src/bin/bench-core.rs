@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{TimeZone, Utc};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use parking_domain::{
     BayCount, BayStatus, Observation, Outcome, VehicleClass, apply_reading, decode_parking_json, summarise,
 };
+use parking_tests::progress as bar;
 use parking_tests::{Backend, Parkd, lot_spec, reading};
 
 #[derive(Parser)]
@@ -47,20 +47,9 @@ fn stats(name: &'static str, mut latencies: Vec<Duration>, wall: Duration) -> St
     Stats { name, p50: at(0.50), p99: at(0.99), per_second: latencies.len() as f64 / wall.as_secs_f64() }
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:<28} [{bar:30}] {pos}/{len} {per_sec}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_owned());
-    bar
-}
-
 /// The domain work one reading costs natively: decode, order, count.
 fn native_reading(n: usize) -> Stats {
-    let progress = bar(n, "native: reading");
+    let progress = bar(n as u64, "native: reading");
     let mut current = Observation::never_observed();
     let mut latencies = Vec::with_capacity(n);
     let wall = Instant::now();
@@ -82,7 +71,7 @@ fn native_reading(n: usize) -> Stats {
 
 /// The domain work one availability answer costs natively: summarise the lot.
 fn native_availability(n: usize, bays: usize) -> Stats {
-    let progress = bar(n, "native: availability");
+    let progress = bar(n as u64, "native: availability");
     let (car, bike) = (VehicleClass::four_wheeler(), VehicleClass::two_wheeler());
     let lot: Vec<(Option<String>, VehicleClass, BayStatus)> = (0..bays + bays / 4)
         .map(|i| {
@@ -124,7 +113,7 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
 {
-    let progress = bar(n, name);
+    let progress = bar(n as u64, name);
     let send = Arc::new(send);
     let next = Arc::new(AtomicUsize::new(0));
     let wall = Instant::now();

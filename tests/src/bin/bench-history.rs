@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use chrono::{DurationRound, Utc};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use parking_tests::db::Db;
+use parking_tests::progress as bar;
 use parking_tests::{Backend, Parkd, ParkdOptions, reading};
 use serde_json::{Value, json};
 
@@ -46,17 +46,6 @@ struct Args {
     /// `sqlite`, or `postgres` (a fresh database on PARKING_TEST_DATABASE_URL).
     #[arg(long, default_value = "sqlite")]
     backend: String,
-}
-
-fn bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:<34} [{bar:30}] {pos}/{len} {per_sec}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_owned());
-    bar
 }
 
 struct Latency {

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use parking_tests::db::Db;
+use parking_tests::progress as bar;
 use parking_tests::{Backend, Parkd, ParkdOptions};
 use serde_json::{Value, json};
 
@@ -34,17 +34,6 @@ struct Args {
     /// `sqlite`, or `postgres` (a fresh database on PARKING_TEST_DATABASE_URL).
     #[arg(long, default_value = "sqlite")]
     backend: String,
-}
-
-fn bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:<34} [{bar:30}] {pos}/{len}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(what.to_owned());
-    bar
 }
 
 fn median(mut samples: Vec<f64>) -> f64 {
