@@ -28,6 +28,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// From a benchmark's `--backend` (or `--database`) argument.
+    pub fn from_arg(arg: &str) -> Result<Self> {
+        match arg {
+            "sqlite" => Ok(Backend::Sqlite),
+            "postgres" => Ok(Backend::Postgres),
+            other => anyhow::bail!("--backend {other:?}: expected sqlite or postgres"),
+        }
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -336,6 +347,14 @@ impl Parkd {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A tick's report, or why the sweep refused it (for the benchmarks).
+    pub async fn sweep_report(&self, tick: &str) -> Result<Value> {
+        let r = self.post_tick(tick).await;
+        anyhow::ensure!(r.status().is_success(), "sweep: {} {}", r.status(), r.text().await?);
+        let events: Vec<Value> = r.json().await?;
+        Ok(events[0]["data"].clone())
     }
 
     /// A tick that must succeed: the sweep's report and the events it answered with.

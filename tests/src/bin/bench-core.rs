@@ -145,11 +145,7 @@ where
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let backend = match args.backend.as_str() {
-        "sqlite" => Backend::Sqlite,
-        "postgres" => Backend::Postgres,
-        other => bail!("--backend {other:?}: expected sqlite or postgres"),
-    };
+    let backend = Backend::from_arg(&args.backend)?;
     let parkd = Arc::new(Parkd::start(backend).await.context("starting parkd")?);
     let put = parkd.put_lot("north", &lot_spec("North", "N", args.bays, args.bays / 4)).await;
     if !put.status().is_success() {

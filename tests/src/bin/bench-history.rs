@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use chrono::{DurationRound, Utc};
 use clap::Parser;
 use parking_tests::db::Db;
@@ -132,23 +132,6 @@ async fn generate_status_changes(db: &Db, first_hour_ms: i64, bays: usize) {
     db.execute(&sql).await;
 }
 
-async fn sweep(parkd: &Parkd, tick: &str) -> Result<Value> {
-    let r = parkd
-        .client
-        .post(parkd.url("/api/v1/events"))
-        .header("ce-specversion", "1.0")
-        .header("ce-id", tick)
-        .header("ce-source", "/bench")
-        .header("ce-type", "dev.knative.sources.ping")
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await?;
-    ensure!(r.status().is_success(), "sweep: {} {}", r.status(), r.text().await?);
-    let events: Vec<Value> = r.json().await?;
-    Ok(events[0]["data"].clone())
-}
-
 struct SweepRun {
     rows: u64,
     wall: Duration,
@@ -162,7 +145,7 @@ async fn sweep_all(parkd: &Parkd, prefix: &str, expected: u64) -> Result<SweepRu
     let started = Instant::now();
     let mut run = SweepRun { rows: 0, wall: Duration::ZERO, batches: Vec::new(), runs: 0 };
     loop {
-        let report = sweep(parkd, &format!("{prefix}-{}", run.runs)).await?;
+        let report = parkd.sweep_report(&format!("{prefix}-{}", run.runs)).await?;
         run.runs += 1;
         for b in report["batches"].as_array().context("batches")? {
             if b["table"] == "readings" {
@@ -208,11 +191,7 @@ fn ingest(
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let backend = match args.backend.as_str() {
-        "sqlite" => Backend::Sqlite,
-        "postgres" => Backend::Postgres,
-        other => bail!("--backend {other:?}: expected sqlite or postgres"),
-    };
+    let backend = Backend::from_arg(&args.backend)?;
     let mut options = ParkdOptions::new(backend);
     options.variables = vec![
         ("sweep_batch_size".into(), args.batch.to_string()),
@@ -238,7 +217,7 @@ async fn main() -> Result<()> {
     let mut hours = Vec::new();
     let mut tick = 0;
     while hours.len() < 24 {
-        let report = sweep(&parkd, &format!("rollup-{tick}")).await?;
+        let report = parkd.sweep_report(&format!("rollup-{tick}")).await?;
         tick += 1;
         let rolled = report["hoursRolledUp"].as_array().context("hoursRolledUp")?.clone();
         ensure!(!rolled.is_empty() || hours.len() >= 24, "the sweep rolled up nothing: {report}");

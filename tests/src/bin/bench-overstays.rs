@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use parking_tests::db::Db;
 use parking_tests::progress as bar;
@@ -51,13 +51,6 @@ fn lot(bays: usize) -> Value {
     json!({ "name": "Overstays", "zones": zones, "bays": spec })
 }
 
-async fn sweep(parkd: &Parkd, tick: &str) -> Result<Value> {
-    let r = parkd.post_tick(tick).await;
-    ensure!(r.status().is_success(), "sweep: {} {}", r.status(), r.text().await?);
-    let events: Vec<Value> = r.json().await?;
-    Ok(events[0]["data"].clone())
-}
-
 /// One lot size's measurements, in milliseconds.
 struct Sized {
     bays: usize,
@@ -82,7 +75,7 @@ async fn measure(args: &Args, backend: Backend, bays: usize) -> Result<Sized> {
          WHERE lot_id = 'bench'"
     ))
     .await;
-    sweep(&parkd, &format!("warm-{bays}")).await?;
+    parkd.sweep_report(&format!("warm-{bays}")).await?;
 
     let progress = bar(args.ticks as u64, &format!("{bays} bays: ticks"));
     let (mut due_ticks, mut idle_ticks) = (Vec::new(), Vec::new());
@@ -99,7 +92,7 @@ async fn measure(args: &Args, backend: Backend, bays: usize) -> Result<Sized> {
             chosen.join(", ")
         ))
         .await;
-        let report = sweep(&parkd, &format!("due-{bays}-{t}")).await?;
+        let report = parkd.sweep_report(&format!("due-{bays}-{t}")).await?;
         ensure!(
             report["overstaysRaised"].as_u64() == Some(args.due as u64),
             "tick {t}: {} overstays raised, expected {}: {report}",
@@ -107,7 +100,7 @@ async fn measure(args: &Args, backend: Backend, bays: usize) -> Result<Sized> {
             args.due
         );
         due_ticks.push(report["stepMillis"]["overstays"].as_f64().context("stepMillis.overstays")?);
-        let report = sweep(&parkd, &format!("idle-{bays}-{t}")).await?;
+        let report = parkd.sweep_report(&format!("idle-{bays}-{t}")).await?;
         ensure!(report["overstaysRaised"] == 0, "an idle tick raised overstays: {report}");
         idle_ticks.push(report["stepMillis"]["overstays"].as_f64().context("stepMillis.overstays")?);
         progress.inc(1);
@@ -129,11 +122,7 @@ async fn measure(args: &Args, backend: Backend, bays: usize) -> Result<Sized> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let backend = match args.backend.as_str() {
-        "sqlite" => Backend::Sqlite,
-        "postgres" => Backend::Postgres,
-        other => bail!("--backend {other:?}: expected sqlite or postgres"),
-    };
+    let backend = Backend::from_arg(&args.backend)?;
     ensure!(args.ticks > 0 && !args.sizes.is_empty(), "--ticks and --sizes must not be empty");
     ensure!(args.sizes.iter().all(|&s| s >= args.due), "every size must hold --due bays");
     let mut results = Vec::new();
