@@ -238,3 +238,11 @@ CREATE TABLE IF NOT EXISTS event_outbox (
     attempts      INTEGER NOT NULL DEFAULT 0,
     last_error    TEXT
 );
+
+CREATE TABLE IF NOT EXISTS lot_forecasts (
+    lot_id         TEXT NOT NULL,
+    class          TEXT NOT NULL,
+    computed_at_ms INTEGER NOT NULL,
+    forecast       TEXT NOT NULL,
+    PRIMARY KEY (lot_id, class)
+);

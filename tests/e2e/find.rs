@@ -296,6 +296,20 @@ async fn the_public_page_shows_nearby_lots_live_and_accessibly(backend: Backend)
     }
     drop(stream);
 
+    // The garage's cars have a forecast, as the sweep stores it once it has
+    // weeks of roll-ups (tests/e2e/forecast.rs fits real ones).
+    let fitted = chrono::Utc::now();
+    let forecast = json!({
+        "horizon": "60m", "at": fitted + chrono::Duration::hours(1), "free": 1, "low": 0, "high": 2,
+        "recentError": 0.5, "computedAt": fitted,
+    });
+    let db = parking_tests::db::Db::open(&parkd).await.unwrap();
+    db.execute(&format!(
+        "INSERT INTO lot_forecasts (lot_id, class, computed_at_ms, forecast) VALUES ('garage', 'four_wheeler', {}, '{forecast}')",
+        fitted.timestamp_millis()
+    ))
+    .await;
+
     let driver = ChromeDriver::start();
     let origin = parkd.url("");
 
@@ -325,6 +339,14 @@ async fn the_public_page_shows_nearby_lots_live_and_accessibly(backend: Backend)
     let markers =
         js(&desktop, "return [...document.querySelectorAll('#plan a')].map(a => a.dataset.lot).sort()");
     assert_eq!(markers.await, json!(["far", "garage", "main-street"]), "a marker per located lot");
+    let foreseen = text_of(&desktop, r#"li[data-lot="garage"] [data-forecast="four_wheeler"]"#).await;
+    let foreseen = foreseen.expect("the garage's forecast is shown");
+    assert!(
+        foreseen.starts_with("Forecast for ") && foreseen.ends_with(": about 1 free (0 to 2)"),
+        "{foreseen}"
+    );
+    let unforeseen = js(&desktop, "return document.querySelectorAll('[data-forecast]').length").await;
+    assert_eq!(unforeseen, json!(1), "only the garage's cars have a forecast");
     let ages = text_of(&desktop, r#"li[data-lot="garage"] time"#).await.unwrap();
     assert!(ages.starts_with("updated ") && ages.ends_with(" ago"), "{ages}");
 
@@ -369,6 +391,11 @@ async fn the_public_page_shows_nearby_lots_live_and_accessibly(backend: Backend)
     assert!(counts_match_the_api(&parkd, &desktop, "garage").await);
     let same = js(&desktop, "return [window.sameDocument === true, document.body.dataset.loaded]").await;
     assert_eq!(same, json!([true, loaded]), "changed by the stream: no reload, no new read of the list");
+    let kept = text_of(&desktop, r#"li[data-lot="garage"] [data-forecast="four_wheeler"]"#).await;
+    assert!(
+        kept.is_some_and(|t| t.ends_with("about 1 free (0 to 2)")),
+        "the forecast outlives a live update"
+    );
     screenshot(&desktop, &format!("find-desktop-live-{backend:?}.png").to_lowercase()).await;
     // The narrowest phones: nothing wider than 360 px.
     desktop.set_window_size(360, 740).await.unwrap();

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 on_both_backends!(
     a_lot_full_at_the_same_hour_every_day_is_forecast_full_then,
     a_fresh_lot_falls_back_to_persistence,
-    forecast_requests_are_validated
+    forecast_requests_are_validated,
+    the_lot_list_shows_the_forecast_the_sweep_fitted
 );
 
 const BATCH: &str = "application/cloudevents-batch+json";
@@ -78,14 +79,10 @@ fn assert_ranges_hold(answer: &Value, total: u64) {
     }
 }
 
-/// Each of the last three weeks, every day, the whole lot was full from 10
-/// minutes after the present clock time to 2 h 40 min after it, and empty
-/// otherwise (the pattern is anchored to the test's clock, so it holds
-/// whatever the time the test runs). Now it is empty: in 60 minutes it will
-/// be full, in four hours empty again.
-async fn a_lot_full_at_the_same_hour_every_day_is_forecast_full_then(backend: Backend) {
-    let parkd = Parkd::start(backend).await.unwrap();
-    put(&parkd, "rush", &lot_spec("Rush", "RU", CARS, 0)).await;
+/// Provisions lot "rush" and sends three weeks of its daily rush (see
+/// below), rolled up; answers the present the pattern is anchored to.
+async fn rush_hour_every_day(parkd: &Parkd) -> DateTime<Utc> {
+    put(parkd, "rush", &lot_spec("Rush", "RU", CARS, 0)).await;
     let now = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
     let start = now - Duration::days(DAYS) - Duration::hours(1);
     let mut timeline: Vec<(DateTime<Utc>, bool)> = vec![(start, false)];
@@ -102,9 +99,19 @@ async fn a_lot_full_at_the_same_hour_every_day_is_forecast_full_then(backend: Ba
             events.push(uplink(&format!("rush-{car}-{seq}"), data));
         }
     }
-    send_batches(&parkd, &events).await;
-    sweep_until_complete(&parkd).await;
+    send_batches(parkd, &events).await;
+    sweep_until_complete(parkd).await;
+    now
+}
 
+/// Each of the last three weeks, every day, the whole lot was full from 10
+/// minutes after the present clock time to 2 h 40 min after it, and empty
+/// otherwise (the pattern is anchored to the test's clock, so it holds
+/// whatever the time the test runs). Now it is empty: in 60 minutes it will
+/// be full, in four hours empty again.
+async fn a_lot_full_at_the_same_hour_every_day_is_forecast_full_then(backend: Backend) {
+    let parkd = Parkd::start(backend).await.unwrap();
+    let now = rush_hour_every_day(&parkd).await;
     let (status, answer) = forecast(&parkd, "rush", "?class=four_wheeler&horizon=15m,30m,60m,4h").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!((answer["lot"].as_str(), answer["class"].as_str()), (Some("rush"), Some("four_wheeler")));
@@ -186,4 +193,67 @@ async fn forecast_requests_are_validated(backend: Backend) {
     let (status, body) = forecast(&parkd, "cars", "?horizon=2h").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["forecasts"][0]["horizon"], "120m");
+}
+
+async fn lot_entry(parkd: &Parkd, lot: &str) -> Value {
+    let r = parkd.client.get(parkd.url("/api/v1/lots")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let list: Value = r.json().await.unwrap();
+    list["lots"].as_array().unwrap().iter().find(|l| l["lot"] == lot).cloned().expect("the lot is listed")
+}
+
+/// The public lot list (what `/find` reads) shows each class's forecast
+/// for an hour ahead as the sweep fitted and stored it: the same numbers
+/// the forecast API gives, refitted only once they are a few minutes old,
+/// never shown for persistence, and gone with the lot.
+async fn the_lot_list_shows_the_forecast_the_sweep_fitted(backend: Backend) {
+    let parkd = Parkd::start(backend).await.unwrap();
+    rush_hour_every_day(&parkd).await;
+    let db = parking_tests::db::Db::open(&parkd).await.unwrap();
+    assert_eq!(db.count("SELECT COUNT(*) FROM lot_forecasts").await, 1, "the lot's four-wheelers fitted");
+    put(&parkd, "fresh", &lot_spec("Fresh", "FR", 3, 0)).await;
+    let (report, _) = parkd.sweep_tick("forecast-fresh").await;
+    assert_eq!(report["forecastsFitted"], 1, "the new lot, not the one fitted a moment ago: {report}");
+
+    let listed = lot_entry(&parkd, "rush").await;
+    let published = &listed["forecast"]["four_wheeler"];
+    assert_eq!(published["horizon"], "60m", "{listed}");
+    assert!(published["free"].as_u64().unwrap() <= 1, "in an hour the lot is full as every day: {listed}");
+    assert!(published["recentError"].as_f64().is_some(), "{listed}");
+    let (_, api) = forecast(&parkd, "rush", "?horizon=60m").await;
+    let computed_at = DateTime::parse_from_rfc3339(published["computedAt"].as_str().unwrap()).unwrap();
+    let at = DateTime::parse_from_rfc3339(published["at"].as_str().unwrap()).unwrap();
+    assert_eq!(at - computed_at, Duration::hours(1), "{listed}");
+    let api_at = DateTime::parse_from_rfc3339(api["at"].as_str().unwrap()).unwrap();
+    // The model's answer only moves when an hour boundary passes between the two fits.
+    if api_at.duration_trunc(Duration::hours(1)).unwrap()
+        == computed_at.duration_trunc(Duration::hours(1)).unwrap()
+    {
+        for field in ["free", "low", "high"] {
+            assert_eq!(published[field], api["forecasts"][0][field], "{field}: {listed} against {api}");
+        }
+    }
+    let fresh = lot_entry(&parkd, "fresh").await;
+    assert!(fresh.get("forecast").is_none(), "no history: persistence is not published: {fresh}");
+
+    // A tick within the refresh interval fits nothing; once a stored
+    // forecast is older, the next tick refits it.
+    let (report, _) = parkd.sweep_tick("forecast-refresh-1").await;
+    assert_eq!(report["forecastsFitted"], 0, "{report}");
+    db.execute("UPDATE lot_forecasts SET computed_at_ms = computed_at_ms - 600000 WHERE lot_id = 'rush'")
+        .await;
+    let (report, _) = parkd.sweep_tick("forecast-refresh-2").await;
+    assert_eq!(report["forecastsFitted"], 1, "{report}");
+    let refitted = lot_entry(&parkd, "rush").await;
+    let refitted_at =
+        DateTime::parse_from_rfc3339(refitted["forecast"]["four_wheeler"]["computedAt"].as_str().unwrap());
+    assert!(refitted_at.unwrap() >= computed_at, "{refitted}");
+
+    // One the sweep stopped refreshing is left out of the list.
+    db.execute("UPDATE lot_forecasts SET computed_at_ms = computed_at_ms - 3600000 WHERE lot_id = 'rush'")
+        .await;
+    assert!(lot_entry(&parkd, "rush").await.get("forecast").is_none());
+
+    assert!(parkd.client.delete(parkd.url("/api/v1/lots/rush")).send().await.unwrap().status().is_success());
+    assert_eq!(db.count("SELECT COUNT(*) FROM lot_forecasts WHERE lot_id = 'rush'").await, 0);
 }

@@ -6,6 +6,11 @@
 //! terminal-push publishes for the public availability page (`GET /find`)
 //! all show a lot in this one shape; a live summary adds its `seq` and
 //! `renderedAt` (how the gateway orders them, as it orders terminal frames).
+//! The lot list adds each class's published forecast, free bays in an hour
+//! (`forecast`), while the sweep keeps it fresh; live summaries carry counts
+//! only.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -43,6 +48,14 @@ pub fn lot_summary(lot: &LotSnapshot, now: DateTime<Utc>) -> Value {
     }
     if let Some(kind) = lot.site.kind {
         entry["kind"] = json!(kind);
+    }
+    let forecasts: BTreeMap<_, _> = lot
+        .forecasts
+        .iter()
+        .filter(|(class, f)| lot.classes.contains_key(*class) && f.is_current(now))
+        .collect();
+    if !forecasts.is_empty() {
+        entry["forecast"] = json!(forecasts);
     }
     entry
 }
@@ -89,6 +102,37 @@ mod tests {
         assert_eq!(keys, ["categories", "classes", "kind", "location", "lot", "name", "open", "updatedAt"]);
         let unlocated = lot_summary(&lot(false), now());
         assert_eq!(unlocated["location"], Value::Null);
+    }
+
+    #[test]
+    fn the_summary_shows_a_current_forecast_of_a_class_the_lot_has() {
+        use crate::forecast::{Forecast, Horizon, Method, PUBLISHED_MAX_AGE_MINUTES, PublishedForecast};
+        let fitted = now() - chrono::Duration::minutes(3);
+        let seasonal =
+            Forecast { horizon: Horizon::HOUR, free: 1, low: 0, high: 2, method: Method::Seasonal };
+        let published = PublishedForecast::of(&seasonal, Some(0.4), fitted).unwrap();
+        assert_eq!(published.at, fitted + chrono::Duration::hours(1));
+        let persistence = Forecast { method: Method::Persistence, ..seasonal };
+        assert_eq!(PublishedForecast::of(&persistence, None, fitted), None, "persistence is not published");
+
+        let mut with = lot(true);
+        with.forecasts.insert(crate::VehicleClass::four_wheeler(), published.clone());
+        with.forecasts.insert(crate::VehicleClass::parse("two_wheeler").unwrap(), published.clone());
+        let summary = lot_summary(&with, now());
+        assert_eq!(summary["forecast"]["four_wheeler"]["free"], 1);
+        assert_eq!(summary["forecast"]["four_wheeler"]["horizon"], "60m");
+        assert_eq!(summary["forecast"]["four_wheeler"]["recentError"], 0.4);
+        assert!(
+            summary["forecast"].get("two_wheeler").is_none(),
+            "the lot has no two-wheeler bays: {summary}"
+        );
+
+        let stale = now() + chrono::Duration::minutes(PUBLISHED_MAX_AGE_MINUTES);
+        assert!(
+            lot_summary(&with, stale).get("forecast").is_none(),
+            "a forecast the sweep stopped refreshing"
+        );
+        assert!(lot_summary(&lot(true), now()).get("forecast").is_none());
     }
 
     #[test]

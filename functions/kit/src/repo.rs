@@ -144,6 +144,7 @@ pub fn delete_lot(db: &Database, lot: &str) -> Result<bool, DbError> {
         }
         db.execute(db.sql.delete_lot_bays, &[lot.into()])?;
         db.execute(db.sql.delete_zone_rules, &[lot.into()])?;
+        db.execute(db.sql.delete_lot_forecasts, &[lot.into()])?;
         db.query(db.sql.close_orphan_overstay_alerts, &[lot.into(), to_ms(Utc::now()).into()])?;
         db.execute(db.sql.delete_lot, &[lot.into()])?;
         Ok(true)

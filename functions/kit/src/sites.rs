@@ -54,8 +54,8 @@ pub fn lot_category_counts(db: &Database, lot: &str) -> Result<BTreeMap<BayCateg
     Ok(category_counts(rows))
 }
 
-/// Every lot with its site and counts per class and category: three
-/// statements whatever the number of lots.
+/// Every lot with its site, counts per class and category, and published
+/// forecasts: four statements whatever the number of lots.
 pub fn lot_sites(db: &Database) -> Result<Vec<LotSnapshot>, DbError> {
     let mut lots: Vec<LotSnapshot> = db
         .query(db.sql.list_lots, &[])?
@@ -70,6 +70,7 @@ pub fn lot_sites(db: &Database) -> Result<Vec<LotSnapshot>, DbError> {
                 updated_at: None,
                 classes: BTreeMap::new(),
                 categories: BTreeMap::new(),
+                forecasts: BTreeMap::new(),
             })
         })
         .collect::<Result<_, DbError>>()?;
@@ -89,6 +90,10 @@ pub fn lot_sites(db: &Database) -> Result<Vec<LotSnapshot>, DbError> {
     }
     for (i, rows) in per_lot {
         lots[i].categories = category_counts(rows);
+    }
+    for stored in crate::forecast::stored_forecasts(db)? {
+        let (Some(&i), Some(published)) = (index.get(&stored.lot), stored.published) else { continue };
+        lots[i].forecasts.insert(stored.class, published);
     }
     Ok(lots)
 }
@@ -121,5 +126,6 @@ pub fn lot_snapshot(db: &Database, lot: &str) -> Result<Option<LotSnapshot>, DbE
         updated_at: availability.updated_at,
         classes,
         categories: availability.categories,
+        forecasts: BTreeMap::new(),
     }))
 }

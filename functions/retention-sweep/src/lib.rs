@@ -13,7 +13,10 @@
 //!    stays due, never every bay): an `io.parking.bay.overstay.v1` event
 //!    and an open `bay_overstay` alert, once per stay;
 //! 4. rolls closed hours of status changes up into `occupancy_hourly`;
-//! 5. deletes raw rows past their retention, only in hours already rolled
+//! 5. refits the published forecast ("free in an hour", shown by the lot
+//!    list and the public page) of each (lot, class) whose stored one is
+//!    older than a few minutes, so visitors never cost a model fit;
+//! 6. deletes raw rows past their retention, only in hours already rolled
 //!    up, in batches of one short statement each, so ingest never waits
 //!    longer than one batch.
 //!
@@ -48,7 +51,7 @@ use parking_kit::auth::{self, Credential};
 use parking_kit::cloudevent::BATCH;
 use parking_kit::history::{self, HourRolled, RawTable};
 use parking_kit::respond::{self, ApiError};
-use parking_kit::{Database, cloudevent, outbox};
+use parking_kit::{Database, cloudevent, forecast, outbox};
 use serde::Serialize;
 use spin_sdk::http_component;
 
@@ -153,6 +156,7 @@ struct StepMillis {
     overstays: f64,
     outbox: f64,
     roll_up: f64,
+    forecasts: f64,
     retention: f64,
 }
 
@@ -183,6 +187,8 @@ struct Report {
     outbox: Option<outbox::Delivered>,
     hours_rolled_up: Vec<HourRolled>,
     rolled_up_to: DateTime<Utc>,
+    /// (lot, class) groups whose published forecast was refitted.
+    forecasts_fitted: usize,
     batches: Vec<DeleteBatch>,
     deleted: std::collections::BTreeMap<&'static str, usize>,
     elapsed_ms: f64,
@@ -282,7 +288,7 @@ impl Run {
         })
     }
 
-    /// 5. Retention, oldest rows first, raw rows only where rolled up, in
+    /// 6. Retention, oldest rows first, raw rows only where rolled up, in
     ///    batches of one statement. Answers the batches and whether it finished.
     fn retention(&self, rolled_up_to: DateTime<Utc>) -> Result<(Vec<DeleteBatch>, bool), ApiError> {
         let (settings, now) = (&self.settings, self.now);
@@ -340,6 +346,10 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         history::roll_up_closed_hours(&run.db, run.now, settle, || run.out_of_time())?;
     complete &= !run.out_of_time();
     steps.roll_up = lap(&mut mark);
+    // 5. Published forecasts, on the roll-ups just made.
+    let forecasts = forecast::refresh_published(&run.db, run.now, || run.out_of_time())?;
+    complete &= forecasts.left == 0;
+    steps.forecasts = lap(&mut mark);
     let (batches, finished) = run.retention(rolled_up_to)?;
     complete &= finished;
     steps.retention = lap(&mut mark);
@@ -362,6 +372,7 @@ fn handle_tick(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         outbox: delivery,
         hours_rolled_up,
         rolled_up_to,
+        forecasts_fitted: forecasts.fitted,
         batches,
         deleted,
         elapsed_ms: run.started.elapsed().as_secs_f64() * 1e3,

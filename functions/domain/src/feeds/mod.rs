@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::availability::Counts;
 use crate::category::BayCategory;
 use crate::class::VehicleClass;
+use crate::forecast::PublishedForecast;
 use crate::site::{SiteSpec, is_open_in};
 
 /// How long a client or cache may reuse a feed, seconds. Counts change with
@@ -37,6 +38,8 @@ pub struct LotSnapshot {
     pub updated_at: Option<DateTime<Utc>>,
     pub classes: BTreeMap<VehicleClass, Counts>,
     pub categories: BTreeMap<BayCategory, Counts>,
+    /// The published forecast per class, as the sweep last fitted it.
+    pub forecasts: BTreeMap<VehicleClass, PublishedForecast>,
 }
 
 impl LotSnapshot {
@@ -136,6 +139,7 @@ pub(crate) mod tests_support {
             updated_at: Some(now()),
             classes: [(VehicleClass::four_wheeler(), counts)].into(),
             categories: [(BayCategory::Accessible, accessible)].into(),
+            forecasts: BTreeMap::new(),
         }
     }
 }

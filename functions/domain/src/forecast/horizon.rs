@@ -16,6 +16,9 @@ pub const DEFAULT_HORIZONS: [Horizon; 3] = [Horizon(15), Horizon(30), Horizon(60
 pub struct Horizon(u32);
 
 impl Horizon {
+    /// Sixty minutes.
+    pub const HOUR: Horizon = Horizon(60);
+
     /// A horizon of `minutes` (1 to a day).
     pub fn minutes(minutes: u32) -> Option<Horizon> {
         (1..=MAX_HORIZON_MINUTES).contains(&minutes).then_some(Horizon(minutes))

@@ -25,7 +25,7 @@ pub mod replay;
 
 use chrono::{DateTime, Utc};
 pub use jiff::tz::TimeZone;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use horizon::{DEFAULT_HORIZONS, Horizon, MAX_HORIZON_MINUTES, MAX_HORIZONS};
 pub use profile::Profile;
@@ -91,6 +91,60 @@ pub struct Forecast {
     pub low: u32,
     pub high: u32,
     pub method: Method,
+}
+
+/// The horizon the public reads show: "free in an hour".
+pub const PUBLISHED_HORIZON: Horizon = Horizon::HOUR;
+
+/// How often the sweep refits a lot's published forecast, minutes.
+pub const PUBLISHED_REFRESH_MINUTES: i64 = 5;
+
+/// How old a published forecast may be before the public reads leave it
+/// out (the sweep has stopped refreshing it), minutes.
+pub const PUBLISHED_MAX_AGE_MINUTES: i64 = 15;
+
+/// A (lot, class)'s forecast as the public reads show it: one horizon,
+/// fitted by the sweep. Only a seasonal forecast is published; persistence
+/// ("as many as now", anything possible) tells a visitor nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedForecast {
+    /// The horizon, as the forecast API spells it (`"60m"`).
+    pub horizon: String,
+    /// The time it is a forecast for.
+    pub at: DateTime<Utc>,
+    pub free: u32,
+    pub low: u32,
+    pub high: u32,
+    /// The model's recent mean absolute error at this horizon, in bays.
+    pub recent_error: Option<f64>,
+    /// When the sweep fitted it.
+    pub computed_at: DateTime<Utc>,
+}
+
+impl PublishedForecast {
+    /// The published form of `forecast`, fitted at `now`, or `None` when it
+    /// is not seasonal.
+    pub fn of(
+        forecast: &Forecast,
+        recent_error: Option<f64>,
+        now: DateTime<Utc>,
+    ) -> Option<PublishedForecast> {
+        (forecast.method == Method::Seasonal).then(|| PublishedForecast {
+            horizon: forecast.horizon.to_string(),
+            at: now + chrono::Duration::minutes(i64::from(forecast.horizon.as_minutes())),
+            free: forecast.free,
+            low: forecast.low,
+            high: forecast.high,
+            recent_error,
+            computed_at: now,
+        })
+    }
+
+    /// Whether it is still worth showing at `now`.
+    pub fn is_current(&self, now: DateTime<Utc>) -> bool {
+        now - self.computed_at <= chrono::Duration::minutes(PUBLISHED_MAX_AGE_MINUTES)
+    }
 }
 
 /// A fitted model of one group.

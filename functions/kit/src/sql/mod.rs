@@ -210,4 +210,12 @@ pub struct Statements {
     pub event_failed: &'static str,
     /// () -> staged events, the oldest one's created_at_ms (NULL when none).
     pub outbox_backlog: &'static str,
+
+    // --- published forecasts (fitted by the sweep, read by the public reads) ---
+    /// (lot, class, computed_at_ms, forecast JSON or 'null' for nothing to publish)
+    pub upsert_lot_forecast: &'static str,
+    /// () -> lot, class, computed_at_ms, forecast JSON (or 'null')
+    pub all_lot_forecasts: &'static str,
+    /// (lot)
+    pub delete_lot_forecasts: &'static str,
 }

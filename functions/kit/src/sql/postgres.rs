@@ -251,4 +251,9 @@ pub static STATEMENTS: Statements = Statements {
     take_event: "DELETE FROM event_outbox WHERE seq = $1",
     event_failed: "UPDATE event_outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1",
     outbox_backlog: "SELECT COUNT(*), MIN(created_at_ms) FROM event_outbox",
+    upsert_lot_forecast: "INSERT INTO lot_forecasts (lot_id, class, computed_at_ms, forecast) \
+        VALUES ($1, $2, $3, $4) ON CONFLICT (lot_id, class) \
+        DO UPDATE SET computed_at_ms = excluded.computed_at_ms, forecast = excluded.forecast",
+    all_lot_forecasts: "SELECT lot_id, class, computed_at_ms, forecast FROM lot_forecasts",
+    delete_lot_forecasts: "DELETE FROM lot_forecasts WHERE lot_id = $1",
 };
