@@ -27,7 +27,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use parkd::up::MqttMode;
 use parking_tests::mosquitto::Mosquitto;
-use parking_tests::terminals::{SseStream, take_event, token_for};
+use parking_tests::terminals::{take_event, token_for};
 use parking_tests::{Backend, Parkd, ParkdOptions};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -331,6 +331,17 @@ async fn main() -> Result<()> {
             s.p99 / raw.p99
         );
     }
+    let split = |key: &str| -> Vec<Vec<f64>> {
+        measured[key].as_array().map(|a| a.iter().map(numbers).collect()).unwrap_or_default()
+    };
+    for (((rate, _, _), rendering), delivering) in rounds.iter().zip(split("rendering")).zip(split("delivering")) {
+        let (r, d) = (stats(rendering), stats(delivering));
+        println!(
+            "round {rate:.0}/s, split at the frame's render: publish -> rendered p50 {:.1} p99 {:.1} ms; \
+             rendered -> at the client p50 {:.1} p99 {:.1} ms",
+            r.p50, r.p99, d.p50, d.p99
+        );
+    }
     for ((rate, _, _), times) in rounds.iter().zip(&components) {
         let times: Vec<String> = times
             .iter()
@@ -416,10 +427,36 @@ async fn wait_until_shown(gateway: &parkd::gateway::Gateway, shown: usize, rate:
 
 /// The client process: connects the clients, says `ready`, records every
 /// frame's arrival, and once told the publish times answers the latencies.
+/// Opens a stream the way a sign's firmware would: a bare TCP connection,
+/// one request head, the response head checked (200, an SSE body delimited
+/// by the connection). Answers the stream and what arrived after the head.
+async fn open_bare(address: std::net::SocketAddr, path: &str) -> Result<(tokio::net::TcpStream, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.with_context(|| format!("connecting to {address}"))?;
+    stream.set_nodelay(true)?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut got = Vec::with_capacity(1024);
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+            if !head.starts_with("http/1.1 200") || head.contains("transfer-encoding") {
+                bail!("GET {path}: not a bare event stream: {head}");
+            }
+            return Ok((stream, got.split_off(end + 4)));
+        }
+        if stream.read_buf(&mut got).await? == 0 {
+            bail!("GET {path}: the connection closed in the response head");
+        }
+    }
+}
+
 async fn clients_process(args: &Args) -> Result<()> {
     let url = args.url.clone().context("--clients-only needs --url")?;
+    let url = reqwest::Url::parse(&url)?;
+    let address = *url.socket_addrs(|| None)?.first().context("the stream's address")?;
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
     parkd::gateway::raise_file_limit();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build()?;
     let mut streams = Vec::with_capacity(args.clients);
     // 200 connecting at once: a steady ramp, not a SYN flood.
     let mut left = args.clients;
@@ -428,8 +465,8 @@ async fn clients_process(args: &Args) -> Result<()> {
         left -= batch;
         let mut opening = tokio::task::JoinSet::new();
         for _ in 0..batch {
-            let (http, url) = (http.clone(), url.clone());
-            opening.spawn(async move { SseStream::open(&http, &url, None).await });
+            let path = path.clone();
+            opening.spawn(async move { open_bare(address, &path).await });
         }
         while let Some(stream) = opening.join_next().await {
             streams.push(stream??);
@@ -437,22 +474,38 @@ async fn clients_process(args: &Args) -> Result<()> {
     }
     let arrivals: Vec<_> = streams
         .into_iter()
-        .map(|mut stream| {
+        .map(|(stream, first)| {
             tokio::spawn(async move {
-                // Only the time each piece of the stream arrives while frames
-                // come; parsing waits until the end, so the clients take as
+                // Only the bytes and the time each read brings while frames
+                // come, read bare (no HTTP client between the socket and the
+                // clock); parsing waits until the end, so the clients take as
                 // little CPU as they can from the server they measure.
-                let mut arrived: Vec<(bytes::Bytes, f64)> = Vec::new();
+                let mut arrived: Vec<(Vec<u8>, f64)> = vec![(first, since_epoch_ms())];
                 // The stream ends 20 s after its last frame (pings do not count).
-                let mut until = tokio::time::Instant::now() + Duration::from_secs(20);
-                let left = |until: tokio::time::Instant| {
-                    until.saturating_duration_since(tokio::time::Instant::now())
-                };
-                while let Ok(chunk) = stream.next_chunk(left(until)).await {
-                    if !chunk.starts_with(b"event: ping") {
-                        until = tokio::time::Instant::now() + Duration::from_secs(20);
+                let mut last_frame = Instant::now();
+                let mut check = tokio::time::interval(Duration::from_secs(1));
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    tokio::select! {
+                        ready = stream.readable() => {
+                            if ready.is_err() {
+                                break;
+                            }
+                            match stream.try_read(&mut buffer) {
+                                Ok(0) => break,
+                                Ok(n) => {
+                                    let at = since_epoch_ms();
+                                    if !buffer[..n].starts_with(b"event: ping") {
+                                        last_frame = Instant::now();
+                                    }
+                                    arrived.push((buffer[..n].to_vec(), at));
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(_) => break,
+                            }
+                        }
+                        _ = check.tick() => if last_frame.elapsed() > Duration::from_secs(20) { break },
                     }
-                    arrived.push((chunk, since_epoch_ms()));
                 }
                 let mut text = String::new();
                 arrived
@@ -461,7 +514,14 @@ async fn clients_process(args: &Args) -> Result<()> {
                         text.push_str(&String::from_utf8_lossy(&chunk));
                         std::iter::from_fn(|| take_event(&mut text))
                             .filter(|event| event.event == "frame")
-                            .map(|event| (event.json()["classes"][0]["free"].as_u64().unwrap_or(0), at))
+                            .map(|event| {
+                                let frame = event.json();
+                                let rendered = frame["renderedAt"]
+                                    .as_str()
+                                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                    .map_or(f64::NAN, |t| t.timestamp_micros() as f64 / 1e3);
+                                (frame["classes"][0]["free"].as_u64().unwrap_or(0), at, rendered)
+                            })
                             .collect::<Vec<_>>()
                     })
                     .collect::<Vec<_>>()
@@ -480,12 +540,16 @@ async fn clients_process(args: &Args) -> Result<()> {
         .collect();
     let total = published.len() as u64;
     let mut latencies = vec![Vec::new(); rounds.len()];
+    // The same latencies split at the frame's render time: publish to
+    // rendered (bridge, sensor-event, queue, terminal-push), and rendered to
+    // arrived (broker, gateway with its rate cap, the write, the client).
+    let (mut rendering, mut delivering) = (latencies.clone(), latencies.clone());
     let mut on_final_state = 0;
     let clients = arrivals.len();
     for a in arrivals {
         // Each stream ends 20 s after its last frame (or when parkd stops).
         let seen = a.await?;
-        if seen.last().is_some_and(|(free, _)| *free == total) {
+        if seen.last().is_some_and(|(free, _, _)| *free == total) {
             on_final_state += 1;
         }
         for (round, &(first, end)) in rounds.iter().enumerate() {
@@ -498,12 +562,14 @@ async fn clients_process(args: &Args) -> Result<()> {
                     break;
                 }
                 latencies[round].push(seen[j].1 - published[k - 1]);
+                rendering[round].push(seen[j].2 - published[k - 1]);
+                delivering[round].push(seen[j].1 - seen[j].2);
             }
         }
     }
     println!(
         "{}",
-        json!({ "latencies": latencies, "onFinalState": on_final_state, "clients": clients, "cpuSeconds": cpu_seconds() })
+        json!({ "latencies": latencies, "rendering": rendering, "delivering": delivering, "onFinalState": on_final_state, "clients": clients, "cpuSeconds": cpu_seconds() })
     );
     Ok(())
 }
