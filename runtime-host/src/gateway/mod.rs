@@ -55,11 +55,15 @@ pub type Body = BoxBody<Bytes, Infallible>;
 const KIOSK_PAGE: &str = include_str!("kiosk.html");
 
 /// The least time between two frames a terminal's clients see, unless
-/// configured. Measured with `bench-terminals` (1,000 clients, one terminal,
-/// 100 readings/s, Mosquitto, this 2-core machine), reading-to-frame p50: no
-/// cap 1.5 s, 20 ms 0.86 s, 50 ms 49 ms, 100 ms 125 ms. Without a cap every
-/// reading is a write to every client, which takes the CPU ingest needs.
-pub const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_millis(50);
+/// configured. Measured with `bench-terminals` (clients on bare TCP streams
+/// in a process of their own, one terminal, Mosquitto, SQLite, this 2-core
+/// machine), frame p99 in ms at 1,000 clients and 100 / 1,000 readings/s:
+/// cap 1 ms 22 / 45, 5 ms 21 / 47, 10 ms 25 / 45, 20 ms 36 / 57, 50 ms
+/// 63 / 73; at 10,000 clients and 100 readings/s: 10 ms 165, 20 ms 158,
+/// 50 ms 190, 100 ms 223. A slow client already skips to the newest frame,
+/// so a short cap costs little; the cap bounds the writes when renders come
+/// faster than that.
+pub const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
