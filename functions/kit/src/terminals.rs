@@ -162,6 +162,11 @@ pub fn render_lot_frames(
         return Ok(Vec::new());
     }
     db.transaction(|db| {
+        // A frame lost with the database's last moments is rendered again by
+        // the next change; the render does not wait for the disk.
+        if let Some(relaxed) = db.sql.derived_commit {
+            db.execute(relaxed, &[])?;
+        }
         let Some(availability) = lot_availability(db, lot)? else { return Ok(Vec::new()) };
         let mut frames = Vec::with_capacity(terminals.len());
         for (terminal, scope) in terminals {

@@ -21,7 +21,8 @@
 //! - a frame rendered more than [`REORDER_WINDOW`] after the current one is
 //!   newer, and one rendered more than that before it is older, whatever
 //!   their seqs;
-//! - within the window, the higher seq is newer.
+//! - within the window, the higher seq is newer, and of one seq the one
+//!   rendered later (a render whose stored frame was lost, or raced another).
 //!
 //! A forged frame therefore shadows genuine ones for at most
 //! `FUTURE_SKEW + REORDER_WINDOW`, also across restarts (the broker's retained
@@ -296,7 +297,9 @@ fn supersedes(seq: u64, rendered_at_ms: i64, current: &Relayed) -> bool {
     } else if apart < -millis(REORDER_WINDOW) {
         false
     } else {
-        seq > current.seq
+        // The same seq rendered later: a render whose stored frame was lost
+        // (an asynchronous commit lost with the database) or raced another.
+        seq > current.seq || (seq == current.seq && apart > 0)
     }
 }
 
@@ -336,6 +339,15 @@ mod tests {
         let sse = &f.current("T").unwrap().sse;
         assert!(sse.starts_with(b"id: 3\nevent: frame\ndata: {"), "{sse:?}");
         assert!(sse.ends_with(b"}\n\n"));
+    }
+
+    #[tokio::test]
+    async fn the_same_seq_rendered_later_is_newer() {
+        let f = Frames::new(Duration::ZERO);
+        assert_eq!(f.accept("T", &frame_at(7, NOW), NOW), Ok(Taken::First));
+        assert_eq!(f.accept("T", &frame_at(7, NOW - 3), NOW), Ok(Taken::Older));
+        assert_eq!(f.accept("T", &frame_at(7, NOW + 40), NOW), Ok(Taken::Newer));
+        assert_eq!(f.current("T").unwrap().rendered_at_ms, NOW + 40);
     }
 
     #[tokio::test]

@@ -334,7 +334,9 @@ async fn main() -> Result<()> {
     let split = |key: &str| -> Vec<Vec<f64>> {
         measured[key].as_array().map(|a| a.iter().map(numbers).collect()).unwrap_or_default()
     };
-    for (((rate, _, _), rendering), delivering) in rounds.iter().zip(split("rendering")).zip(split("delivering")) {
+    for (((rate, _, _), rendering), delivering) in
+        rounds.iter().zip(split("rendering")).zip(split("delivering"))
+    {
         let (r, d) = (stats(rendering), stats(delivering));
         println!(
             "round {rate:.0}/s, split at the frame's render: publish -> rendered p50 {:.1} p99 {:.1} ms; \
@@ -432,7 +434,8 @@ async fn wait_until_shown(gateway: &parkd::gateway::Gateway, shown: usize, rate:
 /// by the connection). Answers the stream and what arrived after the head.
 async fn open_bare(address: std::net::SocketAddr, path: &str) -> Result<(tokio::net::TcpStream, Vec<u8>)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.with_context(|| format!("connecting to {address}"))?;
+    let mut stream =
+        tokio::net::TcpStream::connect(address).await.with_context(|| format!("connecting to {address}"))?;
     stream.set_nodelay(true)?;
     let head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n");
     stream.write_all(head.as_bytes()).await?;

@@ -14,6 +14,10 @@ pub struct Statements {
     /// Opens a write transaction (SQLite takes the write lock at once, so two
     /// writers never deadlock upgrading a read lock).
     pub begin: &'static str,
+    /// Run first in a transaction whose writes are derived and rebuilt by the
+    /// next change (a terminal's frame): its commit does not wait for the
+    /// disk. PostgreSQL only (SQLite's commits do not wait for it anyway).
+    pub derived_commit: Option<&'static str>,
 
     // --- lots ---
     /// (lot) -> name, time_zone, site (JSON or NULL)

@@ -4,6 +4,7 @@ use super::Statements;
 
 pub static STATEMENTS: Statements = Statements {
     begin: "BEGIN IMMEDIATE",
+    derived_commit: None,
 
     lot_name: "SELECT name, time_zone, site FROM lots WHERE lot_id = ?1",
     upsert_lot: "INSERT INTO lots (lot_id, name, created_at_ms, updated_at_ms, time_zone, site, lat, lon) \
