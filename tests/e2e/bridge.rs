@@ -1019,13 +1019,23 @@ async fn a_batch_dead_letters_exactly_the_events_it_refuses() {
     assert_eq!(stats.batches.load(std::sync::atomic::Ordering::Relaxed), 1, "one delivery for all 18");
 }
 
-/// PostgreSQL stopped (immediate: no clean shutdown) in the middle of a
-/// burst the bridge delivers in batches: a batch in flight when it goes
-/// commits nothing, the bridge retries, and once the server is back every
-/// reading is stored exactly once (no reading of a half-applied batch twice,
-/// none missing) and every change derived once.
-async fn a_database_lost_mid_batch(on: BurstBroker) {
-    let database = parking_tests::postgres::Postgres::start().unwrap();
+/// How the database goes away in the middle of a burst, and comes back.
+enum Outage {
+    /// PostgreSQL stopped (immediate: no clean shutdown), then started again.
+    PostgresStopped,
+    /// Another process holds SQLite's write lock longer than parkd waits for
+    /// it (a backup, an operator's `sqlite3` shell), then lets go.
+    SqliteLocked,
+}
+
+/// The database goes away in the middle of a burst the bridge delivers in
+/// batches: a batch in flight when it goes commits nothing, the bridge
+/// retries, and once the database is back every reading is stored exactly
+/// once (no reading of a half-applied batch twice, none missing) and every
+/// change derived once.
+async fn a_database_lost_mid_batch(on: BurstBroker, outage: Outage) {
+    let postgres = matches!(outage, Outage::PostgresStopped)
+        .then(|| parking_tests::postgres::Postgres::start().unwrap());
     let mosquitto = matches!(on, BurstBroker::Mosquitto).then(|| Mosquitto::start().unwrap());
     let port = match &mosquitto {
         Some(broker) => broker.port,
@@ -1036,11 +1046,12 @@ async fn a_database_lost_mid_batch(on: BurstBroker) {
         None => MqttMode::Embedded(format!("127.0.0.1:{port}").parse().unwrap()),
     };
     let dir = tempfile::tempdir().unwrap();
+    let backend = if postgres.is_some() { Backend::Postgres } else { Backend::Sqlite };
     let parkd = Parkd::start_with(ParkdOptions {
-        database: Some(database.url()),
+        database: postgres.as_ref().map(|p| p.url()),
         mqtt,
         manifest: Some(manifest_with_recorder(dir.path(), &["io.parking.slot.changed.v1"]).unwrap()),
-        ..ParkdOptions::new(Backend::Postgres)
+        ..ParkdOptions::new(backend)
     })
     .await
     .unwrap();
@@ -1063,13 +1074,25 @@ async fn a_database_lost_mid_batch(on: BurstBroker) {
         stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= 300
     })
     .await;
-    database.stop().unwrap();
-    eventually("the bridge retrying", || async {
-        stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    database.start_again().unwrap();
+    let retrying = || async { stats.retries.load(std::sync::atomic::Ordering::Relaxed) > 0 };
+    match &postgres {
+        Some(database) => {
+            database.stop().unwrap();
+            eventually("the bridge retrying", retrying).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            database.start_again().unwrap();
+        }
+        None => {
+            use sqlx::Connection;
+            let file =
+                sqlx::sqlite::SqliteConnectOptions::new().filename(parkd.data_dir().join("parking.db"));
+            let mut holder = sqlx::SqliteConnection::connect_with(&file).await.unwrap();
+            sqlx::raw_sql("BEGIN EXCLUSIVE").execute(&mut holder).await.unwrap();
+            // parkd waits 5 s for the lock, then answers the batch as busy (503).
+            eventually_within(Duration::from_secs(30), "the bridge retrying", retrying).await;
+            sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+        }
+    }
     let summary = burst.await.unwrap().unwrap();
     eventually_within(Duration::from_secs(120), "every reading of the burst delivered", || async {
         stats.delivered.load(std::sync::atomic::Ordering::Relaxed) >= summary.sent
@@ -1093,12 +1116,22 @@ async fn a_database_lost_mid_batch(on: BurstBroker) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_lost_mid_batch_on_mosquitto() {
-    a_database_lost_mid_batch(BurstBroker::Mosquitto).await
+    a_database_lost_mid_batch(BurstBroker::Mosquitto, Outage::PostgresStopped).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_lost_mid_batch_on_the_embedded_broker() {
-    a_database_lost_mid_batch(BurstBroker::Embedded).await
+    a_database_lost_mid_batch(BurstBroker::Embedded, Outage::PostgresStopped).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_locked_mid_batch_on_the_embedded_broker() {
+    a_database_lost_mid_batch(BurstBroker::Embedded, Outage::SqliteLocked).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_database_locked_mid_batch_on_mosquitto() {
+    a_database_lost_mid_batch(BurstBroker::Mosquitto, Outage::SqliteLocked).await
 }
 
 /// A subscriber of availability changes (where terminal-push sits) that
