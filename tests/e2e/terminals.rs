@@ -161,8 +161,8 @@ async fn frames_until_free(stream: &mut SseStream, free: u64) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_clients_connecting_at_once_get_the_current_frame_then_the_final_one() {
-    const CLIENTS: usize = 500;
+async fn a_thousand_clients_reconnecting_at_once_get_the_current_frame_then_the_final_one() {
+    const CLIENTS: usize = 1000;
     const READINGS: usize = 10;
     let broker = Mosquitto::start().unwrap();
     let parkd = lot_with_terminal(Backend::Sqlite, &broker, READINGS).await;
@@ -170,10 +170,12 @@ async fn five_hundred_clients_connecting_at_once_get_the_current_frame_then_the_
     let url = stream_url(&parkd, "T1", &token_for("T1"));
     let gateway = parkd.running.gateway.as_ref().unwrap();
     let lookups_before = gateway.token_lookups();
-    // A reconnect storm: every client at once, each on its own connection.
+    // A reconnect storm (the gateway restarted, say): every client at once,
+    // each on its own connection, resuming after the frame it had (seq 1,
+    // the terminal's first).
     let opening = (0..CLIENTS).map(|_| {
         let url = url.clone();
-        async move { SseStream::open(&reqwest::Client::new(), &url, None).await }
+        async move { SseStream::open(&reqwest::Client::new(), &url, Some(1)).await }
     });
     let mut streams = Vec::new();
     for opened in futures::future::join_all(opening).await {
@@ -186,6 +188,7 @@ async fn five_hundred_clients_connecting_at_once_get_the_current_frame_then_the_
         gateway.token_lookups() - lookups_before
     );
     assert_eq!(gateway.metrics.connections.get(), CLIENTS as i64);
+    assert_eq!(gateway.metrics.reconnects.get(), CLIENTS as u64, "each counted as a reconnect");
     let readers: Vec<_> = streams
         .into_iter()
         .map(|mut stream| {
