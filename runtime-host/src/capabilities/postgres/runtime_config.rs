@@ -6,6 +6,9 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+/// A pooled connection idle longer than this is pinged before it is used.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
     /// Connections per server address, shared by all instances.
@@ -70,6 +73,19 @@ impl PostgresConfig {
         Ok(PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
+            // sqlx pings every connection it hands out: a round trip in front
+            // of every instance's first statement. A connection in use moments
+            // ago is alive; one idle for longer (the server may have restarted
+            // since) is still pinged, and a failed ping replaces it.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > PING_IF_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options))
     }
 }
