@@ -72,7 +72,7 @@ pub async fn tick(eventing: &Eventing, at: DateTime<Utc>) -> http::Response<Byte
     let status = response.status();
     let summary = eventing::replies(&response)
         .into_iter()
-        .find(|e| cloudevents::AttributesReader::ty(e) == "io.parking.sweep.report.v1")
+        .find(|e| cloudevents::AttributesReader::ty(e) == parking_domain::events::SWEEP_REPORT_V1)
         .and_then(|e| e.data().map(|d| d.to_string()));
     if status.is_success() {
         tracing::info!(status = status.as_u16(), report = summary.as_deref().unwrap_or(""), "sweep tick");

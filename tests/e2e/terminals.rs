@@ -23,6 +23,7 @@ on_both_backends!(
     a_reading_over_mqtt_publishes_retained_frames_to_the_terminals_that_show_it,
     a_redelivered_change_publishes_the_same_frame_again,
     a_new_terminal_on_a_quiet_lot_gets_its_frame_without_any_reading,
+    a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep,
 );
 
 async fn parkd_with_broker(backend: Backend, broker: &Mosquitto) -> Parkd {
@@ -638,4 +639,37 @@ async fn a_websocket_gets_the_current_frame_then_live_ones_and_resumes() {
             panic!("a WebSocket without a token must be refused, got {:?}", other.map(|(_, r)| r.status()))
         }
     }
+}
+
+/// A bay that changed without its availability event reaching terminal-push
+/// (here changed in the database directly, as when the event is lost with a
+/// crash between the commit and its delivery) reaches the sign with the
+/// next sweep: its report has terminal-push render every sign again. A sweep
+/// with nothing changed publishes nothing.
+async fn a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep(backend: Backend) {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(backend, &broker, 3).await;
+    free_bay(&parkd, 0).await;
+    let mut stream =
+        SseStream::open(&parkd.client, &stream_url(&parkd, "T1", &token_for("T1")), None).await.unwrap();
+    assert_eq!(frames_until_free(&mut stream, 1).await.last(), Some(&2), "the current frame");
+    let db = parking_tests::db::Db::open(&parkd).await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    db.execute(&format!(
+        "UPDATE bays SET status = 'free', status_changed_at_ms = {now} WHERE lot_id = 'north' AND bay_id = 'C1'"
+    ))
+    .await;
+    parkd.settled().await;
+    assert!(stream.next_frame(Duration::from_millis(500)).await.is_err(), "no event, no frame yet");
+
+    parkd.sweep_tick("after-the-lost-event").await;
+    parkd.settled().await;
+    let frame = stream.next_frame(WAIT).await.unwrap().json();
+    assert_eq!(frame["classes"][0]["free"], 2, "the sign shows the change: {frame}");
+    let seq = || db.count("SELECT seq FROM terminal_frames WHERE terminal_id = 'T1'");
+    let before = seq().await;
+    parkd.sweep_tick("nothing-changed").await;
+    parkd.settled().await;
+    assert_eq!(seq().await, before, "nothing changed, no new frame");
+    assert!(stream.next_frame(Duration::from_millis(500)).await.is_err(), "nothing published");
 }

@@ -24,6 +24,9 @@ pub const TERMINAL_CHANGED_V1: &str = "io.parking.terminal.changed.v1";
 pub const BAY_OVERSTAY_V1: &str = "io.parking.bay.overstay.v1";
 /// Knative PingSource's cron tick.
 pub const PING: &str = "dev.knative.sources.ping";
+/// What a retention sweep did (its answer to a tick). terminal-push takes it
+/// as the moment to render every sign again.
+pub const SWEEP_REPORT_V1: &str = "io.parking.sweep.report.v1";
 
 /// Data of `io.parking.slot.changed.v1`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,8 @@
 //! Terminals as the components use them: provisioning (lot-admin) and the
 //! frames terminal-push renders.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use parking_domain::{
     Frame, LotAvailability, TerminalScope, TerminalSpec, Thresholds, VehicleClass, render_frame, token_digest,
@@ -158,12 +160,43 @@ pub fn render_lot_frames(
     terminals: &[(String, TerminalScope)],
     now: DateTime<Utc>,
 ) -> Result<Vec<Frame>, DbError> {
+    Ok(render_lot(db, lot, terminals, now)?.into_iter().map(|(frame, _)| frame).collect())
+}
+
+/// Every terminal's frame rendered again, answering only those that changed:
+/// a sign whose last change never reached terminal-push (its event lost with
+/// a crash between the commit and the delivery, or given up after retries)
+/// shows the truth again. A frame still right costs a read, not a write.
+pub fn rerender_changed(db: &Database, now: DateTime<Utc>) -> Result<Vec<Frame>, DbError> {
+    let mut lots: BTreeMap<String, Vec<(String, TerminalScope)>> = BTreeMap::new();
+    for r in db.query(db.sql.all_terminals, &[])? {
+        let lot = r.text(0)?;
+        let scope =
+            TerminalScope { lot: lot.clone(), zones: parse_list(&r, 2)?, classes: parse_list(&r, 3)? };
+        lots.entry(lot).or_default().push((r.text(1)?, scope));
+    }
+    let mut changed = Vec::new();
+    for (lot, terminals) in &lots {
+        changed
+            .extend(render_lot(db, lot, terminals, now)?.into_iter().filter_map(|(f, new)| new.then_some(f)));
+    }
+    Ok(changed)
+}
+
+/// The frames of `terminals` of `lot`, each with whether it is new (`false`:
+/// the stored frame, unchanged).
+fn render_lot(
+    db: &Database,
+    lot: &str,
+    terminals: &[(String, TerminalScope)],
+    now: DateTime<Utc>,
+) -> Result<Vec<(Frame, bool)>, DbError> {
     if terminals.is_empty() {
         return Ok(Vec::new());
     }
     db.transaction(|db| {
         // A frame lost with the database's last moments is rendered again by
-        // the next change; the render does not wait for the disk.
+        // the next change or tick; the render does not wait for the disk.
         if let Some(relaxed) = db.sql.derived_commit {
             db.execute(relaxed, &[])?;
         }
@@ -178,14 +211,15 @@ pub fn render_lot_frames(
     })
 }
 
-/// One terminal's frame from counts already read, inside the caller's transaction.
+/// One terminal's frame from counts already read, inside the caller's
+/// transaction, with whether it is new.
 fn render_one(
     db: &Database,
     terminal: &str,
     scope: &TerminalScope,
     availability: &LotAvailability,
     now: DateTime<Utc>,
-) -> Result<Option<Frame>, DbError> {
+) -> Result<Option<(Frame, bool)>, DbError> {
     let Some(row) = db.query(db.sql.terminal_frame, &[terminal.into()])?.into_iter().next() else {
         return Ok(None);
     };
@@ -200,12 +234,12 @@ fn render_one(
     if let Some(previous) = previous
         && row.opt_text(1)?.as_deref() == Some(digest.as_str())
     {
-        return Ok(Some(previous));
+        return Ok(Some((previous, false)));
     }
     let json = serde_json::to_string(&frame).map_err(|e| DbError::Decode(e.to_string()))?;
     db.execute(
         db.sql.upsert_terminal_frame,
         &[terminal.into(), Value::Int(seq as i64), digest.into(), json.into(), to_ms(now).into()],
     )?;
-    Ok(Some(frame))
+    Ok(Some((frame, true)))
 }

@@ -43,7 +43,7 @@ use chrono::{DateTime, Duration, Utc};
 use cloudevents::{AttributesReader, Event};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{
-    AVAILABILITY_CHANGED_V1, BAY_OVERSTAY_V1, PING, SENSOR_ALERT_V1, SLOT_CHANGED_V1,
+    AVAILABILITY_CHANGED_V1, BAY_OVERSTAY_V1, PING, SENSOR_ALERT_V1, SLOT_CHANGED_V1, SWEEP_REPORT_V1,
 };
 use parking_domain::{SensorModel, heartbeat_window};
 use parking_kit::alerts;
@@ -60,8 +60,6 @@ const SOURCE: &str = "/parking/functions/retention-sweep";
 const STRUCTURED: &str = "application/cloudevents+json";
 /// At most this many derived events in one answer (the rest wait for the next run).
 const MAX_ANSWERED_EVENTS: u32 = 5000;
-/// The type of the run's report.
-pub const SWEEP_REPORT_V1: &str = "io.parking.sweep.report.v1";
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[http_component]

@@ -24,6 +24,13 @@
 //! (`summaryError`), not retried, since the page reads the whole list every
 //! minute too.
 //!
+//! Each retention sweep's report (`io.parking.sweep.report.v1`, once per
+//! tick) renders every terminal again and publishes the frames that
+//! changed: a sign whose last
+//! change never reached terminal-push (the event lost with a crash between
+//! the commit and its delivery, or given up after its retries) is right
+//! again within a tick. A frame still right costs a read.
+//!
 //! The broker is the `mqtt_address` variable (`mqtt://host:port`, with
 //! `?client_id=` under Spin, which requires one), with `mqtt_username` and
 //! `mqtt_password`. A broker that cannot be reached is a 503: the event is
@@ -32,7 +39,7 @@
 use chrono::Utc;
 use cloudevents::{AttributesReader, Data, Event};
 use http::{Request, Response, StatusCode};
-use parking_domain::events::{AVAILABILITY_CHANGED_V1, TERMINAL_CHANGED_V1};
+use parking_domain::events::{AVAILABILITY_CHANGED_V1, SWEEP_REPORT_V1, TERMINAL_CHANGED_V1};
 use parking_domain::{AvailabilityChanged, Frame, frame_topic, live_summary, summary_topic};
 use parking_kit::respond::{self, ApiError};
 use parking_kit::{Database, cloudevent};
@@ -40,8 +47,9 @@ use parking_kit::{sites, terminals};
 use spin_sdk::http_component;
 use spin_sdk::mqtt::{Connection, Qos};
 
-/// Larger bodies are not availability events.
-const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Larger bodies are not events it takes (a sweep's report lists each batch
+/// of its run, so it can be far larger than an availability change).
+const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Seconds between MQTT keep-alive pings of the connection.
 const KEEP_ALIVE_SECS: u64 = 30;
 
@@ -51,12 +59,17 @@ fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
 }
 
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
-    let event =
-        cloudevent::receive_one_of(req, &[AVAILABILITY_CHANGED_V1, TERMINAL_CHANGED_V1], MAX_BODY_BYTES)?;
+    let event = cloudevent::receive_one_of(
+        req,
+        &[AVAILABILITY_CHANGED_V1, TERMINAL_CHANGED_V1, SWEEP_REPORT_V1],
+        MAX_BODY_BYTES,
+    )?;
     let db = Database::open_configured()?;
     let (frames, cleared, changed_lot) = if event.ty() == TERMINAL_CHANGED_V1 {
         let (frames, cleared) = render_terminal(&db, &terminal_of(&event)?)?;
         (frames, cleared, None)
+    } else if event.ty() == SWEEP_REPORT_V1 {
+        (terminals::rerender_changed(&db, Utc::now())?, None, None)
     } else {
         let change = parse_change(&event)?;
         (render_change(&db, &change)?, None, Some(change.lot))

@@ -172,6 +172,8 @@ pub struct Statements {
     pub delete_terminal_frame: &'static str,
     /// (lot) -> terminal, zones_json, classes_json
     pub lot_terminals: &'static str,
+    /// () -> lot, terminal, zones JSON, classes JSON: every terminal, by lot
+    pub all_terminals: &'static str,
     /// (terminal) -> seq, content_digest, frame_json (all NULL before the first frame);
     /// no row for an unknown terminal.
     pub terminal_frame: &'static str,

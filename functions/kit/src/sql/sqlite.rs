@@ -198,6 +198,7 @@ pub static STATEMENTS: Statements = Statements {
     delete_terminal: "DELETE FROM terminals WHERE terminal_id = ?1",
     delete_terminal_frame: "DELETE FROM terminal_frames WHERE terminal_id = ?1",
     lot_terminals: "SELECT terminal_id, zones, classes FROM terminals WHERE lot_id = ?1 ORDER BY terminal_id",
+    all_terminals: "SELECT lot_id, terminal_id, zones, classes FROM terminals ORDER BY lot_id, terminal_id",
     // BEGIN IMMEDIATE already serialises renders.
     terminal_frame: "SELECT f.seq, f.content_digest, f.frame FROM terminals t \
                      LEFT JOIN terminal_frames f ON f.terminal_id = t.terminal_id WHERE t.terminal_id = ?1",
