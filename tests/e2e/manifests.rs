@@ -250,6 +250,10 @@ async fn a_sensor_gone_silent_reaches_a_terminal_through_the_sweep_and_the_broke
     );
     let frame = frame_showing(&cluster, &mut stream, "unknown", 1).await;
     assert_eq!(frame["classes"][0]["occupied"], 0, "{frame}");
+    // The report reaches terminal-push too (Trigger sweep-to-terminals),
+    // which renders every sign again.
+    let rerender = cluster.broker.delivered_by("sweep-to-terminals", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(rerender.status, Some(200), "terminal-push took the report: {rerender:?}\n{}", cluster.logs());
 }
 
 /// The first frame on `stream` whose first class shows `count` bays `status`.

@@ -96,8 +96,10 @@ pub struct Forecast {
 /// The horizon the public reads show: "free in an hour".
 pub const PUBLISHED_HORIZON: Horizon = Horizon::HOUR;
 
-/// How often the sweep refits a lot's published forecast, minutes.
-pub const PUBLISHED_REFRESH_MINUTES: i64 = 5;
+/// How old a published forecast must be for the sweep to refit it, minutes:
+/// under the five minutes between ticks (parkd's default schedule and the
+/// PingSource's), so every tick refits it even when ticks run a little early.
+pub const PUBLISHED_REFRESH_MINUTES: i64 = 4;
 
 /// How old a published forecast may be before the public reads leave it
 /// out (the sweep has stopped refreshing it), minutes.
