@@ -25,11 +25,10 @@
 //! minute too.
 //!
 //! Each retention sweep's report (`io.parking.sweep.report.v1`, once per
-//! tick) renders every terminal again and publishes the frames that
-//! changed: a sign whose last
-//! change never reached terminal-push (the event lost with a crash between
-//! the commit and its delivery, or given up after its retries) is right
-//! again within a tick. A frame still right costs a read.
+//! tick) renders every terminal again and publishes the frames that changed:
+//! a sign whose last change never reached terminal-push (the event lost with
+//! a crash between the commit and its delivery, or given up after its
+//! retries) is right again within a tick. A frame still right costs a read.
 //!
 //! The broker is the `mqtt_address` variable (`mqtt://host:port`, with
 //! `?client_id=` under Spin, which requires one), with `mqtt_username` and

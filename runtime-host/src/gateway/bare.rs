@@ -27,7 +27,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::tokens::Verdict;
-use super::{Client, Gateway, LOTS_STREAM_PATH, LotsClient, Next, hello, last_event_id_in, token_in};
+use super::{
+    Client, Gateway, LOTS_STREAM_PATH, LotsClient, Next, Watcher, hello, last_event_id_in, token_in,
+};
 
 /// The most a request head may take here; a longer one goes to hyper.
 const MAX_HEAD: usize = 8 * 1024;
@@ -209,21 +211,6 @@ fn stream_request(request: &httparse::Request<'_, '_>) -> Option<Wanted> {
         token: token_in(header("authorization"), query),
         last_seen: last_event_id_in(header("last-event-id"), query),
     }))
-}
-
-/// A stream's client: a terminal's or the lots'.
-enum Watcher {
-    Terminal(Client),
-    Lots(LotsClient),
-}
-
-impl Watcher {
-    async fn next(&mut self, keep_alive: Duration) -> Option<Next> {
-        match self {
-            Watcher::Terminal(client) => client.next(keep_alive).await,
-            Watcher::Lots(client) => client.next(keep_alive).await,
-        }
-    }
 }
 
 /// Writes the stream until the client goes, a write fails or the gateway closes.

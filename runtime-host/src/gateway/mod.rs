@@ -58,7 +58,7 @@ const KIOSK_PAGE: &str = include_str!("kiosk.html");
 /// configured. Measured with `bench-terminals` (clients on bare TCP streams
 /// in a process of their own, one terminal, Mosquitto, SQLite, this 2-core
 /// machine), frame p99 in ms at 1,000 clients and 100 / 1,000 readings/s:
-/// cap 1 ms 22 / 45, 5 ms 21 / 47, 10 ms 25 / 45, 20 ms 36 / 57, 50 ms
+/// cap 1 ms 22 / 45, 5 ms 21 / 46, 10 ms 25 / 44, 20 ms 36 / 57, 50 ms
 /// 63 / 73; at 10,000 clients and 100 readings/s: 10 ms 165, 20 ms 158,
 /// 50 ms 190, 100 ms 223. A slow client already skips to the newest frame,
 /// so a short cap costs little; the cap bounds the writes when renders come
@@ -310,27 +310,39 @@ impl Gateway {
     }
 
     fn sse(self: &Arc<Self>, terminal: &str, last_seen: Option<u64>) -> Response<Body> {
-        let client = Client::new(self, terminal, last_seen);
-        let hello = futures::stream::once(async { hello() });
-        let keep_alive = self.keep_alive;
-        let events = futures::stream::unfold(client, move |mut client| async move {
-            let next = client.next(keep_alive).await?;
-            Some((next.sse(), client))
-        });
-        sse_response(hello.chain(events))
+        self.event_stream(Watcher::Terminal(Client::new(self, terminal, last_seen)))
     }
 
     /// `GET /find/stream`: every lot's summary at once, then each lot's
     /// newest as it changes, and the pings.
     fn lots_sse(self: &Arc<Self>) -> Response<Body> {
-        let client = LotsClient::new(self);
+        self.event_stream(Watcher::Lots(LotsClient::new(self)))
+    }
+
+    /// A stream served by hyper: the hello, then what the client watches.
+    fn event_stream(&self, watcher: Watcher) -> Response<Body> {
         let hello = futures::stream::once(async { hello() });
         let keep_alive = self.keep_alive;
-        let events = futures::stream::unfold(client, move |mut client| async move {
-            let next = client.next(keep_alive).await?;
-            Some((next.sse(), client))
+        let events = futures::stream::unfold(watcher, move |mut watcher| async move {
+            let next = watcher.next(keep_alive).await?;
+            Some((next.sse(), watcher))
         });
         sse_response(hello.chain(events))
+    }
+}
+
+/// A stream's client: a terminal's or the lots'.
+enum Watcher {
+    Terminal(Client),
+    Lots(LotsClient),
+}
+
+impl Watcher {
+    async fn next(&mut self, keep_alive: Duration) -> Option<Next> {
+        match self {
+            Watcher::Terminal(client) => client.next(keep_alive).await,
+            Watcher::Lots(client) => client.next(keep_alive).await,
+        }
     }
 }
 
