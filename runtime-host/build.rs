@@ -41,6 +41,9 @@ fn main() -> Result<()> {
     // A fresh clone where a shared target directory already ran this script
     // has no wit/deps: a missing (or changed) folder runs it again.
     println!("cargo:rerun-if-changed=../wit/deps");
+    // sqlx's `migrate!` embeds the migrations but does not watch their
+    // folders: a migration added later would be missing from the binary.
+    println!("cargo:rerun-if-changed=migrations");
 
     let from = find_sdk()?.join("wit/deps");
     let deps = wit.join("deps");
