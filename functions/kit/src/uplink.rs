@@ -125,6 +125,12 @@ struct Batch {
     groups: HashMap<GroupKey, Group>,
     /// What the sign of a (lot, class) shows, by alert subject, once read.
     fullness: HashMap<String, Fullness>,
+    /// The event keys the load claimed, where it claims ([`Statements::load_batch`]).
+    ///
+    /// [`Statements::load_batch`]: crate::sql::Statements::load_batch
+    claimed: Option<HashSet<String>>,
+    /// Keys the load claimed for events refused after it: given back when the batch writes.
+    unclaimed: Vec<String>,
     rows: Rows,
 }
 
@@ -185,7 +191,8 @@ struct Reading<'a> {
 }
 
 impl Batch {
-    /// Reads and locks the batch's bays, in one statement.
+    /// Reads and locks the batch's bays, in one statement; where the
+    /// dialect can, the same statement claims the events of those bays.
     fn load(db: &Database, uplinks: &[Uplink], received_at: DateTime<Utc>) -> Result<Self, DbError> {
         let mut seen = HashSet::new();
         let devices: Vec<String> = uplinks
@@ -194,8 +201,27 @@ impl Batch {
             .filter(|d| seen.insert(d.clone()))
             .collect();
         let devices = json_param(&devices);
-        let bays = db
-            .query(db.sql.bays_by_sensors, std::slice::from_ref(&devices))?
+        let (rows, claimed) = match db.sql.load_batch {
+            Some(load_batch) => {
+                let mut seen = HashSet::new();
+                let events: Vec<serde_json::Value> = uplinks
+                    .iter()
+                    .filter(|u| seen.insert(u.event_key.as_str()))
+                    .map(|u| {
+                        json!({ "key": u.event_key, "device": parking_domain::normalise_device_id(&u.envelope.device) })
+                    })
+                    .collect();
+                let params = [devices.clone(), json_param(&events), to_ms(received_at).into()];
+                let (bays, claims): (Vec<Row>, Vec<Row>) = db
+                    .query(load_batch, &params)?
+                    .into_iter()
+                    .partition(|r| !matches!(r.opt_text(0), Ok(None)));
+                let claimed = claims.iter().map(|r| r.text(CLAIMED_KEY)).collect::<Result<_, _>>()?;
+                (bays, Some(claimed))
+            }
+            None => (db.query(db.sql.bays_by_sensors, std::slice::from_ref(&devices))?, None),
+        };
+        let bays = rows
             .iter()
             .map(|r| {
                 let state = BayState {
@@ -213,6 +239,8 @@ impl Batch {
             bays,
             groups: HashMap::new(),
             fullness: HashMap::new(),
+            claimed,
+            unclaimed: Vec::new(),
             rows: Rows::default(),
         })
     }
@@ -244,22 +272,42 @@ impl Batch {
         Ok((results, changes))
     }
 
-    /// Counts the batch's status changes in order, under the counts' locks:
-    /// each change answers its group's availability right after it and moves
-    /// its lot's full and almost-full alerts. Then writes what the batch did
-    /// (the bays' triggers keep the counts table): in one statement where the
-    /// dialect can, else the history before the counts are locked.
+    /// Writes what the batch did, then counts its status changes in order,
+    /// from the counts as they were before it (locked): each change answers
+    /// its group's availability right after it and moves its lot's full and
+    /// almost-full alerts. The bays' triggers keep the counts table. Where
+    /// the dialect can, the writes and the counts are one statement; else
+    /// the history is written, the counts read, then the bays written.
     fn settle(
         &mut self,
         db: &Database,
         changes: Vec<Pending>,
         results: &mut [Uplinked],
     ) -> Result<(), DbError> {
-        if db.sql.write_batch.is_none() {
+        let mut bays: Vec<&BayState> = self.bays.values().filter(|s| s.touched).collect();
+        bays.sort_by(|a, b| a.bay.key().cmp(&b.bay.key()));
+        let bays: Vec<serde_json::Value> = bays.into_iter().map(|s| s.row(self.received_at)).collect();
+        if let Some(write_batch) = db.sql.write_batch {
+            let lots: std::collections::BTreeSet<&str> =
+                changes.iter().map(|(_, slot, _)| slot.lot.as_str()).collect();
+            let Rows { readings, frames, changes: history } = std::mem::take(&mut self.rows);
+            let arrays = [readings, frames, history, bays];
+            if arrays.iter().any(|rows| !rows.is_empty()) || !self.unclaimed.is_empty() {
+                let [readings, frames, history, bays] = arrays.map(|rows| json_param(&rows));
+                let lots = json_param(&lots.into_iter().collect::<Vec<_>>());
+                let params = [readings, frames, history, bays, lots, json_param(&self.unclaimed)];
+                let counts = db.query(write_batch, &params)?;
+                self.take_counts(&counts)?;
+            }
+        } else {
             self.write_history(db)?;
-        }
-        if !changes.is_empty() {
-            self.lock_counts(db)?;
+            if !changes.is_empty() {
+                let counts = db.query(db.sql.counts_of_sensors, std::slice::from_ref(&self.devices))?;
+                self.take_counts(&counts)?;
+            }
+            if !bays.is_empty() {
+                db.execute(db.sql.update_bays, &[json_param(&bays)])?;
+            }
         }
         for (index, slot, overstay) in changes {
             let availability = count_change(&mut self.groups, &slot)?;
@@ -269,30 +317,18 @@ impl Batch {
             let overstay = overstay.map(|o| *o);
             result.applied = Applied::Changed(Box::new(Derived { slot, availability, overstay }));
         }
-        let mut bays: Vec<&BayState> = self.bays.values().filter(|s| s.touched).collect();
-        bays.sort_by(|a, b| a.bay.key().cmp(&b.bay.key()));
-        let bays: Vec<serde_json::Value> = bays.into_iter().map(|s| s.row(self.received_at)).collect();
-        if let Some(write_batch) = db.sql.write_batch {
-            let Rows { readings, frames, changes } = std::mem::take(&mut self.rows);
-            let arrays = [readings, frames, changes, bays];
-            if arrays.iter().any(|rows| !rows.is_empty()) {
-                db.execute(write_batch, &arrays.map(|rows| json_param(&rows)))?;
-            }
-        } else if !bays.is_empty() {
-            db.execute(db.sql.update_bays, &[json_param(&bays)])?;
-        }
         Ok(())
     }
 
-    /// Reads and locks the counts of the batch's lots, with the state of
-    /// each (lot, class)'s sign (its open full or almost-full alert).
-    fn lock_counts(&mut self, db: &Database) -> Result<(), DbError> {
-        for row in db.query(db.sql.counts_of_sensors, std::slice::from_ref(&self.devices))? {
+    /// Keeps the counts read (and locked) for the batch's lots, with the
+    /// state of each (lot, class)'s sign (its open full or almost-full alert).
+    fn take_counts(&mut self, rows: &[Row]) -> Result<(), DbError> {
+        for row in rows {
             let (lot, zone, class) = (row.text(0)?, row.text(1)?, row.text(2)?);
             let open: Vec<AlertKind> =
                 row.opt_text(9)?.unwrap_or_default().split(',').filter_map(AlertKind::parse).collect();
             self.fullness.insert(format!("{lot}/{class}"), fullness_from_alerts(&open));
-            let group = Group { counts: counts_at(&row, 3)?, changed_at: opt_from_ms(row.opt_int(8)?)? };
+            let group = Group { counts: counts_at(row, 3)?, changed_at: opt_from_ms(row.opt_int(8)?)? };
             self.groups.insert((lot, zone, class), group);
         }
         Ok(())
@@ -317,28 +353,43 @@ impl Batch {
         Ok(Ok(Prepared { device, frame, observed_at }))
     }
 
-    /// Claims the events not refused, in one statement: true for the first
-    /// copy of each event never processed before, false for redeliveries.
+    /// Claims the events not refused, in one statement (or takes the claims
+    /// the load made, and gives back those of events refused since): true
+    /// for the first copy of each event never processed before, false for
+    /// redeliveries.
     fn claim(
-        &self,
+        &mut self,
         db: &Database,
         uplinks: &[Uplink],
         prepared: &[Result<Prepared, Applied>],
     ) -> Result<Vec<bool>, DbError> {
-        let mut keys = Vec::new();
-        let mut seen = HashSet::new();
-        for (uplink, prepared) in uplinks.iter().zip(prepared) {
-            if prepared.is_ok() && seen.insert(uplink.event_key.as_str()) {
-                keys.push(uplink.event_key.as_str());
+        let claimed: HashSet<String> = match self.claimed.take() {
+            Some(claimed) => {
+                let refused = uplinks.iter().zip(prepared).filter(|(_, p)| p.is_err());
+                for (uplink, _) in refused {
+                    if claimed.contains(&uplink.event_key) && !self.unclaimed.contains(&uplink.event_key) {
+                        self.unclaimed.push(uplink.event_key.clone());
+                    }
+                }
+                claimed
             }
-        }
-        let claimed: HashSet<String> = if keys.is_empty() {
-            HashSet::new()
-        } else {
-            db.query(db.sql.claim_events, &[json_param(&keys), to_ms(self.received_at).into()])?
-                .iter()
-                .map(|r| r.text(0))
-                .collect::<Result<_, _>>()?
+            None => {
+                let mut keys = Vec::new();
+                let mut seen = HashSet::new();
+                for (uplink, prepared) in uplinks.iter().zip(prepared) {
+                    if prepared.is_ok() && seen.insert(uplink.event_key.as_str()) {
+                        keys.push(uplink.event_key.as_str());
+                    }
+                }
+                if keys.is_empty() {
+                    HashSet::new()
+                } else {
+                    db.query(db.sql.claim_events, &[json_param(&keys), to_ms(self.received_at).into()])?
+                        .iter()
+                        .map(|r| r.text(0))
+                        .collect::<Result<_, _>>()?
+                }
+            }
         };
         let mut taken = HashSet::new();
         Ok(uplinks
@@ -442,7 +493,7 @@ impl Batch {
     }
 
     /// Writes the history the batch made (readings, frames, status
-    /// changes): a statement each, whatever its size, before any counts lock.
+    /// changes): a statement each, whatever its size.
     fn write_history(&mut self, db: &Database) -> Result<(), DbError> {
         let Rows { readings, frames, changes } = std::mem::take(&mut self.rows);
         for (statement, rows) in [
@@ -701,6 +752,9 @@ impl Rows {
 fn json_param<T: serde::Serialize>(values: &[T]) -> crate::db::Value {
     serde_json::to_string(values).expect("plain data serialises").into()
 }
+
+/// The column of `load_batch` that names a claimed key.
+const CLAIMED_KEY: usize = 21;
 
 /// A bay from `bays_by_sensors`' columns (the sensor first).
 fn bay_from(row: &Row) -> Result<Bay, DbError> {

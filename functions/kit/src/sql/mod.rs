@@ -72,6 +72,12 @@ pub struct Statements {
     /// seq, model, battery, then the stay columns (see `lot_stays`); locks the bay rows in
     /// (lot, bay) order.
     pub bays_by_sensors: &'static str,
+    /// (devices: JSON array of strings, events: JSON array of distinct {key, device}, now_ms) ->
+    /// `bays_by_sensors`' columns and a last one: rows with a sensor are the bays (locked as
+    /// there), rows without one name a key claimed (`claim_events`) for an event whose device
+    /// has a bay. The load and the claim in one statement, where the dialect can (PostgreSQL);
+    /// else they run one after the other.
+    pub load_batch: Option<&'static str>,
     /// (event keys: JSON array of distinct strings, now_ms) -> the keys not seen before, now claimed.
     pub claim_events: &'static str,
     /// (JSON array of {event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms,
@@ -89,8 +95,12 @@ pub struct Statements {
     /// (JSON array of {lot_id, bay_id, zone, class, previous, status, changed_at_ms,
     /// recorded_at_ms, event_key, stay_started_at_ms, overstay_at_ms})
     pub insert_status_changes: &'static str,
-    /// (readings, frames, status changes, bays: the four JSON arrays above): all of a batch's
-    /// writes in one statement, where the dialect can (PostgreSQL); else they run one by one.
+    /// (readings, frames, status changes, bays: the four JSON arrays above; lots: JSON array of
+    /// strings; unclaimed: JSON array of event keys) -> `counts_of_sensors`' columns for every
+    /// group of those lots, as they were before this statement, locked in the same order. All of
+    /// a batch's writes in one statement, where the dialect can (PostgreSQL), with the claims
+    /// of events refused after `load_batch` claimed them given back; else they run one by one
+    /// and the counts are read with `counts_of_sensors` before the bays are written.
     pub write_batch: Option<&'static str>,
     /// (lot, bay, status, status_changed_at_ms)
     pub set_bay_status: &'static str,

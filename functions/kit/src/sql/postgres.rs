@@ -59,6 +59,26 @@ pub static STATEMENTS: Statements = Statements {
                       FROM bays b JOIN lots l ON l.lot_id = b.lot_id \
                       LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone WHERE b.sensor IN (SELECT json_array_elements_text($1::text::json)) \
                       ORDER BY b.lot_id, b.bay_id FOR UPDATE OF b",
+    // The bays first, locked in (lot, bay) order by the first branch before
+    // the second claims anything; an event whose device has no bay is not claimed.
+    load_batch: Some(
+        "WITH locked AS MATERIALIZED (SELECT b.sensor, b.lot_id, b.bay_id, b.zone, b.class, b.status, \
+             b.observed_at_ms, b.seq, b.model, b.battery, b.max_stay_s, z.max_stay_s AS zone_max_stay_s, \
+             z.grace_s, z.hours, l.time_zone, b.stay_started_at_ms, b.stay_resumed_at_ms, b.stay_counted_ms, \
+             b.stay_limit_ms, b.stay_due_at_ms, b.overstay_at_ms \
+           FROM bays b JOIN lots l ON l.lot_id = b.lot_id \
+           LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone \
+           WHERE b.sensor IN (SELECT json_array_elements_text($1::text::json)) \
+           ORDER BY b.lot_id, b.bay_id FOR UPDATE OF b), \
+         claimed AS (INSERT INTO processed_events (event_key, processed_at_ms) \
+           SELECT e.key, $3 FROM json_to_recordset($2::text::json) AS e(key text, device text) \
+           WHERE e.device IN (SELECT sensor FROM locked) \
+           ON CONFLICT (event_key) DO NOTHING RETURNING event_key) \
+         SELECT *, NULL::text FROM locked \
+         UNION ALL \
+         SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+           NULL, NULL, NULL, NULL, NULL, NULL, event_key FROM claimed",
+    ),
     claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) \
                    SELECT k, $2 FROM json_array_elements_text($1::text::json) AS k \
                    ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
@@ -104,8 +124,8 @@ pub static STATEMENTS: Statements = Statements {
              changed_at_ms, recorded_at_ms, event_key, stay_started_at_ms, overstay_at_ms) \
            SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key, \
              stay_started_at_ms, overstay_at_ms \
-           FROM json_populate_recordset(NULL::status_changes, $3::text::json) WITH ORDINALITY ORDER BY ordinality) \
-         UPDATE bays SET status = u.status, \
+           FROM json_populate_recordset(NULL::status_changes, $3::text::json) WITH ORDINALITY ORDER BY ordinality), \
+         bays_out AS (UPDATE bays SET status = u.status, \
            status_changed_at_ms = COALESCE(u.status_changed_at_ms, bays.status_changed_at_ms), \
            observed_at_ms = u.observed_at_ms, seq = u.seq, \
            last_seen_at_ms = GREATEST(COALESCE(bays.last_seen_at_ms, 0), u.last_seen_at_ms), \
@@ -114,7 +134,14 @@ pub static STATEMENTS: Statements = Statements {
            stay_counted_ms = u.stay_counted_ms, stay_limit_ms = u.stay_limit_ms, \
            stay_due_at_ms = u.stay_due_at_ms, overstay_at_ms = u.overstay_at_ms \
          FROM json_populate_recordset(NULL::bays, $4::text::json) AS u \
-         WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
+         WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id), \
+         unclaimed AS (DELETE FROM processed_events \
+           WHERE event_key IN (SELECT json_array_elements_text($6::text::json))) \
+         SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms, \
+           (SELECT string_agg(a.kind, ',') FROM alerts a WHERE a.kind IN ('lot_full', 'lot_almost_full') \
+            AND a.subject = c.lot_id || '/' || c.class AND a.closed_at_ms IS NULL) \
+         FROM availability_counts c WHERE lot_id IN (SELECT json_array_elements_text($5::text::json)) \
+         ORDER BY lot_id, zone, class FOR UPDATE OF c",
     ),
     set_bay_status: "UPDATE bays SET status = $3, status_changed_at_ms = $4 WHERE lot_id = $1 AND bay_id = $2",
     insert_status_change: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, \

@@ -59,6 +59,7 @@ pub static STATEMENTS: Statements = Statements {
                       LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone WHERE b.sensor IN (SELECT value FROM json_each(?1)) \
                       ORDER BY b.lot_id, b.bay_id",
     // `WHERE true` lets SQLite read ON CONFLICT after INSERT ... SELECT.
+    load_batch: None,
     claim_events: "INSERT INTO processed_events (event_key, processed_at_ms) SELECT value, ?2 FROM json_each(?1) \
                    WHERE true ON CONFLICT (event_key) DO NOTHING RETURNING event_key",
     insert_readings: "INSERT INTO readings (event_key, device, lot_id, bay_id, occupied, seq, observed_at_ms, \
