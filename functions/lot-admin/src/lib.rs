@@ -7,10 +7,10 @@
 //!   (enforcement data, behind the admin token like the rest);
 //! - `PUT`, `GET`, `DELETE /api/v1/terminals/{terminal}` provision the display
 //!   terminals of a lot (their token is stored as a digest, never shown). A
-//!   write answers with an `io.parking.terminal.changed.v1` CloudEvent in
-//!   binary mode (its `ce-*` headers beside the usual body): a broker that
-//!   routes replies (parkd's) hands it to terminal-push, which renders the
-//!   terminal's frame at once.
+//!   write derives an `io.parking.terminal.changed.v1` CloudEvent, which
+//!   terminal-push renders the terminal's frame at once from: in the answer
+//!   (parkd routes it), and to the `events_sink` when one is set (the
+//!   cluster's Broker), see [`TerminalChanged`].
 //!
 //! Every request (reads show sensor ids and battery levels) needs
 //! `Authorization: Bearer <admin_token>` when the `admin_token` variable is
@@ -18,16 +18,19 @@
 
 use chrono::Utc;
 use http::{Method, Request, Response, StatusCode};
+use parking_domain::events::TERMINAL_CHANGED_V1;
 use parking_domain::{parse_lot_spec, parse_terminal_spec, validate_id};
-use parking_kit::Database;
 use parking_kit::auth::{self, Credential};
-use parking_kit::repo;
+use parking_kit::db::DbError;
 use parking_kit::respond::{self, ApiError};
 use parking_kit::terminals::{self, TerminalWritten};
+use parking_kit::{Database, outbox, repo};
 use spin_sdk::http_component;
 
 /// Lots are provisioned rarely and can be large (20,000 bays).
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// How long a terminal write may spend sending staged events to the sink.
+const DELIVERY_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[http_component]
 fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
@@ -107,53 +110,142 @@ fn terminal_route(req: &Request<Vec<u8>>, terminal: &str) -> Result<Response<Vec
     match *method {
         Method::PUT => {
             let spec = parse_terminal_spec(req.body()).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            match terminals::put_terminal(&db, terminal, &spec, Utc::now())? {
-                TerminalWritten::Created(view) => {
-                    Ok(announce(respond::json(StatusCode::CREATED, &view), terminal))
+            let changed = TerminalChanged::new(terminal)?;
+            let written = db.transaction(|db| {
+                let written = terminals::put_terminal(db, terminal, &spec, changed.at)?;
+                match &written {
+                    TerminalWritten::Created(view) | TerminalWritten::Replaced(view) => {
+                        changed.stage(db, Some(view))?
+                    }
+                    TerminalWritten::UnknownLot => {}
                 }
-                TerminalWritten::Replaced(view) => {
-                    Ok(announce(respond::json(StatusCode::OK, &view), terminal))
+                Ok::<_, ApiError>(written)
+            })?;
+            let (status, view) = match written {
+                TerminalWritten::Created(view) => (StatusCode::CREATED, view),
+                TerminalWritten::Replaced(view) => (StatusCode::OK, view),
+                TerminalWritten::UnknownLot => {
+                    return Err(ApiError::not_found(format!(
+                        "unknown lot {:?}: provision it first with PUT /api/v1/lots/{{lot}}",
+                        spec.lot
+                    )));
                 }
-                TerminalWritten::UnknownLot => Err(ApiError::not_found(format!(
-                    "unknown lot {:?}: provision it first with PUT /api/v1/lots/{{lot}}",
-                    spec.lot
-                ))),
-            }
+            };
+            changed.deliver(&db);
+            Ok(changed.announce(respond::json(status, &view)))
         }
         Method::GET => match terminals::get_terminal(&db, terminal)? {
             Some(view) => Ok(respond::json(StatusCode::OK, &view)),
             None => Err(ApiError::not_found(format!("unknown terminal {terminal:?}"))),
         },
         Method::DELETE => {
-            if terminals::delete_terminal(&db, terminal)? {
-                let gone =
-                    Response::builder().status(StatusCode::NO_CONTENT).body(Vec::new()).expect("valid");
-                Ok(announce(gone, terminal))
-            } else {
-                Err(ApiError::not_found(format!("unknown terminal {terminal:?}")))
+            let changed = TerminalChanged::new(terminal)?;
+            let deleted = db.transaction(|db| {
+                let deleted = terminals::delete_terminal(db, terminal)?;
+                if deleted {
+                    changed.stage(db, None)?;
+                }
+                Ok::<_, ApiError>(deleted)
+            })?;
+            if !deleted {
+                return Err(ApiError::not_found(format!("unknown terminal {terminal:?}")));
             }
+            changed.deliver(&db);
+            let gone = Response::builder().status(StatusCode::NO_CONTENT).body(Vec::new()).expect("valid");
+            Ok(changed.announce(gone))
         }
         _ => Err(ApiError::method_not_allowed(method, req.uri().path(), "GET, PUT or DELETE")),
     }
 }
 
-/// Makes a terminal write's answer also an `io.parking.terminal.changed.v1`
-/// CloudEvent in binary mode, about `terminal` (its subject); its data is the
-/// answer's body (the terminal, or none once deleted).
-fn announce(mut response: Response<Vec<u8>>, terminal: &str) -> Response<Vec<u8>> {
-    let now = Utc::now();
-    let attributes = [
-        ("ce-specversion", "1.0".to_owned()),
-        ("ce-id", format!("terminal/{terminal}/{}", now.timestamp_nanos_opt().unwrap_or_default())),
-        ("ce-source", "/parking/lot-admin".to_owned()),
-        ("ce-type", parking_domain::events::TERMINAL_CHANGED_V1.to_owned()),
-        ("ce-subject", terminal.to_owned()),
-        ("ce-time", now.to_rfc3339()),
-    ];
-    for (name, value) in attributes {
-        if let Ok(value) = http::HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
+/// The `io.parking.terminal.changed.v1` event of one terminal write, about
+/// the terminal (its subject); its data is the terminal, none once deleted.
+///
+/// It leaves two ways. The answer is the event in binary mode (its `ce-*`
+/// headers beside the usual body): a broker that routes replies (parkd's)
+/// hands it to terminal-push. And with the `events_sink` variable set (on
+/// the cluster, where lot-admin is called through the Ingress and its answer
+/// goes back to the caller, not to the Broker) it is staged in the write's
+/// transaction and sent to the sink after the commit; one the sink does not
+/// take stays staged, and the next sweep sends it.
+struct TerminalChanged {
+    id: String,
+    terminal: String,
+    at: chrono::DateTime<Utc>,
+    sink: Option<String>,
+}
+
+impl TerminalChanged {
+    fn new(terminal: &str) -> Result<Self, ApiError> {
+        let raw = spin_sdk::variables::get("events_sink").map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("variable `events_sink`: {e}"))
+        })?;
+        let at = Utc::now();
+        Ok(TerminalChanged {
+            id: format!("terminal/{terminal}/{}", at.timestamp_nanos_opt().unwrap_or_default()),
+            terminal: terminal.to_owned(),
+            at,
+            sink: outbox::sink_from_variable(&raw)?,
+        })
+    }
+
+    const SOURCE: &str = "/parking/lot-admin";
+
+    /// Stages the event in the caller's transaction, when there is a sink.
+    fn stage(&self, db: &Database, data: Option<&terminals::TerminalView>) -> Result<(), DbError> {
+        if self.sink.is_none() {
+            return Ok(());
+        }
+        let mut event = serde_json::json!({
+            "specversion": "1.0",
+            "id": self.id,
+            "source": Self::SOURCE,
+            "type": TERMINAL_CHANGED_V1,
+            "subject": self.terminal,
+            "time": self.at.to_rfc3339(),
+        });
+        if let Some(view) = data {
+            event["datacontenttype"] = "application/json".into();
+            event["data"] = serde_json::to_value(view).map_err(|e| DbError::Decode(e.to_string()))?;
+        }
+        outbox::stage(db, &[event], self.at)
+    }
+
+    /// Sends what is staged to the sink, for a few seconds at most; what it
+    /// does not take stays for the next sweep (the write itself stands).
+    fn deliver(&self, db: &Database) {
+        let Some(sink) = &self.sink else { return };
+        let until = std::time::Instant::now() + DELIVERY_BUDGET;
+        match outbox::deliver(db, sink, || std::time::Instant::now() < until) {
+            Ok(run) if run.error.is_none() => {}
+            Ok(run) => eprintln!(
+                "lot-admin: terminal {:?}: its event stays staged for the next sweep ({} pending): {}",
+                self.terminal,
+                run.pending,
+                run.error.unwrap_or_default()
+            ),
+            Err(e) => eprintln!(
+                "lot-admin: terminal {:?}: its event stays staged for the next sweep: {e}",
+                self.terminal
+            ),
         }
     }
-    response
+
+    /// Makes the answer also the event in binary mode.
+    fn announce(&self, mut response: Response<Vec<u8>>) -> Response<Vec<u8>> {
+        let attributes = [
+            ("ce-specversion", "1.0".to_owned()),
+            ("ce-id", self.id.clone()),
+            ("ce-source", Self::SOURCE.to_owned()),
+            ("ce-type", TERMINAL_CHANGED_V1.to_owned()),
+            ("ce-subject", self.terminal.clone()),
+            ("ce-time", self.at.to_rfc3339()),
+        ];
+        for (name, value) in attributes {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
 }
