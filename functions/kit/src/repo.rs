@@ -156,6 +156,12 @@ pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailabili
     if db.query(db.sql.lot_name, &[lot.into()])?.is_empty() {
         return Ok(None);
     }
+    known_lot_availability(db, lot)
+}
+
+/// [`lot_availability`] of a lot the caller read already (an unknown one
+/// counts no bays).
+pub(crate) fn known_lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailability>, DbError> {
     // Kept per group in the counts table: a handful of rows whatever the lot's size.
     let rows = db.query(db.sql.lot_group_counts, &[lot.into()])?;
     let groups: Vec<(String, VehicleClass, Counts, Option<DateTime<Utc>>)> = rows

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use parking_domain::category::category_counts;
 use parking_domain::feeds::LotSnapshot;
 use parking_domain::site::SiteSpec;
-use parking_domain::{BayCategory, Counts};
+use parking_domain::{BayCategory, Counts, LotAvailability};
 
 use crate::db::{Database, DbError, Row, opt_from_ms};
 use crate::repo::{class, counts_at, status};
@@ -113,11 +113,20 @@ pub fn is_open(time_zone: &str, site: &SiteSpec, now: chrono::DateTime<chrono::U
 /// One lot with its site and counts per class and category (what its public
 /// summary shows), or `None` for an unknown lot.
 pub fn lot_snapshot(db: &Database, lot: &str) -> Result<Option<LotSnapshot>, DbError> {
+    Ok(lot_snapshot_and_availability(db, lot)?.map(|(snapshot, _)| snapshot))
+}
+
+/// [`lot_snapshot`] with the availability it was made from (per zone too,
+/// as the signs show it): the lot counted once for both.
+pub fn lot_snapshot_and_availability(
+    db: &Database,
+    lot: &str,
+) -> Result<Option<(LotSnapshot, LotAvailability)>, DbError> {
     let Some((name, time_zone, site)) = lot_site(db, lot)? else { return Ok(None) };
-    let Some(availability) = crate::repo::lot_availability(db, lot)? else { return Ok(None) };
-    let mut classes = availability.classes;
+    let Some(availability) = crate::repo::known_lot_availability(db, lot)? else { return Ok(None) };
+    let mut classes = availability.classes.clone();
     classes.retain(|_, c| c.total > 0);
-    Ok(Some(LotSnapshot {
+    let snapshot = LotSnapshot {
         lot: lot.to_owned(),
         name,
         time_zone,
@@ -125,7 +134,8 @@ pub fn lot_snapshot(db: &Database, lot: &str) -> Result<Option<LotSnapshot>, DbE
         defined_at: None,
         updated_at: availability.updated_at,
         classes,
-        categories: availability.categories,
+        categories: availability.categories.clone(),
         forecasts: BTreeMap::new(),
-    }))
+    };
+    Ok(Some((snapshot, availability)))
 }

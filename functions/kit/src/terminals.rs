@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use parking_domain::feeds::LotSnapshot;
 use parking_domain::{
-    Frame, LotAvailability, TerminalScope, TerminalSpec, Thresholds, VehicleClass, render_frame, token_digest,
+    AvailabilityChanged, Frame, LotAvailability, TerminalScope, TerminalSpec, Thresholds, VehicleClass,
+    render_frame, token_digest,
 };
 use serde::Serialize;
 
@@ -163,6 +165,41 @@ pub fn render_lot_frames(
     Ok(render_lot(db, lot, terminals, now)?.into_iter().map(|(frame, _)| frame).collect())
 }
 
+/// What one availability change of `lot` gives the signs and the public
+/// page, read in one transaction: the frames of its terminals that show the
+/// changed (zone, class) (see [`render_lot_frames`]) and the lot's public
+/// snapshot, the lot counted once for both. `None` for a lot that is gone.
+pub fn render_change(
+    db: &Database,
+    change: &AvailabilityChanged,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Frame>, Option<LotSnapshot>), DbError> {
+    db.transaction(|db| {
+        relax_commit(db)?;
+        let lot = change.lot.as_str();
+        let shown = terminals_showing(db, lot, change.zone.as_deref(), &change.class)?;
+        let Some((snapshot, availability)) = crate::sites::lot_snapshot_and_availability(db, lot)? else {
+            return Ok((Vec::new(), None));
+        };
+        let mut frames = Vec::with_capacity(shown.len());
+        for (terminal, scope) in &shown {
+            if let Some((frame, _)) = render_one(db, terminal, scope, &availability, now)? {
+                frames.push(frame);
+            }
+        }
+        Ok((frames, Some(snapshot)))
+    })
+}
+
+/// A frame lost with the database's last moments is rendered again by the
+/// next change or tick: a render's transaction does not wait for the disk.
+fn relax_commit(db: &Database) -> Result<(), DbError> {
+    if let Some(relaxed) = db.sql.derived_commit {
+        db.execute(relaxed, &[])?;
+    }
+    Ok(())
+}
+
 /// Every terminal's frame rendered again, answering only those that changed:
 /// a sign whose last change never reached terminal-push (its event lost with
 /// a crash between the commit and the delivery, or given up after retries)
@@ -195,11 +232,7 @@ fn render_lot(
         return Ok(Vec::new());
     }
     db.transaction(|db| {
-        // A frame lost with the database's last moments is rendered again by
-        // the next change or tick; the render does not wait for the disk.
-        if let Some(relaxed) = db.sql.derived_commit {
-            db.execute(relaxed, &[])?;
-        }
+        relax_commit(db)?;
         let Some(availability) = lot_availability(db, lot)? else { return Ok(Vec::new()) };
         let mut frames = Vec::with_capacity(terminals.len());
         for (terminal, scope) in terminals {

@@ -39,10 +39,11 @@ use chrono::Utc;
 use cloudevents::{AttributesReader, Data, Event};
 use http::{Request, Response, StatusCode};
 use parking_domain::events::{AVAILABILITY_CHANGED_V1, SWEEP_REPORT_V1, TERMINAL_CHANGED_V1};
+use parking_domain::feeds::LotSnapshot;
 use parking_domain::{AvailabilityChanged, Frame, frame_topic, live_summary, summary_topic};
 use parking_kit::respond::{self, ApiError};
+use parking_kit::terminals;
 use parking_kit::{Database, cloudevent};
-use parking_kit::{sites, terminals};
 use spin_sdk::http_component;
 use spin_sdk::mqtt::{Connection, Qos};
 
@@ -64,14 +65,15 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         MAX_BODY_BYTES,
     )?;
     let db = Database::open_configured()?;
-    let (frames, cleared, changed_lot) = if event.ty() == TERMINAL_CHANGED_V1 {
+    let (frames, cleared, changed) = if event.ty() == TERMINAL_CHANGED_V1 {
         let (frames, cleared) = render_terminal(&db, &terminal_of(&event)?)?;
         (frames, cleared, None)
     } else if event.ty() == SWEEP_REPORT_V1 {
         (terminals::rerender_changed(&db, Utc::now())?, None, None)
     } else {
         let change = parse_change(&event)?;
-        (render_change(&db, &change)?, None, Some(change.lot))
+        let (frames, snapshot) = terminals::render_change(&db, &change, Utc::now())?;
+        (frames, None, Some((change.lot, snapshot)))
     };
     // Frames must reach their signs (a broker that cannot be reached is a 503,
     // and the event comes again), and go first, so signs never wait for the
@@ -79,7 +81,7 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     // list every minute, and with no broker at all (`parkd up --no-mqtt`)
     // there is no one to publish it to.
     let must_publish = !frames.is_empty() || cleared.is_some();
-    let (connection, unreachable) = if !must_publish && changed_lot.is_none() {
+    let (connection, unreachable) = if !must_publish && changed.is_none() {
         (None, None)
     } else {
         match connect() {
@@ -100,8 +102,8 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         }
     }
     let (mut summary, mut summary_error) = (None, None);
-    if let Some(lot) = &changed_lot {
-        match (&connection, render_summary(&db, lot)) {
+    if let Some((lot, snapshot)) = &changed {
+        match (&connection, render_summary(snapshot.as_ref())) {
             (_, Ok(None)) => {}
             (Some(connection), Ok(Some(payload))) => {
                 match connection.publish(&summary_topic(lot), &payload, Qos::AtLeastOnce) {
@@ -123,20 +125,15 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     ))
 }
 
-/// The frames of the terminals that show a changed (lot, zone, class).
-fn render_change(db: &Database, change: &AvailabilityChanged) -> Result<Vec<Frame>, ApiError> {
-    let shown = terminals::terminals_showing(db, &change.lot, change.zone.as_deref(), &change.class)?;
-    Ok(terminals::render_lot_frames(db, &change.lot, &shown, Utc::now())?)
-}
-
 /// The lot's public summary (counts per class and category, open, when a
 /// bay last changed; nothing about sensors) as published for the public
-/// page, or `None` when the lot is gone.
-fn render_summary(db: &Database, lot: &str) -> Result<Option<Vec<u8>>, ApiError> {
-    let Some(snapshot) = db.transaction(|db| sites::lot_snapshot(db, lot))? else { return Ok(None) };
+/// page, from the snapshot read with the frames, or `None` when the lot is
+/// gone.
+fn render_summary(snapshot: Option<&LotSnapshot>) -> Result<Option<Vec<u8>>, ApiError> {
+    let Some(snapshot) = snapshot else { return Ok(None) };
     // Stamped after the read, so a later read carries a later stamp (two renders
     // overlapping closely may still misorder; the next change sets it right).
-    let summary = live_summary(&snapshot, Utc::now());
+    let summary = live_summary(snapshot, Utc::now());
     let payload = serde_json::to_vec(&summary)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Some(payload))
