@@ -120,6 +120,13 @@ async fn main() -> Result<()> {
         "sqlite" => Backend::Sqlite,
         other => bail!("--database {other:?}: postgres or sqlite"),
     };
+    let lanes = parkd::up::in_process_lanes(&parkd::database::Database::parse(
+        &match backend {
+            Backend::Sqlite => "sqlite".to_owned(),
+            Backend::Postgres => test_server_url(),
+        },
+        std::path::Path::new("."),
+    )?);
     let parkd = Parkd::start_with(ParkdOptions::new(backend))
         .await
         .context("starting parkd (PostgreSQL: run under scripts/with-postgres.sh)")?;
@@ -141,9 +148,11 @@ async fn main() -> Result<()> {
             skip_inbox(inbox)?;
         }
         for &batch in &args.batch_sizes {
+            // The lanes `parkd up` gives its in-process bridge on this database.
             let config = BridgeConfig {
                 client_id: format!("bench-{broker}-{batch}"),
                 batch_size: batch.max(1),
+                workers: lanes,
                 ..BridgeConfig::from_url(&format!("mqtt://127.0.0.1:{port}"))?
             };
             let sink = Sink::InProcess(parkd.running.eventing.clone());
@@ -171,8 +180,10 @@ async fn main() -> Result<()> {
         Backend::Sqlite => "SQLite (WAL)".to_owned(),
     };
     println!(
-        "bench-ingest: {} bays, {} s per round, {durability}, bridge (8 lanes) -> sensor-event in-process",
-        args.bays, args.seconds
+        "bench-ingest: {} bays, {} s per round, {durability}, bridge ({lanes} {}, as `parkd up`) -> sensor-event in-process",
+        args.bays,
+        args.seconds,
+        if lanes == 1 { "lane" } else { "lanes" }
     );
     println!(
         "{:>9} {:>5} {:>8} {:>7} {:>11} {:>8} {:>8} {:>8} {:>9} {:>10} {:>12} {:>10}",
