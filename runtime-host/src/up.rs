@@ -30,23 +30,23 @@ pub const IN_PROCESS_BATCH: usize = 100;
 
 /// Lanes of the in-process bridge: how many batches are applied at once.
 /// Every reading of a lot updates that lot's counts rows, and SQLite has one
-/// writer, so concurrent batches of one lot wait on each other for their
-/// writes; a second lane still has one batch's guest work (decoding, the
-/// rules, the answer) run beside the other's, on the second core. Measured
-/// on the 2-core development machine (`bench-terminals`: 1,000 readings/s of
-/// one lot, reading to frame at 1,000 clients; `bench-ingest`: up to 10,000/s
+/// writer, so concurrent batches mostly wait on each other, while one lane
+/// simply takes bigger batches as readings arrive faster. Measured on the
+/// 2-core development machine (`bench-terminals`: 1,000 readings/s of one
+/// lot, reading to frame at 1,000 clients; `bench-ingest`: up to 10,000/s
 /// offered, 500 bays):
-/// - SQLite, 2026-12-05: 1 lane kept up with 2,500/s but not 4,000 (3,520
-///   sustained, p99 1.5 s) and sustained 4,000 at 10,000 offered; 2 lanes
-///   kept up with 4,000 (p99 32 ms) and sustained 4,840, frame p99 49 ms
-///   against 48 with 1 lane. (In 2026-11, 8 lanes gave frame p50 36 ms and
-///   p99 69 ms, 2 lanes 11 and 54, 1 lane 8 and 35.)
+/// - SQLite, 2026-12-05: 1 lane gave frame p50 24-26 ms and p99 43-44 (three
+///   runs), 2 lanes 31-34 and 47-53; 1 lane keeps up with 2,500 readings/s
+///   and sustains 3,500-4,260 of 10,000 offered, 2 lanes keep up with 4,000
+///   (p99 32 ms) and sustain 4,670-4,940. Latency at ordinary rates wins.
+///   (In 2026-11, 8 lanes gave frame p50 36 ms and p99 69 ms.)
 /// - PostgreSQL (fsync on): 8 lanes p50 108 ms, 2 lanes 29, 1 lane 24, with
 ///   2 lanes keeping most of the sustained rate of 8 (PostgreSQL commits
 ///   concurrent transactions together): 6,700-8,500 against 8,300-9,500.
 pub fn in_process_lanes(database: &Database) -> usize {
     match database {
-        Database::Sqlite { .. } | Database::Postgres { .. } => 2,
+        Database::Sqlite { .. } => 1,
+        Database::Postgres { .. } => 2,
     }
 }
 

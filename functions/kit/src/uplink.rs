@@ -2,8 +2,9 @@
 //! bay exactly once, in named steps. A batch is one transaction with
 //! set-based statements: a handful for the whole batch, whatever its size.
 //! The rules run in memory over rows read (and locked) once; an event the
-//! batch refuses (unknown device, undecodable payload) is refused before
-//! anything is written, so the others go on without it.
+//! batch refuses (unknown device, undecodable payload) leaves nothing of its
+//! own (on PostgreSQL the load's claim of it is given back by the write), so
+//! the others go on without it and a redelivery is refused again.
 
 use std::collections::{HashMap, HashSet};
 
