@@ -30,6 +30,9 @@ pub struct Process {
     pub name: String,
     pub log: PathBuf,
     child: Child,
+    /// It leads a process group of its own, killed whole: `spin up` runs
+    /// each trigger as a child, which would outlive it.
+    group: bool,
 }
 
 impl Process {
@@ -43,6 +46,10 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if self.group {
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -193,7 +200,7 @@ impl RenderedMosquitto {
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("starting mosquitto (Debian package mosquitto)")?;
-        let process = Process { name: "mosquitto".into(), log, child };
+        let process = Process { name: "mosquitto".into(), log, child, group: false };
         wait_for_port(&process, tls_port)?;
         wait_for_port(&process, internal_port)?;
         Ok(Self { tls_port, internal_port, ca, process })
@@ -392,7 +399,11 @@ impl Cluster {
                 command.args(&args).env_clear().envs(environment);
                 command
             }
-            Some(SPIN_RUNTIME_CLASS) => self.spin_command(kind, name, container, environment)?,
+            Some(SPIN_RUNTIME_CLASS) => {
+                let mut command = self.spin_command(kind, name, container, environment)?;
+                std::os::unix::process::CommandExt::process_group(&mut command, 0);
+                command
+            }
             Some(other) => bail!("{kind} {name}: runtime class {other} is not played here"),
         };
         let log = self.dir.path().join(format!("{name}.log"));
@@ -404,7 +415,8 @@ impl Cluster {
             .stderr(output)
             .spawn()
             .with_context(|| format!("starting {kind} {name}"))?;
-        Ok(Process { name: format!("{kind} {name}"), log, child })
+        let group = runtime_class.as_deref() == Some(SPIN_RUNTIME_CLASS);
+        Ok(Process { name: format!("{kind} {name}"), log, child, group })
     }
 
     /// What SpinKube's shim does with a Service of its runtime class, done by
