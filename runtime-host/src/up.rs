@@ -36,10 +36,11 @@ pub const IN_PROCESS_BATCH: usize = 100;
 /// lot, reading to frame at 1,000 clients; `bench-ingest`: up to 10,000/s
 /// offered, 500 bays):
 /// - SQLite, 2026-12-05: 1 lane gave frame p50 24-26 ms and p99 43-44 (three
-///   runs), 2 lanes 31-34 and 47-53; 1 lane keeps up with 2,500 readings/s
-///   and sustains 3,500-4,260 of 10,000 offered, 2 lanes keep up with 4,000
-///   (p99 32 ms) and sustain 4,670-4,940. Latency at ordinary rates wins.
-///   (In 2026-11, 8 lanes gave frame p50 36 ms and p99 69 ms.)
+///   runs), 2 lanes 31-34 and 47-53; 1 lane keeps up with 2,500 readings/s,
+///   not quite with 4,000 on the embedded broker (3,520), and sustains
+///   4,010-4,260 of 10,000 offered; 2 lanes keep up with 4,000 (p99 32 ms)
+///   and sustain 4,670-4,940. Latency at ordinary rates wins. (An earlier
+///   round: 8 lanes gave frame p50 36 ms and p99 69 ms.)
 /// - PostgreSQL (fsync on): 8 lanes p50 108 ms, 2 lanes 29, 1 lane 24, with
 ///   2 lanes keeping most of the sustained rate of 8 (PostgreSQL commits
 ///   concurrent transactions together): 6,700-8,500 against 8,300-9,500.
