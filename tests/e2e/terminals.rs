@@ -24,6 +24,7 @@ on_both_backends!(
     a_redelivered_change_publishes_the_same_frame_again,
     a_new_terminal_on_a_quiet_lot_gets_its_frame_without_any_reading,
     a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep,
+    a_deleted_lots_signs_are_cleared_by_the_next_sweep,
 );
 
 async fn parkd_with_broker(backend: Backend, broker: &Mosquitto) -> Parkd {
@@ -672,4 +673,27 @@ async fn a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep
     parkd.settled().await;
     assert_eq!(seq().await, before, "nothing changed, no new frame");
     assert!(stream.next_frame(Duration::from_millis(500)).await.is_err(), "nothing published");
+}
+
+/// A lot deleted under its terminals leaves no sign showing its last
+/// counts: the next sweep clears their retained frames, which ends their
+/// streams, and a sign connecting later gets no frame of it. Once.
+async fn a_deleted_lots_signs_are_cleared_by_the_next_sweep(backend: Backend) {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(backend, &broker, 2).await;
+    let mut stream =
+        SseStream::open(&parkd.client, &stream_url(&parkd, "T1", &token_for("T1")), None).await.unwrap();
+    stream.next_frame(WAIT).await.unwrap();
+    let r = parkd.client.delete(parkd.url("/api/v1/lots/north")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    parkd.sweep_tick("after-the-lot-went").await;
+    parkd.settled().await;
+    let ended = stream.next_frame(WAIT).await.unwrap_err().to_string();
+    assert!(ended.contains("ended"), "the stream of a gone lot's sign ends: {ended}");
+    let (_late, mut late) = subscribe(broker.port, "parking/terminals/T1/frame").await.unwrap();
+    let retained = next_matching(&mut late, Duration::from_millis(1500), |m| !m.payload.is_empty()).await;
+    assert!(retained.is_err(), "no retained frame of the gone lot is left: {retained:?}");
+    let db = parking_tests::db::Db::open(&parkd).await.unwrap();
+    assert_eq!(db.count("SELECT COUNT(*) FROM terminal_frames WHERE terminal_id = 'T1'").await, 0);
 }

@@ -200,11 +200,23 @@ fn relax_commit(db: &Database) -> Result<(), DbError> {
     Ok(())
 }
 
+/// What a sweep's re-render does to the signs.
+#[derive(Debug, Default)]
+pub struct Rerendered {
+    /// The frames that changed.
+    pub frames: Vec<Frame>,
+    /// Terminals whose lot is gone that still have a stored frame: their
+    /// retained frames are to be cleared, then [`forget_frames`] called.
+    pub cleared: Vec<String>,
+}
+
 /// Every terminal's frame rendered again, answering only those that changed:
 /// a sign whose last change never reached terminal-push (its event lost with
 /// a crash between the commit and the delivery, or given up after retries)
-/// shows the truth again. A frame still right costs a read, not a write.
-pub fn rerender_changed(db: &Database, now: DateTime<Utc>) -> Result<Vec<Frame>, DbError> {
+/// shows the truth again. A frame still right costs a read, not a write. A
+/// terminal whose lot was deleted and that still has a stored frame is
+/// answered in `cleared`, so its sign stops showing the gone lot's counts.
+pub fn rerender_changed(db: &Database, now: DateTime<Utc>) -> Result<Rerendered, DbError> {
     let mut lots: BTreeMap<String, Vec<(String, TerminalScope)>> = BTreeMap::new();
     for r in db.query(db.sql.all_terminals, &[])? {
         let lot = r.text(0)?;
@@ -212,12 +224,32 @@ pub fn rerender_changed(db: &Database, now: DateTime<Utc>) -> Result<Vec<Frame>,
             TerminalScope { lot: lot.clone(), zones: parse_list(&r, 2)?, classes: parse_list(&r, 3)? };
         lots.entry(lot).or_default().push((r.text(1)?, scope));
     }
-    let mut changed = Vec::new();
+    let mut rerendered = Rerendered::default();
     for (lot, terminals) in &lots {
-        changed
-            .extend(render_lot(db, lot, terminals, now)?.into_iter().filter_map(|(f, new)| new.then_some(f)));
+        if crate::repo::lot_exists(db, lot)? {
+            let frames = render_lot(db, lot, terminals, now)?;
+            rerendered.frames.extend(frames.into_iter().filter_map(|(f, new)| new.then_some(f)));
+        } else {
+            for (terminal, _) in terminals {
+                let stored = db.query(db.sql.terminal_frame, &[terminal.as_str().into()])?;
+                if stored.first().map(|row| row.opt_int(0)).transpose()?.flatten().is_some() {
+                    rerendered.cleared.push(terminal.clone());
+                }
+            }
+        }
     }
-    Ok(changed)
+    Ok(rerendered)
+}
+
+/// Removes the stored frames of terminals whose retained frames were
+/// cleared: until then a later sweep answers them again.
+pub fn forget_frames(db: &Database, terminals: &[String]) -> Result<(), DbError> {
+    db.transaction(|db| {
+        for terminal in terminals {
+            db.execute(db.sql.delete_terminal_frame, &[terminal.as_str().into()])?;
+        }
+        Ok(())
+    })
 }
 
 /// The frames of `terminals` of `lot`, each with whether it is new (`false`:

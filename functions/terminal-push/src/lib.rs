@@ -29,6 +29,8 @@
 //! a sign whose last change never reached terminal-push (the event lost with
 //! a crash between the commit and its delivery, or given up after its
 //! retries) is right again within a tick. A frame still right costs a read.
+//! The sign of a terminal whose lot was deleted has its retained frame
+//! cleared (its streams end), so it never shows the gone lot's counts.
 //!
 //! The broker is the `mqtt_address` variable (`mqtt://host:port`, with
 //! `?client_id=` under Spin, which requires one), with `mqtt_username` and
@@ -67,20 +69,21 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
     let db = Database::open_configured()?;
     let (frames, cleared, changed) = if event.ty() == TERMINAL_CHANGED_V1 {
         let (frames, cleared) = render_terminal(&db, &terminal_of(&event)?)?;
-        (frames, cleared, None)
+        (frames, Vec::from_iter(cleared), None)
     } else if event.ty() == SWEEP_REPORT_V1 {
-        (terminals::rerender_changed(&db, Utc::now())?, None, None)
+        let rerendered = terminals::rerender_changed(&db, Utc::now())?;
+        (rerendered.frames, rerendered.cleared, None)
     } else {
         let change = parse_change(&event)?;
         let (frames, snapshot) = terminals::render_change(&db, &change, Utc::now())?;
-        (frames, None, Some((change.lot, snapshot)))
+        (frames, Vec::new(), Some((change.lot, snapshot)))
     };
     // Frames must reach their signs (a broker that cannot be reached is a 503,
     // and the event comes again), and go first, so signs never wait for the
     // summary; a summary is best effort: the public page also reads the whole
     // list every minute, and with no broker at all (`parkd up --no-mqtt`)
     // there is no one to publish it to.
-    let must_publish = !frames.is_empty() || cleared.is_some();
+    let must_publish = !frames.is_empty() || !cleared.is_empty();
     let (connection, unreachable) = if !must_publish && changed.is_none() {
         (None, None)
     } else {
@@ -96,10 +99,14 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             publish(connection, &frame.terminal, payload)?;
         }
-        if let Some(terminal) = &cleared {
+        for terminal in &cleared {
             // Empty and retained: the broker forgets the terminal's frame.
             publish(connection, terminal, Vec::new())?;
         }
+    }
+    if event.ty() == SWEEP_REPORT_V1 && !cleared.is_empty() {
+        // Cleared: a later sweep need not clear them again.
+        terminals::forget_frames(&db, &cleared)?;
     }
     let (mut summary, mut summary_error) = (None, None);
     if let Some((lot, snapshot)) = &changed {
