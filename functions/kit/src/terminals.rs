@@ -162,7 +162,7 @@ pub fn render_lot_frames(
     terminals: &[(String, TerminalScope)],
     now: DateTime<Utc>,
 ) -> Result<Vec<Frame>, DbError> {
-    Ok(render_lot(db, lot, terminals, now)?.into_iter().map(|(frame, _)| frame).collect())
+    Ok(render_lot(db, lot, terminals, now)?.unwrap_or_default().into_iter().map(|(frame, _)| frame).collect())
 }
 
 /// What one availability change of `lot` gives the signs and the public
@@ -226,14 +226,16 @@ pub fn rerender_changed(db: &Database, now: DateTime<Utc>) -> Result<Rerendered,
     }
     let mut rerendered = Rerendered::default();
     for (lot, terminals) in &lots {
-        if crate::repo::lot_exists(db, lot)? {
-            let frames = render_lot(db, lot, terminals, now)?;
-            rerendered.frames.extend(frames.into_iter().filter_map(|(f, new)| new.then_some(f)));
-        } else {
-            for (terminal, _) in terminals {
-                let stored = db.query(db.sql.terminal_frame, &[terminal.as_str().into()])?;
-                if stored.first().map(|row| row.opt_int(0)).transpose()?.flatten().is_some() {
-                    rerendered.cleared.push(terminal.clone());
+        match render_lot(db, lot, terminals, now)? {
+            Some(frames) => {
+                rerendered.frames.extend(frames.into_iter().filter_map(|(f, new)| new.then_some(f)));
+            }
+            None => {
+                for (terminal, _) in terminals {
+                    let stored = db.query(db.sql.terminal_frame, &[terminal.as_str().into()])?;
+                    if stored.first().map(|row| row.opt_int(0)).transpose()?.flatten().is_some() {
+                        rerendered.cleared.push(terminal.clone());
+                    }
                 }
             }
         }
@@ -253,26 +255,26 @@ pub fn forget_frames(db: &Database, terminals: &[String]) -> Result<(), DbError>
 }
 
 /// The frames of `terminals` of `lot`, each with whether it is new (`false`:
-/// the stored frame, unchanged).
+/// the stored frame, unchanged); `None` when the lot is gone.
 fn render_lot(
     db: &Database,
     lot: &str,
     terminals: &[(String, TerminalScope)],
     now: DateTime<Utc>,
-) -> Result<Vec<(Frame, bool)>, DbError> {
+) -> Result<Option<Vec<(Frame, bool)>>, DbError> {
     if terminals.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Some(Vec::new()));
     }
     db.transaction(|db| {
         relax_commit(db)?;
-        let Some(availability) = lot_availability(db, lot)? else { return Ok(Vec::new()) };
+        let Some(availability) = lot_availability(db, lot)? else { return Ok(None) };
         let mut frames = Vec::with_capacity(terminals.len());
         for (terminal, scope) in terminals {
             if let Some(frame) = render_one(db, terminal, scope, &availability, now)? {
                 frames.push(frame);
             }
         }
-        Ok(frames)
+        Ok(Some(frames))
     })
 }
 
