@@ -246,3 +246,5 @@ CREATE TABLE IF NOT EXISTS lot_forecasts (
     forecast       TEXT NOT NULL,
     PRIMARY KEY (lot_id, class)
 );
+
+CREATE INDEX IF NOT EXISTS bays_categorised ON bays (lot_id) WHERE categories IS NOT NULL;
