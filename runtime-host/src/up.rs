@@ -35,27 +35,36 @@ use tokio_util::sync::CancellationToken;
 /// within the runs' spread.
 pub const IN_PROCESS_BATCH: usize = 250;
 
-/// Lanes of the in-process bridge: how many batches are applied at once.
-/// Every reading of a lot updates that lot's counts rows, and SQLite has one
-/// writer, so concurrent batches mostly wait on each other, while one lane
-/// simply takes bigger batches as readings arrive faster. Measured on the
-/// 2-core development machine (`bench-terminals`: 1,000 readings/s of one
-/// lot, reading to frame at 1,000 clients; `bench-ingest`: up to 10,000/s
-/// offered, 500 bays):
-/// - SQLite, 2026-12-05: 1 lane gave frame p50 24-26 ms and p99 43-44 (three
-///   runs), 2 lanes 31-34 and 47-53; 1 lane keeps up with 2,500 readings/s,
-///   not quite with 4,000 on the embedded broker (3,520), and sustains
-///   4,010-4,260 of 10,000 offered; 2 lanes keep up with 4,000 (p99 32 ms)
-///   and sustain 4,670-4,940. Latency at ordinary rates wins. (An earlier
-///   round: 8 lanes gave frame p50 36 ms and p99 69 ms.)
-/// - PostgreSQL (fsync on): 8 lanes p50 108 ms, 2 lanes 29, 1 lane 24, with
-///   2 lanes keeping most of the sustained rate of 8 (PostgreSQL commits
-///   concurrent transactions together): 6,700-8,500 against 8,300-9,500.
-pub fn in_process_lanes(database: &Database) -> usize {
-    match database {
-        Database::Sqlite { .. } => 1,
-        Database::Postgres { .. } => 2,
-    }
+/// Lanes of the in-process bridge: how many batches may be applied at once.
+/// They take turns (`BridgeConfig::take_turns`): batches that are not full
+/// go one at a time, as on a single lane, since batches of one lot mostly
+/// wait on each other's locks (SQLite has one writer; on PostgreSQL every
+/// reading of a lot moves that lot's counts rows); full batches (a backlog)
+/// go at once, so one batch's parsing and deciding overlaps another's
+/// writing. Measured on the 2-core development machine, 2026-12-05 (a slower
+/// instance than the day before), `bench-terminals` at 1,000 readings/s of
+/// one lot and 1,000 clients (added p99, two runs each) and `bench-ingest`
+/// at 10,000/s offered, 500 bays (sustained, embedded broker and Mosquitto):
+/// - PostgreSQL, fsync on: 2 lanes taking turns 70 and 83 ms, 2 lanes
+///   without turns 92 and 164, 1 lane 73 and 122; sustained with and without
+///   turns the same (8,171-8,472 against 8,427-8,581: batches are full).
+/// - SQLite: 2 lanes taking turns 64 and 56 ms, 1 lane 59 and 53; sustained
+///   5,080 and 4,631 against 3,704 and 3,475 (4,945 and 4,617 against 4,383
+///   and 3,649 at 5,000 offered).
+///
+/// Earlier rounds without turns: 8 lanes had frame p50 at 36 ms (SQLite) and
+/// 108 ms (PostgreSQL), 2 lanes 29-34 ms, 1 lane 24-26 ms.
+pub const IN_PROCESS_LANES: usize = 2;
+
+/// The bridge `parkd up` runs in-process: it hands batches to
+/// sensor-event, on lanes that take turns.
+pub fn in_process_bridge(url: &str) -> Result<BridgeConfig> {
+    Ok(BridgeConfig {
+        batch_size: IN_PROCESS_BATCH,
+        workers: IN_PROCESS_LANES,
+        take_turns: true,
+        ..BridgeConfig::from_url(url)?
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -387,12 +396,7 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     };
     let bridge = match mqtt_url {
         Some(url) => {
-            // In-process, the bridge hands batches to sensor-event.
-            let config = BridgeConfig {
-                batch_size: IN_PROCESS_BATCH,
-                workers: in_process_lanes(&database),
-                ..BridgeConfig::from_url(&url)?
-            };
+            let config = in_process_bridge(&url)?;
             let sink = Sink::InProcess(eventing.clone());
             Some(match inbox {
                 Some(inbox) => Bridge::start_with_inbox(config, sink, inbox),

@@ -23,6 +23,7 @@
 
 pub mod acks;
 pub mod connection;
+mod lanes;
 pub mod message;
 pub mod sink;
 pub mod tls;
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::acks::{Acks, Receipt};
 use self::connection::{Client, Incoming, Message, Protocol};
+use self::lanes::{lane_of, spawn_lanes};
 use self::sink::{BatchDelivery, Delivery, Sink};
 use self::tls::MqttTls;
 use self::topics::TopicMapping;
@@ -81,6 +83,9 @@ pub struct BridgeConfig {
     /// How long a lane waits for more messages to fill a batch (zero: it
     /// takes only what is already queued).
     pub batch_window: Duration,
+    /// Lanes whose batches are not full deliver one at a time (see `lanes`):
+    /// for a sink where concurrent batches mostly wait on each other.
+    pub take_turns: bool,
     /// The first and the longest wait between two tries.
     pub retry_delays: (Duration, Duration),
 }
@@ -123,6 +128,7 @@ impl BridgeConfig {
             fault_attempts: 5,
             batch_size: 1,
             batch_window: Duration::ZERO,
+            take_turns: false,
             retry_delays: (Duration::from_millis(100), Duration::from_secs(10)),
         })
     }
@@ -418,47 +424,6 @@ async fn poll(mut eventloop: connection::EventLoop, reports: tokio::sync::mpsc::
     }
 }
 
-type Lane = tokio::sync::mpsc::UnboundedSender<(u64, Box<Message>)>;
-
-/// The workers, one per lane: each delivers its messages in order and
-/// reports them done (and, with `permits`, gives back one per message).
-fn spawn_lanes(
-    config: &BridgeConfig,
-    client: &Client,
-    sink: &Arc<Sink>,
-    stats: &Arc<BridgeStats>,
-    acks: &Acks,
-    permits: Option<&Arc<tokio::sync::Semaphore>>,
-) -> (Vec<Lane>, tokio::task::JoinSet<()>) {
-    let mut lanes = Vec::with_capacity(config.workers);
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..config.workers {
-        // Unbounded, so the event loop never waits on a worker; the broker's
-        // in-flight window (unacknowledged QoS 1 messages), or the inbox's
-        // permits, bound it.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Box<Message>)>();
-        let (client, config, stats, sink, acks, permits) =
-            (client.clone(), config.clone(), stats.clone(), sink.clone(), acks.clone(), permits.cloned());
-        workers.spawn(async move {
-            let mut batch = Vec::new();
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                gather(&mut rx, &mut batch, config.batch_size, config.batch_window).await;
-                handle_batch(&client, &config, &sink, &stats, &batch).await;
-                if let Some(permits) = &permits {
-                    permits.add_permits(batch.len());
-                }
-                for (number, _) in batch.drain(..) {
-                    stats.done(number);
-                    acks.done(number);
-                }
-            }
-        });
-        lanes.push(tx);
-    }
-    (lanes, workers)
-}
-
 /// Ends the connection after what was asked of it before.
 async fn close(
     client: &Client,
@@ -601,35 +566,6 @@ fn subscription_filter(share_group: Option<&str>, filter: &str) -> String {
     }
 }
 
-/// The worker for a topic: stable, so one device's messages keep their order.
-fn lane_of(topic: &str, lanes: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    topic.hash(&mut hasher);
-    (hasher.finish() % lanes.max(1) as u64) as usize
-}
-
-/// Adds what is queued on the lane to `batch`, up to `size` messages,
-/// waiting at most `window` for more.
-async fn gather(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(u64, Box<Message>)>,
-    batch: &mut Vec<(u64, Box<Message>)>,
-    size: usize,
-    window: Duration,
-) {
-    let deadline = tokio::time::Instant::now() + window;
-    while batch.len() < size {
-        match rx.try_recv() {
-            Ok(next) => batch.push(next),
-            Err(_) if window.is_zero() => break,
-            Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(next)) => batch.push(next),
-                _ => break,
-            },
-        }
-    }
-}
-
 /// The event a message becomes, or why it cannot be one (dead-lettered).
 fn to_event(config: &BridgeConfig, message: &Message) -> Result<message::BridgedEvent, String> {
     let topic = message.topic.as_str();
@@ -663,7 +599,7 @@ fn backoff(config: &BridgeConfig) -> impl Iterator<Item = Duration> {
 /// sink takes batches. Returns once each is delivered or dead-lettered; a
 /// batch the sink keeps failing on, or refuses whole, is delivered one by
 /// one, so a poison message is found and dead-lettered alone.
-async fn handle_batch(
+pub(crate) async fn handle_batch(
     client: &Client,
     config: &BridgeConfig,
     sink: &Sink,
@@ -862,16 +798,5 @@ mod tests {
         assert!(stats.lag() < Duration::from_millis(20), "the oldest is now message 1");
         stats.done(1);
         assert_eq!(stats.lag(), Duration::ZERO);
-    }
-
-    #[test]
-    fn a_topic_always_takes_the_same_lane() {
-        let lanes: Vec<usize> = (0..100).map(|i| lane_of(&format!("parking/uplink/D{i}"), 8)).collect();
-        for (i, lane) in lanes.iter().enumerate() {
-            assert_eq!(*lane, lane_of(&format!("parking/uplink/D{i}"), 8));
-            assert!(*lane < 8);
-        }
-        let used: std::collections::BTreeSet<_> = lanes.iter().collect();
-        assert!(used.len() > 4, "devices spread over the lanes: {used:?}");
     }
 }

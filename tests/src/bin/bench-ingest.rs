@@ -120,13 +120,7 @@ async fn main() -> Result<()> {
         "sqlite" => Backend::Sqlite,
         other => bail!("--database {other:?}: postgres or sqlite"),
     };
-    let lanes = parkd::up::in_process_lanes(&parkd::database::Database::parse(
-        &match backend {
-            Backend::Sqlite => "sqlite".to_owned(),
-            Backend::Postgres => test_server_url(),
-        },
-        std::path::Path::new("."),
-    )?);
+    let lanes = parkd::up::IN_PROCESS_LANES;
     let parkd = Parkd::start_with(ParkdOptions::new(backend))
         .await
         .context("starting parkd (PostgreSQL: run under scripts/with-postgres.sh)")?;
@@ -148,12 +142,11 @@ async fn main() -> Result<()> {
             skip_inbox(inbox)?;
         }
         for &batch in &args.batch_sizes {
-            // The lanes `parkd up` gives its in-process bridge on this database.
+            // The bridge `parkd up` runs in-process on this database.
             let config = BridgeConfig {
                 client_id: format!("bench-{broker}-{batch}"),
                 batch_size: batch.max(1),
-                workers: lanes,
-                ..BridgeConfig::from_url(&format!("mqtt://127.0.0.1:{port}"))?
+                ..parkd::up::in_process_bridge(&format!("mqtt://127.0.0.1:{port}"))?
             };
             let sink = Sink::InProcess(parkd.running.eventing.clone());
             let bridge = match &started.inbox {
@@ -180,7 +173,7 @@ async fn main() -> Result<()> {
         Backend::Sqlite => "SQLite (WAL)".to_owned(),
     };
     println!(
-        "bench-ingest: {} bays, {} s per round, {durability}, bridge ({lanes} {}, as `parkd up`) -> sensor-event in-process",
+        "bench-ingest: {} bays, {} s per round, {durability}, bridge ({lanes} {} taking turns, as `parkd up`) -> sensor-event in-process",
         args.bays,
         args.seconds,
         if lanes == 1 { "lane" } else { "lanes" }
