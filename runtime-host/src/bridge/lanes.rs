@@ -58,7 +58,8 @@ pub(super) fn spawn_lanes(
                 gather(&mut rx, &mut batch, config.batch_size, config.batch_window).await;
                 let turn = turns.take(batch.len() >= config.batch_size).await;
                 if turn.is_some() {
-                    top_up(&mut rx, &mut batch, config.batch_size);
+                    // What arrived while it waited goes along.
+                    gather(&mut rx, &mut batch, config.batch_size, Duration::ZERO).await;
                 }
                 handle_batch(&client, &config, &sink, &stats, &batch).await;
                 drop(turn);
@@ -101,16 +102,6 @@ async fn gather(
                 Ok(Some(next)) => batch.push(next),
                 _ => break,
             },
-        }
-    }
-}
-
-/// Adds what is queued now, up to `size` messages, without waiting.
-fn top_up(rx: &mut UnboundedReceiver<Numbered>, batch: &mut Vec<Numbered>, size: usize) {
-    while batch.len() < size {
-        match rx.try_recv() {
-            Ok(next) => batch.push(next),
-            Err(_) => break,
         }
     }
 }
@@ -175,7 +166,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn gather_takes_what_is_queued_up_to_the_size_and_top_up_what_came_since() {
+    async fn gather_takes_what_is_queued_up_to_the_size_in_arrival_order() {
         let (tx, mut rx) = unbounded_channel::<Numbered>();
         let message = |n: u64| {
             let topic = format!("parking/uplink/D{n}");
@@ -198,7 +189,7 @@ mod tests {
         for n in 3..5 {
             tx.send(message(n)).unwrap();
         }
-        top_up(&mut rx, &mut batch, 4);
+        gather(&mut rx, &mut batch, 4, Duration::ZERO).await;
         assert_eq!(batch.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [0, 1, 2, 3], "in arrival order");
     }
 }
