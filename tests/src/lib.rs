@@ -247,6 +247,7 @@ impl Parkd {
         let cache_dir = std::env::var_os("PARKD_CACHE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("parkd-test-components"));
+        let idle_limit = options.limits.header_read_timeout;
         let running = parkd::up::start(UpOptions {
             manifest: options.manifest.unwrap_or_else(|| repo_root().join("spin.toml")),
             listen: options.listen.unwrap_or_else(|| "127.0.0.1:0".parse().expect("a socket address")),
@@ -268,13 +269,15 @@ impl Parkd {
         if let Some(bridge) = &running.bridge {
             bridge.ready(std::time::Duration::from_secs(20)).await?;
         }
-        Ok(Self {
-            base: format!("http://{}", running.addr),
-            running,
-            client: reqwest::Client::new(),
-            database,
-            _data_dir: data_dir,
-        })
+        // parkd closes a kept-alive connection idle for its header read
+        // timeout; a client reusing one at that moment gets it closed under
+        // its request (hyper: IncompleteMessage). The client lets idle
+        // connections go well before, as a client of parkd should.
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(idle_limit / 2)
+            .build()
+            .context("building the test's HTTP client")?;
+        Ok(Self { base: format!("http://{}", running.addr), running, client, database, _data_dir: data_dir })
     }
 
     /// The SQLite file parkd uses when it runs on SQLite.
