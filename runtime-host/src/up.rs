@@ -18,6 +18,7 @@ use crate::capabilities::sqlite::{SqliteCapability, SqliteConfig};
 use crate::database::Database;
 use crate::engine::PoolLimits;
 use crate::eventing::Eventing;
+use crate::eventing::derived::QueueConfig;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::manifest::{self, Manifest};
 use crate::routes::Router;
@@ -339,7 +340,9 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         .await?,
     );
 
-    let eventing = Eventing::new(app.clone());
+    // Renders of a lot no closer together than its signs show frames.
+    let queue = QueueConfig { render_interval: options.gateway_frame_interval, ..QueueConfig::default() };
+    let eventing = Eventing::new(app.clone(), queue);
     let mut router = Router::default();
     let events_route = match options.serving_one() {
         Some(only) => {

@@ -23,6 +23,7 @@ on_both_backends!(
     a_reading_over_mqtt_publishes_retained_frames_to_the_terminals_that_show_it,
     a_redelivered_change_publishes_the_same_frame_again,
     a_new_terminal_on_a_quiet_lot_gets_its_frame_without_any_reading,
+    a_burst_across_zones_leaves_each_zones_sign_on_its_final_count,
     a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep,
     a_deleted_lots_signs_are_cleared_by_the_next_sweep,
 );
@@ -244,6 +245,46 @@ async fn a_burst_of_readings_yields_fewer_frames_than_readings_and_the_final_fra
     // frames_until_free returned: the final state was shown, though the cap held it.
     assert!(seen.len() < READINGS, "{READINGS} readings, {} frames: {seen:?}", seen.len());
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, nothing twice: {seen:?}");
+}
+
+/// A burst of readings in two zones of one lot: renders of the lot
+/// coalesce, yet each zone's sign ends on its zone's final count (a change
+/// of one zone never stands in for a change of the other, which renders
+/// other terminals). No sweep runs here to mend a lost change.
+async fn a_burst_across_zones_leaves_each_zones_sign_on_its_final_count(backend: Backend) {
+    const EACH: usize = 24;
+    let broker = Mosquitto::start().unwrap();
+    let parkd = parkd_with_broker(backend, &broker).await;
+    parkd.put_lot("north", &lot_spec("North", "N", EACH, EACH)).await;
+    assert_eq!(parkd.put_terminal("CARS", "north", Some(&["L1"])).await.status(), StatusCode::CREATED);
+    assert_eq!(parkd.put_terminal("BIKES", "north", Some(&["M"])).await.status(), StatusCode::CREATED);
+    let readings = (0..EACH).flat_map(|i| [format!("N-C{i}"), format!("N-M{i}")]).map(|device| {
+        let parkd = &parkd;
+        async move {
+            let r = parkd
+                .send_reading(&format!("free-{device}"), &reading(&device, false, 1, "2026-11-25T10:00:00Z"))
+                .await;
+            assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+        }
+    });
+    futures::future::join_all(readings).await;
+    let gateway = parkd.running.gateway.as_ref().unwrap();
+    let free = |terminal: &str| {
+        gateway
+            .frames
+            .current(terminal)
+            .map(|f| serde_json::from_slice::<Value>(f.json()).unwrap()["classes"][0]["free"].clone())
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while free("CARS") != Some(json!(EACH)) || free("BIKES") != Some(json!(EACH)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "each sign ends on its zone's count ({EACH} free): cars show {:?}, bikes {:?}",
+            free("CARS"),
+            free("BIKES")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn a_new_terminal_on_a_quiet_lot_gets_its_frame_without_any_reading(backend: Backend) {

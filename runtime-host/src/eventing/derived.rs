@@ -4,10 +4,12 @@
 //! - A bounded queue: a full queue makes the producer wait (back-pressure
 //!   reaches the bridge, which stops acknowledging), it never drops.
 //! - Availability changes are **state**: for each (subscriber, lot) at most
-//!   one delivery is in flight and only the newest waiting one is kept, since
-//!   a subscriber (terminal-push) renders the lot as it is when it runs. A
-//!   slow or hanging subscriber therefore holds one slot per lot, not a
-//!   backlog, and ingest keeps its pace.
+//!   one delivery is in flight, only the newest waiting change of each
+//!   (zone, class) is kept, and a lot's rounds of deliveries start at least
+//!   the render interval apart ([`coalesce`]), since a subscriber
+//!   (terminal-push) renders the lot as it is when it runs. A slow or hanging
+//!   subscriber therefore holds a few slots per lot, not a backlog, and
+//!   ingest keeps its pace.
 //! - Every other event reaches each subscriber in order, on a lane of its own.
 //! - Transient failures (5xx, 429, busy, timeout) are retried with capped
 //!   exponential backoff and jitter; what still fails is counted
@@ -15,8 +17,8 @@
 //!   subscriber's 4xx is final: logged with the reason.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -24,6 +26,7 @@ use cloudevents::{AttributesReader, Event};
 use parking_domain::events::AVAILABILITY_CHANGED_V1;
 use tokio::sync::{Notify, mpsc};
 
+use super::coalesce::{Coalescer, Offered};
 use crate::app::{App, LoadedComponent};
 
 /// How many hops a chain of derived events may take (a misconfigured loop
@@ -40,6 +43,9 @@ pub struct QueueConfig {
     pub attempts: usize,
     pub first_retry: Duration,
     pub max_retry: Duration,
+    /// The least time between two rounds of renders of one lot: the
+    /// gateway's frame interval (a terminal shows no more frames than that).
+    pub render_interval: Duration,
 }
 
 impl Default for QueueConfig {
@@ -50,6 +56,7 @@ impl Default for QueueConfig {
             attempts: 6,
             first_retry: Duration::from_millis(100),
             max_retry: Duration::from_secs(5),
+            render_interval: crate::gateway::DEFAULT_FRAME_INTERVAL,
         }
     }
 }
@@ -71,11 +78,11 @@ impl DerivedQueue {
         let outstanding = Arc::new(Outstanding::default());
         let dispatcher = Dispatcher {
             app,
-            config,
             tx: tx.clone(),
             outstanding: outstanding.clone(),
             lanes: HashMap::new(),
-            renders: Arc::new(Mutex::new(HashMap::new())),
+            renders: Arc::new(Coalescer::new(config.render_interval)),
+            config,
         };
         tokio::spawn(dispatcher.run(rx));
         Self { tx, outstanding }
@@ -129,22 +136,19 @@ impl Outstanding {
     }
 }
 
-/// The lot an availability change is about: renders of one lot coalesce.
-fn coalescing_key(event: &Event) -> Option<String> {
+/// Renders coalesce per lot, and supersede only renders of the same
+/// subject (`{lot}/{zone or -}/{class}`): the lot and the subject of an
+/// availability change; nothing else coalesces.
+fn coalescing_key(event: &Event) -> Option<(String, String)> {
     if event.ty() != AVAILABILITY_CHANGED_V1 {
         return None;
     }
-    // The subject is `{lot}/{zone or -}/{class}`.
-    event.subject().and_then(|s| s.split('/').next()).map(str::to_owned)
+    let subject = event.subject()?;
+    Some((subject.split('/').next()?.to_owned(), subject.to_owned()))
 }
 
-/// Per (subscriber, lot): whether a delivery runs, and the newest waiting one.
-#[derive(Default)]
-struct RenderSlot {
-    next: Option<Derived>,
-}
-
-type Renders = Arc<Mutex<HashMap<(String, String), RenderSlot>>>;
+/// Renders by (subscriber, lot).
+type Renders = Arc<Coalescer<(String, String), Derived>>;
 
 struct Dispatcher {
     app: Arc<App>,
@@ -153,7 +157,7 @@ struct Dispatcher {
     outstanding: Arc<Outstanding>,
     /// Ordered lanes, one per subscriber.
     lanes: HashMap<String, mpsc::Sender<Derived>>,
-    /// Coalesced deliveries in flight; a key is present while one runs.
+    /// Coalesced deliveries of availability changes.
     renders: Renders,
 }
 
@@ -188,37 +192,38 @@ impl Dispatcher {
             self.outstanding.add(1);
             let copy = Derived { event: derived.event.clone(), depth: derived.depth };
             match coalescing_key(&derived.event) {
-                Some(lot) => self.coalesce(component, lot, copy),
+                Some((lot, subject)) => self.coalesce(component, lot, &subject, copy),
                 None => self.lane(&component).send(copy).await.unwrap_or_else(|_| self.outstanding.done(1)),
             }
         }
         self.outstanding.done(1);
     }
 
-    /// The newest availability change of a lot replaces a waiting one; a
-    /// delivery starts only when none runs for (subscriber, lot).
-    fn coalesce(&self, component: Arc<LoadedComponent>, lot: String, derived: Derived) {
+    /// An availability change joins its lot's renders: delivered at once
+    /// when none runs for (subscriber, lot), else in the next round.
+    fn coalesce(&self, component: Arc<LoadedComponent>, lot: String, subject: &str, derived: Derived) {
         let key = (component.id.clone(), lot);
-        let mut renders = self.renders.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = renders.get_mut(&key) {
-            if slot.next.replace(derived).is_some() {
-                // The replaced one will never be delivered: the newer state supersedes it.
+        let first = match self.renders.offer(&key, subject, derived) {
+            Offered::Start(first) => first,
+            Offered::Queued => return,
+            Offered::Superseded(_) => {
+                // The superseded one will never be delivered: the newer state covers it.
                 self.outstanding.done(1);
+                return;
             }
-            return;
-        }
-        renders.insert(key.clone(), RenderSlot::default());
-        drop(renders);
+        };
         let delivery = self.delivery();
         let renders = self.renders.clone();
         tokio::spawn(async move {
-            let mut next = Some(derived);
-            while let Some(derived) = next {
-                delivery.deliver(&component, derived).await;
-                let mut renders = renders.lock().unwrap_or_else(|e| e.into_inner());
-                next = renders.get_mut(&key).and_then(|slot| slot.next.take());
-                if next.is_none() {
-                    renders.remove(&key);
+            let mut round = vec![first];
+            loop {
+                let started = tokio::time::Instant::now();
+                for derived in round {
+                    delivery.deliver(&component, derived).await;
+                }
+                match renders.next_round(&key, started).await {
+                    Some(next) => round = next,
+                    None => break,
                 }
             }
         });
@@ -357,11 +362,11 @@ mod tests {
     fn availability_changes_coalesce_per_lot_and_nothing_else_does() {
         assert_eq!(
             coalescing_key(&event(AVAILABILITY_CHANGED_V1, "north/L1/four_wheeler")),
-            Some("north".into())
+            Some(("north".into(), "north/L1/four_wheeler".into()))
         );
         assert_eq!(
             coalescing_key(&event(AVAILABILITY_CHANGED_V1, "north/-/two_wheeler")),
-            Some("north".into())
+            Some(("north".into(), "north/-/two_wheeler".into()))
         );
         assert_eq!(coalescing_key(&event("io.parking.slot.changed.v1", "north/B1")), None);
     }

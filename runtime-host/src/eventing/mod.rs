@@ -10,6 +10,7 @@
 //! asynchronously, with retries, never inline behind the reading that
 //! caused them.
 
+mod coalesce;
 pub mod derived;
 
 use std::sync::Arc;
@@ -40,8 +41,8 @@ pub struct Eventing {
 
 impl Eventing {
     /// Starts the derived-event queue's workers (inside a Tokio runtime).
-    pub fn new(app: Arc<App>) -> Arc<Self> {
-        let derived = DerivedQueue::start(app.clone(), derived::QueueConfig::default());
+    pub fn new(app: Arc<App>, config: derived::QueueConfig) -> Arc<Self> {
+        let derived = DerivedQueue::start(app.clone(), config);
         Arc::new(Self { app, derived })
     }
 
