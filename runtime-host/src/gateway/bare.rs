@@ -26,10 +26,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::fanout::{self, peer_gone, write_all};
 use super::tokens::Verdict;
-use super::{
-    Client, Gateway, LOTS_STREAM_PATH, LotsClient, Next, Watcher, hello, last_event_id_in, token_in,
-};
+use super::{Client, Gateway, LOTS_STREAM_PATH, LotsClient, hello, last_event_id_in, token_in};
 
 /// The most a request head may take here; a longer one goes to hyper.
 const MAX_HEAD: usize = 8 * 1024;
@@ -213,29 +212,20 @@ fn stream_request(request: &httparse::Request<'_, '_>) -> Option<Wanted> {
     }))
 }
 
-/// Writes the stream until the client goes, a write fails or the gateway closes.
+/// Writes the stream until the client goes, a write fails or the gateway
+/// closes. A terminal's frames are written by its fan-out once the client is
+/// caught up ([`fanout::relay`]).
 pub async fn serve(gateway: &Arc<Gateway>, Stream { wanted, stream }: Stream) {
-    let mut client = match wanted {
-        Wanted::Terminal(request) => {
-            Watcher::Terminal(Client::new(gateway, &request.terminal, request.last_seen))
-        }
-        Wanted::Lots => Watcher::Lots(LotsClient::new(gateway)),
-    };
-    let keep_alive = gateway.keep_alive;
-    let stream = &stream;
-    let relay = async move {
-        write_all(stream, STREAM_HEAD).await?;
-        write_all(stream, &hello()).await?;
-        loop {
-            let next = tokio::select! {
-                next = client.next(keep_alive) => next,
-                gone = peer_gone(stream) => if gone { return Ok::<(), io::Error>(()) } else { continue },
-            };
-            match next {
-                Some(Next::Frame(frame)) => write_all(stream, &frame.sse).await?,
-                Some(ping @ Next::Ping(_)) => write_all(stream, &ping.sse()).await?,
-                None => return Ok(()),
+    let stream = Arc::new(stream);
+    let relay = async {
+        write_all(&stream, STREAM_HEAD).await?;
+        write_all(&stream, &hello()).await?;
+        match wanted {
+            Wanted::Terminal(request) => {
+                let client = Client::new(gateway, &request.terminal, request.last_seen);
+                fanout::relay(&gateway.fanouts, &request.terminal, client, stream.clone()).await
             }
+            Wanted::Lots => relay_lots(gateway, LotsClient::new(gateway), &stream).await,
         }
     };
     // A client that stopped reading must not hold up a draining host.
@@ -245,29 +235,17 @@ pub async fn serve(gateway: &Arc<Gateway>, Stream { wanted, stream }: Stream) {
     }
 }
 
-async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+/// Every lot's summaries, each newest as it changes, written by the stream's own task.
+async fn relay_lots(gateway: &Arc<Gateway>, mut client: LotsClient, stream: &TcpStream) -> io::Result<()> {
+    loop {
+        let next = tokio::select! {
+            next = client.next(gateway.keep_alive) => next,
+            gone = peer_gone(stream) => if gone { return Ok(()) } else { continue },
+        };
+        match next {
+            Some(next) => write_all(stream, &next.sse()).await?,
+            None => return Ok(()),
         }
-    }
-    Ok(())
-}
-
-/// Waits until the client sends something: `true` when it closed the
-/// connection (what it sends otherwise is ignored).
-async fn peer_gone(stream: &TcpStream) -> bool {
-    if stream.readable().await.is_err() {
-        return true;
-    }
-    let mut scratch = [0u8; 64];
-    match stream.try_read(&mut scratch) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
     }
 }
 

@@ -21,6 +21,7 @@
 //! main runtime cannot starve them (and the reverse).
 
 mod bare;
+mod fanout;
 pub mod frames;
 pub mod metrics;
 #[cfg(test)]
@@ -106,6 +107,8 @@ pub struct Gateway {
     registry: Option<Registry>,
     tokens: Arc<Tokens>,
     keep_alive: Duration,
+    /// Writes frames to the terminals' bare streams ([`fanout`]).
+    fanouts: Arc<fanout::Fanouts>,
     subscriber: tokio::task::JoinHandle<()>,
     /// Cancelled when the host shuts down: every stream ends (its clients
     /// reconnect, with `Last-Event-ID`, to a replica still running).
@@ -193,6 +196,7 @@ impl Gateway {
             metrics.clone(),
             tokens.clone(),
         ));
+        let fanouts = fanout::Fanouts::new(metrics.clone(), config.keep_alive);
         Ok(Arc::new(Self {
             frames,
             lots,
@@ -201,6 +205,7 @@ impl Gateway {
             registry,
             tokens,
             keep_alive: config.keep_alive,
+            fanouts,
             subscriber,
             closing: Default::default(),
         }))
@@ -429,16 +434,7 @@ impl Client {
             self.ping = Some(i);
         }
         loop {
-            let newest = self.latest.borrow_and_update().clone();
-            if let Some(frame) = newest
-                && self.wants(&frame)
-            {
-                if let Some(sent) = self.sent {
-                    self.metrics.frames_skipped.inc_by(frame.version.saturating_sub(sent + 1));
-                }
-                self.sent = Some(frame.version);
-                self.resumed_at = None;
-                self.metrics.frames_sent.inc();
+            if let Some(frame) = self.pending() {
                 return Some(Next::Frame(frame));
             }
             tokio::select! {
@@ -447,6 +443,37 @@ impl Client {
                 _ = self.ping.as_mut().expect("set above").tick() => return Some(Next::Ping(now_ms())),
             }
         }
+    }
+
+    /// The newest frame if the client has not seen it, counted as sent.
+    fn pending(&mut self) -> Option<Arc<Relayed>> {
+        let frame = self.latest.borrow_and_update().clone()?;
+        if !self.wants(&frame) {
+            return None;
+        }
+        if let Some(sent) = self.sent {
+            self.metrics.frames_skipped.inc_by(frame.version.saturating_sub(sent + 1));
+        }
+        self.sent_up_to(frame.version);
+        self.metrics.frames_sent.inc();
+        Some(frame)
+    }
+
+    /// The version of the newest frame sent, once one was (or the client
+    /// resumed at the current one).
+    fn sent_version(&self) -> Option<u64> {
+        self.sent
+    }
+
+    /// The frame of `version` was sent (by a fan-out).
+    fn sent_up_to(&mut self, version: u64) {
+        self.sent = Some(self.sent.map_or(version, |sent| sent.max(version)));
+        self.resumed_at = None;
+    }
+
+    /// The terminal's frames as this client watches them.
+    fn latest(&self) -> &Latest {
+        &self.latest
     }
 
     /// Whether `frame` is news to this client: newer than what it sent, or,
