@@ -93,7 +93,8 @@ pub struct UpArgs {
     #[arg(long)]
     no_sweep: bool,
     /// The least milliseconds between two frames a terminal's clients see
-    /// (the newest frame; the last one is always shown).
+    /// (the newest frame; the last one is always shown), and between two
+    /// rounds of renders of a lot.
     #[arg(long, env = "PARKD_GATEWAY_FRAME_INTERVAL_MS")]
     frame_interval_ms: Option<u64>,
 }
