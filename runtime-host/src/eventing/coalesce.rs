@@ -109,7 +109,7 @@ mod tests {
         assert_eq!(c.next_round(&lot, started).await, Some(vec![2]));
         assert!(started.elapsed() >= interval, "not before the interval is over: {:?}", started.elapsed());
         // A round that took longer than the interval is followed at once.
-        let long = Duration::from_secs(10);
+        let long = Duration::from_secs(2);
         let c = Coalescer::new(long);
         assert_eq!(c.offer(&lot, "north/A/car", 1), Offered::Start(1));
         assert_eq!(c.offer(&lot, "north/A/car", 2), Offered::Queued);

@@ -216,10 +216,11 @@ impl ShardTask {
         match newest {
             Some(frame) if member.sent < frame.version => {
                 let previous = member.sent;
-                if let Some(kept) = self.write(member, &frame.sse, frame.version) {
-                    self.members.push(kept);
+                let (kept, delivered) = self.write(member, &frame.sse, frame.version);
+                self.members.extend(kept);
+                if delivered {
+                    self.count(1, frame.version.saturating_sub(previous + 1));
                 }
-                self.count(1, frame.version.saturating_sub(previous + 1));
             }
             _ => self.members.push(member),
         }
@@ -245,9 +246,12 @@ impl ShardTask {
                 self.members.push(member);
                 continue;
             }
-            sent += 1;
-            skipped += frame.version.saturating_sub(previous + 1);
-            self.members.extend(self.write(member, &frame.sse, frame.version));
+            let (kept, delivered) = self.write(member, &frame.sse, frame.version);
+            self.members.extend(kept);
+            if delivered {
+                sent += 1;
+                skipped += frame.version.saturating_sub(previous + 1);
+            }
         }
         self.count(sent, skipped);
         if overtaken {
@@ -261,23 +265,24 @@ impl ShardTask {
         let ping = Bytes::from(ping_event(now_ms()));
         for member in std::mem::take(&mut self.members) {
             let sent = member.sent;
-            self.members.extend(self.write(member, &ping, sent));
+            self.members.extend(self.write(member, &ping, sent).0);
         }
     }
 
-    /// Writes to one member: answers it while it keeps up; one whose socket
-    /// did not take it all is handed back, one whose write failed dropped.
-    fn write(&self, mut member: Member, bytes: &Bytes, version: u64) -> Option<Member> {
+    /// Writes to one member: answers it while it keeps up (one whose socket
+    /// did not take it all is handed back, one whose write failed dropped),
+    /// and whether the bytes reach it (all written, or the rest handed back).
+    fn write(&self, mut member: Member, bytes: &Bytes, version: u64) -> (Option<Member>, bool) {
         match member.write(bytes) {
             Wrote::All => {
                 member.sent = version;
-                Some(member)
+                (Some(member), true)
             }
             Wrote::Part(rest) => {
-                let _ = member.back.send(HandedBack { sent: version, rest });
-                None
+                let handed_back = member.back.send(HandedBack { sent: version, rest }).is_ok();
+                (None, handed_back)
             }
-            Wrote::Failed => None,
+            Wrote::Failed => (None, false),
         }
     }
 
