@@ -26,7 +26,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::fanout::{self, peer_gone, write_all};
+use super::fanout::{self, write_all, write_next};
 use super::tokens::Verdict;
 use super::{Client, Gateway, LOTS_STREAM_PATH, LotsClient, hello, last_event_id_in, token_in};
 
@@ -237,16 +237,8 @@ pub async fn serve(gateway: &Arc<Gateway>, Stream { wanted, stream }: Stream) {
 
 /// Every lot's summaries, each newest as it changes, written by the stream's own task.
 async fn relay_lots(gateway: &Arc<Gateway>, mut client: LotsClient, stream: &TcpStream) -> io::Result<()> {
-    loop {
-        let next = tokio::select! {
-            next = client.next(gateway.keep_alive) => next,
-            gone = peer_gone(stream) => if gone { return Ok(()) } else { continue },
-        };
-        match next {
-            Some(next) => write_all(stream, &next.sse()).await?,
-            None => return Ok(()),
-        }
-    }
+    while write_next(stream, client.next(gateway.keep_alive)).await? {}
+    Ok(())
 }
 
 #[cfg(test)]

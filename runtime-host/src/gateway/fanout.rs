@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::frames::Latest;
 use super::metrics::GatewayMetrics;
-use super::{Client, now_ms, ping_event};
+use super::{Client, Next, now_ms, ping_event};
 
 /// The most members one shard task writes to; a terminal with more clients
 /// has more shards, which run on the gateway's threads side by side.
@@ -328,13 +328,8 @@ pub async fn relay(
             write_all(&stream, &frame.sse).await?;
         }
         let Some(sent) = client.sent_version() else {
-            let next = tokio::select! {
-                next = client.next(fanouts.keep_alive) => next,
-                gone = peer_gone(&stream) => if gone { return Ok(()) } else { continue },
-            };
-            match next {
-                Some(next) => write_all(&stream, &next.sse()).await?,
-                None => return Ok(()),
+            if !write_next(&stream, client.next(fanouts.keep_alive)).await? {
+                return Ok(());
             }
             continue;
         };
@@ -354,6 +349,23 @@ pub async fn relay(
                 gone = peer_gone(&stream) => if gone { return Ok(()) },
             }
         }
+    }
+}
+
+/// Writes what a client's own task waits for (`next`: a frame or a ping)
+/// once it comes; `false` when the stream is over (the client went, or
+/// there is nothing more to send).
+pub async fn write_next(stream: &TcpStream, next: impl Future<Output = Option<Next>>) -> io::Result<bool> {
+    tokio::pin!(next);
+    let next = loop {
+        tokio::select! {
+            next = &mut next => break next,
+            gone = peer_gone(stream) => if gone { return Ok(false) },
+        }
+    };
+    match next {
+        Some(next) => write_all(stream, &next.sse()).await.map(|()| true),
+        None => Ok(false),
     }
 }
 
