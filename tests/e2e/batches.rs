@@ -142,3 +142,70 @@ async fn batches_are_refused_whole_when_too_large_or_malformed() {
     assert_eq!(status, reqwest::StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("1000"), "{answer}");
 }
+
+/// The reading path reaches a batch's own bays (and event keys) through
+/// their indexes, however many bays the lot has. PostgreSQL plans a JSON
+/// list as a hundred rows whatever its length, so with a lot of a few
+/// thousand bays (and up to the 20,000 a lot may have) it would read every
+/// bay for every batch: twice, in the load and in the write. Planned here
+/// as the components run them: the kit's statements, custom and generic
+/// plans, after the table's statistics are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_batch_reaches_only_its_own_bays_in_a_lot_of_thousands() {
+    use parking_kit::sql::postgres::STATEMENTS;
+    let parkd = Parkd::start(Backend::Postgres).await.unwrap();
+    assert!(parkd.put_lot("big", &lot_spec("Big", "B", 3000, 0)).await.status().is_success());
+    let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
+    // The event keys of the last days' readings, as the retention keeps them.
+    sqlx::query("INSERT INTO processed_events (event_key, processed_at_ms) SELECT 'old-' || i, i FROM generate_series(1, 20000) AS i")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+
+    let devices: Vec<String> = (0..10).map(|i| format!("B-C{}", i * 250)).collect();
+    let events: Vec<Value> =
+        devices.iter().enumerate().map(|(i, d)| json!({ "key": format!("e{i}"), "device": d })).collect();
+    let bays: Vec<Value> = (0..10)
+        .map(|i| json!({ "lot_id": "big", "bay_id": format!("C{}", i * 250), "sensor": devices[i], "status": "occupied" }))
+        .collect();
+    let rows = json!([{ "lot_id": "big", "bay_id": "C0" }]).to_string();
+    let keys = json!(["e0", "e1"]).to_string();
+    let load = STATEMENTS.load_batch.expect("PostgreSQL loads a batch in one statement");
+    let write = STATEMENTS.write_batch.expect("PostgreSQL writes a batch in one statement");
+    let mut conn = pool.acquire().await.unwrap();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {mode}")))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let explain = |statement: &str| sqlx::AssertSqlSafe(format!("EXPLAIN {statement}"));
+        let load_plan: Vec<String> = sqlx::query_scalar(explain(load))
+            .bind(json!(devices).to_string())
+            .bind(json!(events).to_string())
+            .bind(0_i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let write_plan: Vec<String> = sqlx::query_scalar(explain(write))
+            .bind(&rows)
+            .bind("[]")
+            .bind("[]")
+            .bind(json!(bays).to_string())
+            .bind(json!(["big"]).to_string())
+            .bind(&keys)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        for (statement, plan) in [("load", load_plan), ("write", write_plan)] {
+            let plan = plan.join("\n");
+            for table in ["bays", "processed_events"] {
+                let whole = format!("Seq Scan on {table} ");
+                assert!(
+                    !plan.contains(&whole),
+                    "{mode}: the batch's {statement} reads all of {table}:\n{plan}"
+                );
+            }
+        }
+    }
+}

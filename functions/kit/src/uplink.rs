@@ -285,9 +285,10 @@ impl Batch {
         changes: Vec<Pending>,
         results: &mut [Uplinked],
     ) -> Result<(), DbError> {
-        let mut bays: Vec<&BayState> = self.bays.values().filter(|s| s.touched).collect();
-        bays.sort_by(|a, b| a.bay.key().cmp(&b.bay.key()));
-        let bays: Vec<serde_json::Value> = bays.into_iter().map(|s| s.row(self.received_at)).collect();
+        let mut bays: Vec<(&String, &BayState)> = self.bays.iter().filter(|(_, s)| s.touched).collect();
+        bays.sort_by(|(_, a), (_, b)| a.bay.key().cmp(&b.bay.key()));
+        let bays: Vec<serde_json::Value> =
+            bays.into_iter().map(|(sensor, s)| s.row(sensor, self.received_at)).collect();
         if let Some(write_batch) = db.sql.write_batch {
             let lots: std::collections::BTreeSet<&str> =
                 changes.iter().map(|(_, slot, _)| slot.lot.as_str()).collect();
@@ -651,11 +652,12 @@ impl BayState {
     }
 
     /// The bay's row after the batch, for `update_bays`: heard at `received_at`.
-    fn row(&self, received_at: DateTime<Utc>) -> serde_json::Value {
+    fn row(&self, sensor: &str, received_at: DateTime<Utc>) -> serde_json::Value {
         let bay = &self.bay;
         let mut row = json!({
             "lot_id": bay.lot,
             "bay_id": bay.id,
+            "sensor": sensor,
             "status": bay.current.status.as_str(),
             "status_changed_at_ms": self.status_changed_at.map(to_ms),
             "observed_at_ms": bay.current.observed_at.map(to_ms),

@@ -86,8 +86,9 @@ pub struct Statements {
     /// (JSON array of {event_key, device, lot_id, bay_id, kind, reported_occupied, frame_counter,
     /// observed_at_ms, received_at_ms, battery, temperature, detail})
     pub insert_sensor_frames: &'static str,
-    /// (JSON array of {lot_id, bay_id, status, status_changed_at_ms (null: unchanged),
-    /// observed_at_ms, seq, last_seen_at_ms, battery, temperature}), one object per bay: the
+    /// (JSON array of {lot_id, bay_id, sensor, status, status_changed_at_ms (null: unchanged),
+    /// observed_at_ms, seq, last_seen_at_ms, battery, temperature}), one object per bay (found
+    /// by its sensor, the index a batch's bays are loaded by, and its key): the
     /// bay's state after the batch, with its stay (stay_started_at_ms, stay_resumed_at_ms,
     /// stay_counted_ms, stay_limit_ms, stay_due_at_ms, overstay_at_ms: null clears). Liveness
     /// only moves forward; a null battery or temperature keeps the stored one.

@@ -1,4 +1,9 @@
 //! The statements for PostgreSQL (production and the cluster).
+//!
+//! A list passed as JSON reaches its rows as `= ANY (ARRAY(SELECT ...))`, not
+//! as a join or `IN (SELECT ...)`: the planner takes a JSON list for a
+//! hundred rows whatever its length, and would read a lot of thousands of
+//! bays whole for a batch of ten; an array it looks up in the index.
 
 use super::Statements;
 
@@ -50,14 +55,14 @@ pub static STATEMENTS: Statements = Statements {
     counts_of_sensors: "SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms, \
                         (SELECT string_agg(a.kind, ',') FROM alerts a WHERE a.kind IN ('lot_full', 'lot_almost_full') \
                          AND a.subject = c.lot_id || '/' || c.class AND a.closed_at_ms IS NULL) \
-                        FROM availability_counts c WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor IN \
-                        (SELECT json_array_elements_text($1::text::json))) ORDER BY lot_id, zone, class FOR UPDATE OF c",
+                        FROM availability_counts c WHERE lot_id IN (SELECT lot_id FROM bays WHERE sensor = ANY \
+                        (ARRAY(SELECT json_array_elements_text($1::text::json)))) ORDER BY lot_id, zone, class FOR UPDATE OF c",
     bays_by_sensors: "SELECT b.sensor, b.lot_id, b.bay_id, b.zone, b.class, b.status, b.observed_at_ms, b.seq, \
                       b.model, b.battery, b.max_stay_s, z.max_stay_s, z.grace_s, z.hours, l.time_zone, \
                       b.stay_started_at_ms, b.stay_resumed_at_ms, b.stay_counted_ms, b.stay_limit_ms, \
                       b.stay_due_at_ms, b.overstay_at_ms \
                       FROM bays b JOIN lots l ON l.lot_id = b.lot_id \
-                      LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone WHERE b.sensor IN (SELECT json_array_elements_text($1::text::json)) \
+                      LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone WHERE b.sensor = ANY (ARRAY(SELECT json_array_elements_text($1::text::json))) \
                       ORDER BY b.lot_id, b.bay_id FOR UPDATE OF b",
     // The bays first, locked in (lot, bay) order by the first branch before
     // the second claims anything; an event whose device has no bay is not claimed.
@@ -68,7 +73,7 @@ pub static STATEMENTS: Statements = Statements {
              b.stay_limit_ms, b.stay_due_at_ms, b.overstay_at_ms \
            FROM bays b JOIN lots l ON l.lot_id = b.lot_id \
            LEFT JOIN zone_rules z ON z.lot_id = b.lot_id AND z.zone = b.zone \
-           WHERE b.sensor IN (SELECT json_array_elements_text($1::text::json)) \
+           WHERE b.sensor = ANY (ARRAY(SELECT json_array_elements_text($1::text::json))) \
            ORDER BY b.lot_id, b.bay_id FOR UPDATE OF b), \
          claimed AS (INSERT INTO processed_events (event_key, processed_at_ms) \
            SELECT e.key, $3 FROM json_to_recordset($2::text::json) AS e(key text, device text) \
@@ -102,7 +107,8 @@ pub static STATEMENTS: Statements = Statements {
                   stay_counted_ms = u.stay_counted_ms, stay_limit_ms = u.stay_limit_ms, \
                   stay_due_at_ms = u.stay_due_at_ms, overstay_at_ms = u.overstay_at_ms \
                   FROM json_populate_recordset(NULL::bays, $1::text::json) AS u \
-                  WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
+                  WHERE bays.sensor = ANY (ARRAY(SELECT k.sensor FROM json_populate_recordset(NULL::bays, $1::text::json) AS k)) \
+                  AND bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id",
     insert_status_changes: "INSERT INTO status_changes (lot_id, bay_id, zone, class, previous, status, changed_at_ms, \
                             recorded_at_ms, event_key, stay_started_at_ms, overstay_at_ms) \
                             SELECT lot_id, bay_id, zone, class, previous, status, changed_at_ms, recorded_at_ms, event_key, \
@@ -134,9 +140,10 @@ pub static STATEMENTS: Statements = Statements {
            stay_counted_ms = u.stay_counted_ms, stay_limit_ms = u.stay_limit_ms, \
            stay_due_at_ms = u.stay_due_at_ms, overstay_at_ms = u.overstay_at_ms \
          FROM json_populate_recordset(NULL::bays, $4::text::json) AS u \
-         WHERE bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id), \
+         WHERE bays.sensor = ANY (ARRAY(SELECT k.sensor FROM json_populate_recordset(NULL::bays, $4::text::json) AS k)) \
+           AND bays.lot_id = u.lot_id AND bays.bay_id = u.bay_id), \
          unclaimed AS (DELETE FROM processed_events \
-           WHERE event_key IN (SELECT json_array_elements_text($6::text::json))) \
+           WHERE event_key = ANY (ARRAY(SELECT json_array_elements_text($6::text::json)))) \
          SELECT lot_id, zone, class, total, free, occupied, unknown, closed, changed_at_ms, \
            (SELECT string_agg(a.kind, ',') FROM alerts a WHERE a.kind IN ('lot_full', 'lot_almost_full') \
             AND a.subject = c.lot_id || '/' || c.class AND a.closed_at_ms IS NULL) \
