@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use parkd::up::MqttMode;
+use parking_tests::db::Db;
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::terminals::{SseStream, next_matching, subscribe, token_for};
 use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, reading};
@@ -636,6 +637,93 @@ async fn a_redelivered_change_publishes_the_same_frame_again(backend: Backend) {
         let again = next_matching(&mut frames, Duration::from_secs(10), |_| true).await.unwrap();
         assert_eq!(again.payload, retained.payload, "the very same frame, same id");
     }
+}
+
+/// The statements parkd's components have run, summed over its databases.
+async fn statements_run(parkd: &Parkd) -> u64 {
+    let text = parkd.client.get(parkd.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("parkd_database_statements_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// A render's round trips to PostgreSQL are the latency of every sign (and,
+/// in the cluster, network round trips): what it reads (the lot, its counts,
+/// its terminals and their stored frames, locked) is one statement, however
+/// many terminals show the lot, and its commit is told not to wait for the
+/// disk in that same statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_render_reads_its_lot_and_signs_in_one_statement() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(Backend::Postgres, &broker, 2).await;
+    assert_eq!(parkd.put_terminal("T2", "north", None).await.status(), StatusCode::CREATED);
+    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/+/frame").await.unwrap();
+    let r = parkd.send_reading("e-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let events: Vec<Value> = r.json().await.unwrap();
+    let change = events.iter().find(|e| e["type"] == "io.parking.availability.changed.v1").unwrap().clone();
+    for terminal in ["T1", "T2"] {
+        let topic = format!("parking/terminals/{terminal}/frame");
+        next_matching(&mut frames, WAIT, |m| m.topic == topic && m.json()["seq"] == 2).await.unwrap();
+    }
+
+    // Delivered again (as Knative may): nothing to write, so the render is
+    // its transaction and its reads.
+    let before = statements_run(&parkd).await;
+    let r = parkd
+        .client
+        .post(parkd.url("/api/v1/events"))
+        .header("content-type", "application/cloudevents+json")
+        .body(change.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["published"], json!([{ "terminal": "T1", "seq": 2 }, { "terminal": "T2", "seq": 2 }]));
+    let run = statements_run(&parkd).await - before;
+    assert_eq!(run, 3, "BEGIN, the reads, COMMIT: {run} statements for a render of two signs");
+}
+
+/// The one statement a render reads with on PostgreSQL keeps what the
+/// statements it stands for did: the terminals it renders stay locked until
+/// its transaction ends (two renders of one sign take turns), and the
+/// transaction's commit does not wait for the disk (a frame is rebuilt by
+/// the next change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_reads_of_a_render_lock_its_signs_and_relax_its_commit() {
+    let statement =
+        parking_kit::sql::postgres::STATEMENTS.render_inputs.expect("PostgreSQL reads a render at once");
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(Backend::Postgres, &broker, 2).await;
+    let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
+    let mut render = pool.acquire().await.unwrap();
+    // The servers the tests run on do not wait for the disk at all.
+    sqlx::query("SET synchronous_commit = on").execute(&mut *render).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut *render).await.unwrap();
+    let (relaxed, site, _groups, _categories, terminals): (String, String, String, Option<String>, String) =
+        sqlx::query_as(sqlx::AssertSqlSafe(statement)).bind("north").fetch_one(&mut *render).await.unwrap();
+    assert_eq!(relaxed, "off");
+    assert!(site.contains("North"), "{site}");
+    assert!(terminals.contains("T1"), "{terminals}");
+    let setting: String =
+        sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut *render).await.unwrap();
+    assert_eq!(setting, "off", "for this transaction");
+
+    let other = sqlx::query("SELECT 1 FROM terminals WHERE terminal_id = 'T1' FOR UPDATE NOWAIT")
+        .execute(&pool)
+        .await;
+    let refused = other.expect_err("T1 is locked by the render").to_string();
+    assert!(refused.contains("could not obtain lock"), "{refused}");
+
+    sqlx::query("ROLLBACK").execute(&mut *render).await.unwrap();
+    sqlx::query("SELECT 1 FROM terminals WHERE terminal_id = 'T1' FOR UPDATE NOWAIT")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let after: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut *render).await.unwrap();
+    assert_eq!(after, "on", "only that transaction's commit was relaxed");
 }
 
 async fn next_text(

@@ -117,6 +117,38 @@ impl Row {
             _ => self.int(i).map(Some),
         }
     }
+
+    /// The rows a statement nested in column `i` (`json_agg(json_build_array(...))`
+    /// as text; NULL for none), each read by position like a row of its own:
+    /// several results in one round trip. Strings are text, whole numbers
+    /// integers, other numbers reals.
+    pub fn nested_rows(&self, i: usize) -> Result<Vec<Row>, DbError> {
+        let Some(json) = self.opt_text(i)? else { return Ok(Vec::new()) };
+        let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(&json)
+            .map_err(|e| DbError::Decode(format!("column {i}: expected rows as JSON arrays: {e}")))?;
+        Ok(rows.into_iter().map(|values| Row(values.into_iter().map(json_value).collect())).collect())
+    }
+
+    /// The one row a statement nested in column `i` (`json_build_array(...)` as
+    /// text), or `None` for NULL.
+    pub fn nested_row(&self, i: usize) -> Result<Option<Row>, DbError> {
+        let Some(json) = self.opt_text(i)? else { return Ok(None) };
+        let values: Vec<serde_json::Value> = serde_json::from_str(&json)
+            .map_err(|e| DbError::Decode(format!("column {i}: expected a row as a JSON array: {e}")))?;
+        Ok(Some(Row(values.into_iter().map(json_value).collect())))
+    }
+}
+
+fn json_value(v: serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => {
+            n.as_i64().map_or_else(|| Value::Real(n.as_f64().unwrap_or(f64::NAN)), Value::Int)
+        }
+        serde_json::Value::String(s) => Value::Text(s),
+        nested => Value::Text(nested.to_string()),
+    }
 }
 
 /// Milliseconds since the epoch: how every time is stored.
@@ -356,5 +388,31 @@ mod tests {
         );
         let err = Backend::parse("mysql://x").unwrap_err().to_string();
         assert!(err.contains("database_url") && err.contains("mysql://x"), "{err}");
+    }
+
+    #[test]
+    fn nested_rows_read_like_rows() {
+        let row = Row(vec![
+            Value::Text(
+                r#"[["a", 3, null, 1.5, "{\"k\":1}"], ["b", 9007199254740993, "x", 2, null]]"#.into(),
+            ),
+            Value::Null,
+            Value::Text(r#"["Lot", "Europe/Berlin", null]"#.into()),
+            Value::Text("not json".into()),
+        ]);
+        let rows = row.nested_rows(0).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].text(0).unwrap(), "a");
+        assert_eq!(rows[0].int(1).unwrap(), 3);
+        assert_eq!(rows[0].opt_text(2).unwrap(), None);
+        assert_eq!(rows[0].opt_real(3).unwrap(), Some(1.5));
+        assert_eq!(rows[0].text(4).unwrap(), r#"{"k":1}"#, "a nested JSON document stays its text");
+        assert_eq!(rows[1].int(1).unwrap(), 9_007_199_254_740_993, "a BIGINT beyond f64's integers");
+        assert!(row.nested_rows(1).unwrap().is_empty(), "NULL: no rows");
+        let lot = row.nested_row(2).unwrap().unwrap();
+        assert_eq!((lot.text(0).unwrap(), lot.opt_text(2).unwrap()), ("Lot".to_owned(), None));
+        assert_eq!(row.nested_row(1).unwrap().map(|r| r.0), None);
+        let err = row.nested_rows(3).unwrap_err().to_string();
+        assert!(err.contains("column 3"), "{err}");
     }
 }

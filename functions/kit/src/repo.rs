@@ -156,19 +156,28 @@ pub fn lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailabili
     if db.query(db.sql.lot_name, &[lot.into()])?.is_empty() {
         return Ok(None);
     }
-    known_lot_availability(db, lot)
+    known_lot_availability(db, lot).map(Some)
 }
 
 /// [`lot_availability`] of a lot the caller read already (an unknown one
 /// counts no bays).
-pub(crate) fn known_lot_availability(db: &Database, lot: &str) -> Result<Option<LotAvailability>, DbError> {
+pub(crate) fn known_lot_availability(db: &Database, lot: &str) -> Result<LotAvailability, DbError> {
     // Kept per group in the counts table: a handful of rows whatever the lot's size.
     let rows = db.query(db.sql.lot_group_counts, &[lot.into()])?;
+    let categories = crate::sites::lot_category_counts(db, lot)?;
+    availability_of(lot, &rows, categories)
+}
+
+/// A lot's availability from `lot_group_counts`' rows and its counts per category.
+pub(crate) fn availability_of(
+    lot: &str,
+    rows: &[Row],
+    categories: std::collections::BTreeMap<parking_domain::BayCategory, Counts>,
+) -> Result<LotAvailability, DbError> {
     let groups: Vec<(String, VehicleClass, Counts, Option<DateTime<Utc>>)> = rows
         .iter()
         .map(|r| Ok((r.text(0)?, class(r, 1)?, counts_at(r, 2)?, opt_from_ms(r.opt_int(7)?)?)))
         .collect::<Result<_, DbError>>()?;
-    let categories = crate::sites::lot_category_counts(db, lot)?;
     let availability = summarise_groups(
         lot,
         groups.iter().map(|(zone, class, counts, changed_at)| GroupCount {
@@ -178,7 +187,7 @@ pub(crate) fn known_lot_availability(db: &Database, lot: &str) -> Result<Option<
             changed_at: *changed_at,
         }),
     );
-    Ok(Some(LotAvailability { categories, ..availability }))
+    Ok(LotAvailability { categories, ..availability })
 }
 
 /// Counts from five columns (total, free, occupied, unknown, closed) from `first` on.

@@ -49,7 +49,11 @@ fn category_row(row: &Row, first: usize) -> Result<(BayCategory, parking_domain:
 
 /// A lot's counts per bay category (empty when no bay has one).
 pub fn lot_category_counts(db: &Database, lot: &str) -> Result<BTreeMap<BayCategory, Counts>, DbError> {
-    let rows = db.query(db.sql.lot_category_counts, &[lot.into()])?;
+    category_counts_of(&db.query(db.sql.lot_category_counts, &[lot.into()])?)
+}
+
+/// Counts per bay category from `lot_category_counts`' rows.
+pub(crate) fn category_counts_of(rows: &[Row]) -> Result<BTreeMap<BayCategory, Counts>, DbError> {
     let rows = rows.iter().map(|r| category_row(r, 0)).collect::<Result<Vec<_>, _>>()?;
     Ok(category_counts(rows))
 }
@@ -101,7 +105,12 @@ pub fn lot_sites(db: &Database) -> Result<Vec<LotSnapshot>, DbError> {
 /// A lot's name, time zone and site, or `None` for an unknown lot.
 pub fn lot_site(db: &Database, lot: &str) -> Result<Option<(String, String, SiteSpec)>, DbError> {
     let Some(row) = db.query(db.sql.lot_name, &[lot.into()])?.into_iter().next() else { return Ok(None) };
-    Ok(Some((row.text(0)?, row.text(1)?, site_at(&row, 2)?)))
+    site_of(&row).map(Some)
+}
+
+/// A lot's name, time zone and site from `lot_name`'s row.
+pub(crate) fn site_of(row: &Row) -> Result<(String, String, SiteSpec), DbError> {
+    Ok((row.text(0)?, row.text(1)?, site_at(row, 2)?))
 }
 
 /// Whether a lot with this site is open at `now` (an unknown stored time
@@ -122,11 +131,20 @@ pub fn lot_snapshot_and_availability(
     db: &Database,
     lot: &str,
 ) -> Result<Option<(LotSnapshot, LotAvailability)>, DbError> {
-    let Some((name, time_zone, site)) = lot_site(db, lot)? else { return Ok(None) };
-    let Some(availability) = crate::repo::known_lot_availability(db, lot)? else { return Ok(None) };
+    let Some(site) = lot_site(db, lot)? else { return Ok(None) };
+    let availability = crate::repo::known_lot_availability(db, lot)?;
+    Ok(Some((snapshot_of(lot, site, &availability), availability)))
+}
+
+/// The public snapshot of a lot with this site and availability.
+pub(crate) fn snapshot_of(
+    lot: &str,
+    (name, time_zone, site): (String, String, SiteSpec),
+    availability: &LotAvailability,
+) -> LotSnapshot {
     let mut classes = availability.classes.clone();
     classes.retain(|_, c| c.total > 0);
-    let snapshot = LotSnapshot {
+    LotSnapshot {
         lot: lot.to_owned(),
         name,
         time_zone,
@@ -136,6 +154,5 @@ pub fn lot_snapshot_and_availability(
         classes,
         categories: availability.categories.clone(),
         forecasts: BTreeMap::new(),
-    };
-    Ok(Some((snapshot, availability)))
+    }
 }

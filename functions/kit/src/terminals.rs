@@ -122,25 +122,12 @@ pub fn delete_terminal(db: &Database, terminal: &str) -> Result<bool, DbError> {
     })
 }
 
-/// The terminals of a lot whose scope includes (zone, class).
-pub fn terminals_showing(
-    db: &Database,
-    lot: &str,
-    zone: Option<&str>,
-    class: &VehicleClass,
-) -> Result<Vec<(String, TerminalScope)>, DbError> {
-    db.query(db.sql.lot_terminals, &[lot.into()])?
-        .iter()
-        .map(|r| {
-            Ok((
-                r.text(0)?,
-                TerminalScope { lot: lot.to_owned(), zones: parse_list(r, 1)?, classes: parse_list(r, 2)? },
-            ))
-        })
-        .filter(|t: &Result<(String, TerminalScope), DbError>| {
-            t.as_ref().map_or(true, |(_, s)| s.shows(zone, class))
-        })
-        .collect()
+/// A terminal of `lot` from a row of `lot_terminals`' columns: its id, then
+/// its scope.
+fn lot_terminal(lot: &str, row: &Row) -> Result<(String, TerminalScope), DbError> {
+    let scope =
+        TerminalScope { lot: lot.to_owned(), zones: parse_list(row, 1)?, classes: parse_list(row, 2)? };
+    Ok((row.text(0)?, scope))
 }
 
 /// The scope of one terminal, if it exists.
@@ -175,20 +162,102 @@ pub fn render_change(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Frame>, Option<LotSnapshot>), DbError> {
     db.transaction(|db| {
-        relax_commit(db)?;
-        let lot = change.lot.as_str();
-        let shown = terminals_showing(db, lot, change.zone.as_deref(), &change.class)?;
-        let Some((snapshot, availability)) = crate::sites::lot_snapshot_and_availability(db, lot)? else {
+        let shows = |scope: &TerminalScope| scope.shows(change.zone.as_deref(), &change.class);
+        let Some(RenderInputs { snapshot, availability, terminals }) =
+            RenderInputs::read(db, &change.lot, shows)?
+        else {
             return Ok((Vec::new(), None));
         };
-        let mut frames = Vec::with_capacity(shown.len());
-        for (terminal, scope) in &shown {
-            if let Some((frame, _)) = render_one(db, terminal, scope, &availability, now)? {
-                frames.push(frame);
-            }
+        let mut frames = Vec::with_capacity(terminals.len());
+        for (terminal, scope, stored) in terminals {
+            frames.push(render_one(db, &terminal, &scope, stored, &availability, now)?.0);
         }
         Ok((frames, Some(snapshot)))
     })
+}
+
+/// What a render of a lot's signs reads, in its transaction: the lot's
+/// public snapshot and availability, and the terminals it renders with
+/// their stored frames, locked so two renders of one terminal take turns.
+struct RenderInputs {
+    snapshot: LotSnapshot,
+    availability: LotAvailability,
+    terminals: Vec<(String, TerminalScope, StoredFrame)>,
+}
+
+impl RenderInputs {
+    /// The lot's terminals whose scope `shows` keeps; `None` when the lot is gone.
+    fn read(
+        db: &Database,
+        lot: &str,
+        shows: impl Fn(&TerminalScope) -> bool,
+    ) -> Result<Option<Self>, DbError> {
+        let Some(statement) = db.sql.render_inputs else { return Self::read_one_by_one(db, lot, shows) };
+        let Some(row) = db.query(statement, &[lot.into()])?.into_iter().next() else { return Ok(None) };
+        let Some(site) = row.nested_row(1)? else { return Ok(None) };
+        let categories = crate::sites::category_counts_of(&row.nested_rows(3)?)?;
+        let availability = crate::repo::availability_of(lot, &row.nested_rows(2)?, categories)?;
+        let mut terminals = Vec::new();
+        for r in row.nested_rows(4)? {
+            let (terminal, scope) = lot_terminal(lot, &r)?;
+            if shows(&scope) {
+                terminals.push((terminal, scope, StoredFrame::at(&r, 3)?));
+            }
+        }
+        let snapshot = crate::sites::snapshot_of(lot, crate::sites::site_of(&site)?, &availability);
+        Ok(Some(Self { snapshot, availability, terminals }))
+    }
+
+    /// The same, a statement at a time.
+    fn read_one_by_one(
+        db: &Database,
+        lot: &str,
+        shows: impl Fn(&TerminalScope) -> bool,
+    ) -> Result<Option<Self>, DbError> {
+        relax_commit(db)?;
+        let mut shown = Vec::new();
+        for r in db.query(db.sql.lot_terminals, &[lot.into()])? {
+            let terminal = lot_terminal(lot, &r)?;
+            if shows(&terminal.1) {
+                shown.push(terminal);
+            }
+        }
+        let Some((snapshot, availability)) = crate::sites::lot_snapshot_and_availability(db, lot)? else {
+            return Ok(None);
+        };
+        let mut terminals = Vec::with_capacity(shown.len());
+        for (terminal, scope) in shown {
+            if let Some(stored) = StoredFrame::read(db, &terminal)? {
+                terminals.push((terminal, scope, stored));
+            }
+        }
+        Ok(Some(Self { snapshot, availability, terminals }))
+    }
+}
+
+/// A terminal's stored frame and its digest (none before its first frame).
+struct StoredFrame {
+    digest: Option<String>,
+    frame: Option<Frame>,
+}
+
+impl StoredFrame {
+    /// From `terminal_frame`'s columns, from `first` on.
+    fn at(row: &Row, first: usize) -> Result<Self, DbError> {
+        let frame = row
+            .opt_text(first + 2)?
+            .map(|s| serde_json::from_str(&s).map_err(|e| DbError::Decode(format!("stored frame: {e}"))))
+            .transpose()?;
+        Ok(Self { digest: row.opt_text(first + 1)?, frame })
+    }
+
+    /// A terminal's, locked; `None` for a terminal that is gone.
+    fn read(db: &Database, terminal: &str) -> Result<Option<Self>, DbError> {
+        let Some(row) = db.query(db.sql.terminal_frame, &[terminal.into()])?.into_iter().next() else {
+            return Ok(None);
+        };
+        Self::at(&row, 0).map(Some)
+    }
 }
 
 /// A frame lost with the database's last moments is rendered again by the
@@ -270,8 +339,8 @@ fn render_lot(
         let Some(availability) = lot_availability(db, lot)? else { return Ok(None) };
         let mut frames = Vec::with_capacity(terminals.len());
         for (terminal, scope) in terminals {
-            if let Some(frame) = render_one(db, terminal, scope, &availability, now)? {
-                frames.push(frame);
+            if let Some(stored) = StoredFrame::read(db, terminal)? {
+                frames.push(render_one(db, terminal, scope, stored, &availability, now)?);
             }
         }
         Ok(Some(frames))
@@ -279,34 +348,29 @@ fn render_lot(
 }
 
 /// One terminal's frame from counts already read, inside the caller's
-/// transaction, with whether it is new.
+/// transaction (its stored frame read and locked there), with whether it is new.
 fn render_one(
     db: &Database,
     terminal: &str,
     scope: &TerminalScope,
+    stored: StoredFrame,
     availability: &LotAvailability,
     now: DateTime<Utc>,
-) -> Result<Option<(Frame, bool)>, DbError> {
-    let Some(row) = db.query(db.sql.terminal_frame, &[terminal.into()])?.into_iter().next() else {
-        return Ok(None);
-    };
-    let previous: Option<Frame> = row
-        .opt_text(2)?
-        .map(|s| serde_json::from_str(&s).map_err(|e| DbError::Decode(format!("stored frame: {e}"))))
-        .transpose()?;
+) -> Result<(Frame, bool), DbError> {
+    let previous = stored.frame;
     let states = previous.as_ref().map(Frame::states).unwrap_or_default();
     let seq = previous.as_ref().map_or(0, |f| f.seq) + 1;
     let frame = render_frame(terminal, scope, availability, &states, &Thresholds::default(), seq, now);
     let digest = frame.content_digest();
     if let Some(previous) = previous
-        && row.opt_text(1)?.as_deref() == Some(digest.as_str())
+        && stored.digest.as_deref() == Some(digest.as_str())
     {
-        return Ok(Some((previous, false)));
+        return Ok((previous, false));
     }
     let json = serde_json::to_string(&frame).map_err(|e| DbError::Decode(e.to_string()))?;
     db.execute(
         db.sql.upsert_terminal_frame,
         &[terminal.into(), Value::Int(seq as i64), digest.into(), json.into(), to_ms(now).into()],
     )?;
-    Ok(Some((frame, true)))
+    Ok((frame, true))
 }

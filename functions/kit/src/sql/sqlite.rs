@@ -208,6 +208,7 @@ pub static STATEMENTS: Statements = Statements {
                             ON CONFLICT (terminal_id) DO UPDATE SET seq = excluded.seq, \
                             content_digest = excluded.content_digest, frame = excluded.frame, \
                             rendered_at_ms = excluded.rendered_at_ms",
+    render_inputs: None,
 
     // --- time limits and stays ---
     delete_zone_rules: "DELETE FROM zone_rules WHERE lot_id = ?1",
