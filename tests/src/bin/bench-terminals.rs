@@ -21,6 +21,8 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -482,66 +484,26 @@ async fn clients_process(args: &Args) -> Result<()> {
             streams.push(stream??);
         }
     }
-    // Told to stop a while after the job came (the readings are shown by
-    // then), not by a timer polled on every read.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let arrivals: Vec<_> = streams
+    // Read by a thread per core, each waiting on its share of the sockets at
+    // once (epoll), not by a task per client: what the clients cost the cores
+    // they share with the server they measure is a syscall or two per frame
+    // and client.
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = streams.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(clients.max(1));
+    let mut shares: Vec<Vec<_>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, (stream, first)) in streams.into_iter().enumerate() {
+        shares[i % threads].push((mio::net::TcpStream::from_std(stream.into_std()?), first));
+    }
+    let readers = shares
         .into_iter()
-        .map(|(stream, first)| {
-            let mut stopping = stopping.clone();
-            tokio::spawn(async move {
-                // Only the bytes and the time each read brings while frames
-                // come, read bare (no HTTP client between the socket and the
-                // clock) into one buffer per client; parsing waits until the
-                // end, so the clients take as little CPU as they can from the
-                // server they measure.
-                let mut data = first;
-                let mut reads: Vec<(usize, f64)> = vec![(data.len(), since_epoch_ms())];
-                let stopped = stopping.wait_for(|stop| *stop);
-                tokio::pin!(stopped);
-                loop {
-                    tokio::select! {
-                        biased;
-                        ready = stream.readable() => {
-                            if ready.is_err() {
-                                break;
-                            }
-                            if data.capacity() - data.len() < 8 * 1024 {
-                                data.reserve(64 * 1024);
-                            }
-                            match stream.try_read_buf(&mut data) {
-                                Ok(0) => break,
-                                Ok(_) => reads.push((data.len(), since_epoch_ms())),
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                                Err(_) => break,
-                            }
-                        }
-                        _ = &mut stopped => break,
-                    }
-                }
-                let (mut text, mut start) = (String::new(), 0);
-                reads
-                    .into_iter()
-                    .flat_map(|(end, at)| {
-                        text.push_str(&String::from_utf8_lossy(&data[start..end]));
-                        start = end;
-                        std::iter::from_fn(|| take_event(&mut text))
-                            .filter(|event| event.event == "frame")
-                            .map(|event| {
-                                let frame = event.json();
-                                let rendered = frame["renderedAt"]
-                                    .as_str()
-                                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                                    .map_or(f64::NAN, |t| t.timestamp_micros() as f64 / 1e3);
-                                (frame["classes"][0]["free"].as_u64().unwrap_or(0), at, rendered)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                    .collect::<Vec<_>>()
-            })
+        .enumerate()
+        .map(|(i, share)| {
+            let stop = stop.clone();
+            std::thread::Builder::new().name(format!("clients-{i}")).spawn(move || read_streams(share, &stop))
         })
-        .collect();
-    println!("ready {}", arrivals.len());
+        .collect::<std::io::Result<Vec<_>>>()?;
+    println!("ready {clients}");
     std::io::stdout().flush()?;
     let job: Value = tokio::task::spawn_blocking(|| serde_json::from_reader(std::io::stdin())).await??;
     // The job comes when the readings are shown: what the clients took while
@@ -550,7 +512,11 @@ async fn clients_process(args: &Args) -> Result<()> {
     // The last frame reaches the last client within milliseconds of being
     // shown; a client that still lacks it after this is counted as such.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    stop.send_replace(true);
+    stop.store(true, Ordering::Relaxed);
+    let mut arrivals = Vec::with_capacity(clients);
+    for reader in readers {
+        arrivals.extend(reader.join().map_err(|_| anyhow::anyhow!("a reader of the clients panicked"))??);
+    }
     let published = numbers(&job["published"]);
     let rounds: Vec<(usize, usize)> = job["rounds"]
         .as_array()
@@ -565,9 +531,8 @@ async fn clients_process(args: &Args) -> Result<()> {
     // arrived (broker, gateway with its rate cap, the write, the client).
     let (mut rendering, mut delivering) = (latencies.clone(), latencies.clone());
     let mut on_final_state = 0;
-    let clients = arrivals.len();
-    for a in arrivals {
-        let seen = a.await?;
+    for (data, reads) in arrivals {
+        let seen = frames_seen(&data, reads);
         if seen.last().is_some_and(|(free, _, _)| *free == total) {
             on_final_state += 1;
         }
@@ -591,4 +556,80 @@ async fn clients_process(args: &Args) -> Result<()> {
         json!({ "latencies": latencies, "rendering": rendering, "delivering": delivering, "onFinalState": on_final_state, "clients": clients, "cpuSeconds": cpu_while_streaming })
     );
     Ok(())
+}
+
+/// What each client read while frames came: its bytes, and after each read
+/// how many it had and when. Reads every stream as soon as it is readable
+/// until `stop`; parsing waits until then.
+fn read_streams(streams: Vec<(mio::net::TcpStream, Vec<u8>)>, stop: &AtomicBool) -> Result<Vec<Received>> {
+    use std::io::Read;
+    let mut poll = mio::Poll::new()?;
+    let mut clients: Vec<(mio::net::TcpStream, Received)> = Vec::with_capacity(streams.len());
+    for (i, (mut stream, first)) in streams.into_iter().enumerate() {
+        poll.registry().register(&mut stream, mio::Token(i), mio::Interest::READABLE)?;
+        let at = since_epoch_ms();
+        let reads = vec![(first.len(), at)];
+        clients.push((stream, (first, reads)));
+    }
+    let mut events = mio::Events::with_capacity(1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut open = clients.len();
+    while open > 0 && !stop.load(Ordering::Relaxed) {
+        match poll.poll(&mut events, Some(Duration::from_millis(100))) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => other?,
+        }
+        for event in &events {
+            let (stream, (data, reads)) = &mut clients[event.token().0];
+            // Edge-triggered: read until the socket has nothing more.
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => {
+                        poll.registry().deregister(stream)?;
+                        open -= 1;
+                        break;
+                    }
+                    Ok(n) => {
+                        data.extend_from_slice(&buf[..n]);
+                        reads.push((data.len(), since_epoch_ms()));
+                    }
+                    Err(e) => {
+                        if e.kind() != std::io::ErrorKind::WouldBlock {
+                            poll.registry().deregister(stream)?;
+                            open -= 1;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(clients.into_iter().map(|(_, received)| received).collect())
+}
+
+/// A client's bytes, and after each read how many it had and when (ms).
+type Received = (Vec<u8>, Vec<(usize, f64)>);
+
+/// The frames a client got: for each, the free bays it showed, when it
+/// arrived and when it was rendered (ms since the epoch).
+fn frames_seen(data: &[u8], reads: Vec<(usize, f64)>) -> Vec<(u64, f64, f64)> {
+    let (mut text, mut start) = (String::new(), 0);
+    reads
+        .into_iter()
+        .flat_map(|(end, at)| {
+            text.push_str(&String::from_utf8_lossy(&data[start..end]));
+            start = end;
+            std::iter::from_fn(|| take_event(&mut text))
+                .filter(|event| event.event == "frame")
+                .map(|event| {
+                    let frame = event.json();
+                    let rendered = frame["renderedAt"]
+                        .as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map_or(f64::NAN, |t| t.timestamp_micros() as f64 / 1e3);
+                    (frame["classes"][0]["free"].as_u64().unwrap_or(0), at, rendered)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
