@@ -180,14 +180,7 @@ async fn structured_mode_events_are_accepted(backend: Backend) {
         "datacontenttype": "application/json",
         "data": { "device": "N-C0", "occupied": true, "observedAt": "2026-11-25T10:00:00Z" }
     });
-    let r = parkd
-        .client
-        .post(parkd.url("/api/v1/events"))
-        .header("content-type", "application/cloudevents+json")
-        .body(event.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = parkd.send_event(&event).await;
     assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
     let (_, a) = parkd.availability("north").await;
     assert_eq!(class_counts(&a, "four_wheeler"), counts(1, 0, 1, 0, 0));

@@ -623,20 +623,19 @@ async fn a_redelivered_change_publishes_the_same_frame_again(backend: Backend) {
     let retained =
         next_matching(&mut frames, Duration::from_secs(10), |m| m.json()["seq"] == 2).await.unwrap();
     for _ in 0..2 {
-        let r = parkd
-            .client
-            .post(parkd.url("/api/v1/events"))
-            .header("content-type", "application/cloudevents+json")
-            .body(change.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let answer: Value = r.json().await.unwrap();
+        let answer = deliver_again(&parkd, &change).await;
         assert_eq!(answer["published"], json!([{ "terminal": "T1", "seq": 2 }]));
         let again = next_matching(&mut frames, Duration::from_secs(10), |_| true).await.unwrap();
         assert_eq!(again.payload, retained.payload, "the very same frame, same id");
     }
+}
+
+/// A derived event delivered again (as Knative may), to terminal-push:
+/// its answer.
+async fn deliver_again(parkd: &Parkd, event: &Value) -> Value {
+    let r = parkd.send_event(event).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
 }
 
 /// The statements parkd's components have run, summed over its databases.
@@ -671,16 +670,7 @@ async fn on_postgres_a_render_reads_its_lot_and_signs_in_one_statement() {
     // Delivered again (as Knative may): nothing to write, so the render is
     // its transaction and its reads.
     let before = statements_run(&parkd).await;
-    let r = parkd
-        .client
-        .post(parkd.url("/api/v1/events"))
-        .header("content-type", "application/cloudevents+json")
-        .body(change.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let answer: Value = r.json().await.unwrap();
+    let answer = deliver_again(&parkd, &change).await;
     assert_eq!(answer["published"], json!([{ "terminal": "T1", "seq": 2 }, { "terminal": "T2", "seq": 2 }]));
     let run = statements_run(&parkd).await - before;
     assert_eq!(run, 3, "BEGIN, the reads, COMMIT: {run} statements for a render of two signs");

@@ -387,6 +387,17 @@ impl Parkd {
             .await
             .expect("POST event")
     }
+
+    /// Sends a CloudEvent in structured mode (the whole event as JSON).
+    pub async fn send_event(&self, event: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/events"))
+            .header("content-type", "application/cloudevents+json")
+            .body(event.to_string())
+            .send()
+            .await
+            .expect("POST event")
+    }
 }
 
 /// A reading in the project's own JSON format.
