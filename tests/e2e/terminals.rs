@@ -716,6 +716,56 @@ async fn on_postgres_the_reads_of_a_render_lock_its_signs_and_relax_its_commit()
     assert_eq!(after, "on", "only that transaction's commit was relaxed");
 }
 
+/// Two renders of one sign at once (two terminal-push instances in the
+/// cluster): the second waits for the first one's lock, and then renders
+/// from the frame the first one stored, not from the one before it (which it
+/// would answer again, one frame old, as the sign's retained copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_render_that_waited_for_another_builds_on_its_frame() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(Backend::Postgres, &broker, 2).await;
+    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/T1/frame").await.unwrap();
+    let r = parkd.send_reading("e-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await;
+    let events: Vec<Value> = r.json().await.unwrap();
+    let change = events.iter().find(|e| e["type"] == "io.parking.availability.changed.v1").unwrap().clone();
+    next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 2).await.unwrap();
+    let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
+
+    // The other render: it holds the sign, and stores frame 3 (the same
+    // content: nothing changed since) while this one waits.
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM terminals WHERE terminal_id = 'T1' FOR UPDATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let meanwhile = async {
+        let waiting = "SELECT COUNT(*) FROM pg_locks WHERE NOT granted";
+        let deadline = std::time::Instant::now() + WAIT;
+        while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&pool).await.unwrap() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the render never waited for the sign");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let stored: String = sqlx::query_scalar("SELECT frame FROM terminal_frames WHERE terminal_id = 'T1'")
+            .fetch_one(&mut *other)
+            .await
+            .unwrap();
+        let mut third: Value = serde_json::from_str(&stored).unwrap();
+        third["seq"] = json!(3);
+        sqlx::query("UPDATE terminal_frames SET seq = 3, frame = $1 WHERE terminal_id = 'T1'")
+            .bind(third.to_string())
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        other.commit().await.unwrap();
+    };
+    let (answer, ()) = tokio::join!(deliver_again(&parkd, &change), meanwhile);
+    assert_eq!(
+        answer["published"],
+        json!([{ "terminal": "T1", "seq": 3 }]),
+        "the other render's frame, not the one before"
+    );
+}
+
 async fn next_text(
     socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 ) -> Value {

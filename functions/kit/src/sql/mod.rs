@@ -193,9 +193,11 @@ pub struct Statements {
     /// (lot) -> one row: `derived_commit` done, then as JSON text (see
     /// [`Row::nested_rows`]) `lot_name`'s row (NULL for an unknown lot),
     /// `lot_group_counts`' rows, `lot_category_counts`' rows, and the lot's
-    /// terminals locked in id order as `terminal`, zones_json, classes_json and
-    /// `terminal_frame`'s columns. What a render reads, in one round trip
-    /// where the dialect can (PostgreSQL); else those statements run one by one.
+    /// terminals (locked in id order, then their stored frames, so a render
+    /// that waited reads the frame the one before it stored) as `terminal`,
+    /// zones_json, classes_json and `terminal_frame`'s columns. What a render
+    /// reads, in one round trip where the dialect can (PostgreSQL); else those
+    /// statements run one by one.
     ///
     /// [`Row::nested_rows`]: crate::db::Row::nested_rows
     pub render_inputs: Option<&'static str>,

@@ -258,19 +258,23 @@ pub static STATEMENTS: Statements = Statements {
                             ON CONFLICT (terminal_id) DO UPDATE SET seq = excluded.seq, \
                             content_digest = excluded.content_digest, frame = excluded.frame, \
                             rendered_at_ms = excluded.rendered_at_ms",
+    // The terminals are locked first (as `terminal_frame` locks one), then
+    // their stored frames: a locked row is read as the render it waited for
+    // left it, where the statement's snapshot would give the one before.
     render_inputs: Some(
-        "SELECT set_config('synchronous_commit', 'off', true), \
+        "WITH t AS MATERIALIZED (SELECT terminal_id, zones, classes FROM terminals WHERE lot_id = $1 \
+           ORDER BY terminal_id FOR UPDATE), \
+         f AS MATERIALIZED (SELECT terminal_id, seq, content_digest, frame FROM terminal_frames \
+           WHERE terminal_id IN (SELECT terminal_id FROM t) ORDER BY terminal_id FOR UPDATE) \
+         SELECT set_config('synchronous_commit', 'off', true), \
            (SELECT json_build_array(name, time_zone, site) FROM lots WHERE lot_id = $1)::text, \
            (SELECT json_agg(json_build_array(zone, class, total, free, occupied, unknown, closed, changed_at_ms)) \
             FROM availability_counts WHERE lot_id = $1)::text, \
            (SELECT json_agg(json_build_array(c.value, c.status, c.bays)) FROM \
              (SELECT j.value, b.status, COUNT(*) AS bays FROM bays b, json_array_elements_text(b.categories::json) AS j(value) \
               WHERE b.lot_id = $1 AND b.categories IS NOT NULL GROUP BY j.value, b.status) c)::text, \
-           (SELECT json_agg(json_build_array(x.terminal_id, x.zones, x.classes, x.seq, x.content_digest, x.frame) \
-              ORDER BY x.terminal_id) FROM \
-             (SELECT t.terminal_id, t.zones, t.classes, f.seq, f.content_digest, f.frame FROM terminals t \
-              LEFT JOIN terminal_frames f ON f.terminal_id = t.terminal_id WHERE t.lot_id = $1 \
-              ORDER BY t.terminal_id FOR UPDATE OF t) x)::text",
+           (SELECT json_agg(json_build_array(t.terminal_id, t.zones, t.classes, f.seq, f.content_digest, f.frame) \
+              ORDER BY t.terminal_id) FROM t LEFT JOIN f ON f.terminal_id = t.terminal_id)::text",
     ),
 
     // --- time limits and stays ---
