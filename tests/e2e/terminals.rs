@@ -732,14 +732,15 @@ async fn on_postgres_a_render_that_waited_for_another_builds_on_its_frame() {
     let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
 
     // The other render: it holds the sign, and stores frame 3 (the same
-    // content: nothing changed since) while this one waits.
+    // content: nothing changed since) while this one waits for it.
     let mut other = pool.begin().await.unwrap();
     sqlx::query("SELECT 1 FROM terminals WHERE terminal_id = 'T1' FOR UPDATE")
         .execute(&mut *other)
         .await
         .unwrap();
     let meanwhile = async {
-        let waiting = "SELECT COUNT(*) FROM pg_locks WHERE NOT granted";
+        // (Other tests share the server: their waits are in other databases.)
+        let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
         let deadline = std::time::Instant::now() + WAIT;
         while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&pool).await.unwrap() == 0 {
             assert!(std::time::Instant::now() < deadline, "the render never waited for the sign");
