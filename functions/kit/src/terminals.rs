@@ -122,12 +122,16 @@ pub fn delete_terminal(db: &Database, terminal: &str) -> Result<bool, DbError> {
     })
 }
 
+/// A terminal's scope in `lot` from its zones and classes (JSON lists) in
+/// columns `first` and `first + 1`.
+fn scope_at(lot: String, row: &Row, first: usize) -> Result<TerminalScope, DbError> {
+    Ok(TerminalScope { lot, zones: parse_list(row, first)?, classes: parse_list(row, first + 1)? })
+}
+
 /// A terminal of `lot` from a row of `lot_terminals`' columns: its id, then
 /// its scope.
 fn lot_terminal(lot: &str, row: &Row) -> Result<(String, TerminalScope), DbError> {
-    let scope =
-        TerminalScope { lot: lot.to_owned(), zones: parse_list(row, 1)?, classes: parse_list(row, 2)? };
-    Ok((row.text(0)?, scope))
+    Ok((row.text(0)?, scope_at(lot.to_owned(), row, 1)?))
 }
 
 /// The scope of one terminal, if it exists.
@@ -135,7 +139,7 @@ pub fn terminal_scope(db: &Database, terminal: &str) -> Result<Option<TerminalSc
     let Some(row) = db.query(db.sql.terminal, &[terminal.into()])?.into_iter().next() else {
         return Ok(None);
     };
-    Ok(Some(TerminalScope { lot: row.text(0)?, zones: parse_list(&row, 1)?, classes: parse_list(&row, 2)? }))
+    scope_at(row.text(0)?, &row, 1).map(Some)
 }
 
 /// Renders the frames of `terminals` (all of lot `lot`) from the lot's
@@ -289,8 +293,7 @@ pub fn rerender_changed(db: &Database, now: DateTime<Utc>) -> Result<Rerendered,
     let mut lots: BTreeMap<String, Vec<(String, TerminalScope)>> = BTreeMap::new();
     for r in db.query(db.sql.all_terminals, &[])? {
         let lot = r.text(0)?;
-        let scope =
-            TerminalScope { lot: lot.clone(), zones: parse_list(&r, 2)?, classes: parse_list(&r, 3)? };
+        let scope = scope_at(lot.clone(), &r, 2)?;
         lots.entry(lot).or_default().push((r.text(1)?, scope));
     }
     let mut rerendered = Rerendered::default();
