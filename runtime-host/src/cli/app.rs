@@ -92,9 +92,9 @@ pub struct UpArgs {
     /// Sends no sweep ticks (roll-ups, retention and offline detection wait).
     #[arg(long)]
     no_sweep: bool,
-    /// The least milliseconds between two frames a terminal's clients see
-    /// (the newest frame; the last one is always shown), and between two
-    /// rounds of renders of a lot.
+    /// The milliseconds per frame a terminal's clients see at most, on
+    /// average (one frame of slack; the newest frame, the last one always),
+    /// and the least between two rounds of renders of a lot.
     #[arg(long, env = "PARKD_GATEWAY_FRAME_INTERVAL_MS")]
     frame_interval_ms: Option<u64>,
 }

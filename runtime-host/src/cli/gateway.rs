@@ -27,8 +27,8 @@ pub struct GatewayArgs {
     /// Seconds between keep-alive pings on idle streams.
     #[arg(long, default_value_t = 15)]
     keep_alive: u64,
-    /// The least milliseconds between two frames a terminal's clients see
-    /// (the newest frame; the last one is always shown).
+    /// The milliseconds per frame a terminal's clients see at most, on
+    /// average (one frame of slack; the newest frame, the last one always).
     #[arg(long, env = "PARKD_GATEWAY_FRAME_INTERVAL_MS")]
     frame_interval_ms: Option<u64>,
     #[command(flatten)]

@@ -30,10 +30,17 @@
 //!
 //! ## Rate cap
 //!
-//! Clients of one terminal see at most one frame per `min_interval`: a frame
-//! arriving sooner is held, and the newest held frame is shown when the
-//! interval is over (a trailing frame, always), so the cap never leaves a
-//! client on a stale final state.
+//! Clients of one terminal see at most one frame per `min_interval` on
+//! average, with one frame of slack: each frame shown moves the terminal's
+//! schedule an interval on (from now, if it had fallen behind), and a frame
+//! is shown at once unless it comes more than an interval ahead of that
+//! schedule (a cell-rate cap, not a least gap). Renders paced at the same
+//! interval reach the gateway with jitter (the render's commit, the broker):
+//! with a least gap, one that came a millisecond early waited out the rest
+//! of the interval, as most did under load. A frame held is shown when the
+//! schedule allows, the newest held one (a trailing frame, always), so the cap
+//! never leaves a client on a stale final state. Over any span, a terminal's
+//! clients see at most two frames more than the span holds intervals.
 //!
 //! ## Lot summaries
 //!
@@ -91,7 +98,9 @@ struct Terminal {
     shown: watch::Sender<Option<Arc<Relayed>>>,
     /// The newest frame taken, possibly held back by the rate cap.
     newest: Option<Arc<Relayed>>,
-    last_shown: Option<Instant>,
+    /// When the next frame is due by the average rate (none: no frame
+    /// shown yet); one may come up to an interval earlier.
+    scheduled: Option<Instant>,
     flush_scheduled: bool,
     versions: u64,
 }
@@ -101,19 +110,26 @@ impl Terminal {
         Self {
             shown: watch::channel(None).0,
             newest: None,
-            last_shown: None,
+            scheduled: None,
             flush_scheduled: false,
             versions: 0,
         }
     }
 
+    /// When a frame that comes `now` may be shown: `None` at once.
+    fn held_until(&self, now: Instant, interval: Duration) -> Option<Instant> {
+        let allowed = self.scheduled?.checked_sub(interval)?;
+        (allowed > now).then_some(allowed)
+    }
+
     /// Shows the newest frame; answers whether what is shown changed.
-    fn show_newest(&mut self) -> bool {
+    fn show_newest(&mut self, interval: Duration) -> bool {
         let newest = self.newest.clone();
         let changed = self.shown.borrow().as_ref().map(|f| f.version) != newest.as_ref().map(|f| f.version);
         if changed {
             self.shown.send_replace(newest);
-            self.last_shown = Some(Instant::now());
+            let now = Instant::now();
+            self.scheduled = Some(self.scheduled.map_or(now, |at| at.max(now)) + interval);
         }
         changed
     }
@@ -219,9 +235,9 @@ impl Frames {
             sse,
             ws: Utf8Bytes::from(json),
         }));
-        let due = t.last_shown.map(|at| at + self.min_interval);
+        let due = t.held_until(Instant::now(), self.min_interval);
         match due {
-            Some(due) if due > Instant::now() => {
+            Some(due) => {
                 if !t.flush_scheduled {
                     t.flush_scheduled = true;
                     let (frames, terminal) = (self.clone(), terminal.to_owned());
@@ -232,8 +248,8 @@ impl Frames {
                     });
                 }
             }
-            _ => {
-                if t.show_newest() {
+            None => {
+                if t.show_newest(self.min_interval) {
                     self.any.send_modify(|n| *n += 1);
                 }
             }
@@ -245,7 +261,7 @@ impl Frames {
     fn flush(&self, terminal: &str) {
         if let Some(t) = self.lock().get_mut(terminal) {
             t.flush_scheduled = false;
-            if t.show_newest() {
+            if t.show_newest(self.min_interval) {
                 self.any.send_modify(|n| *n += 1);
             }
         }
@@ -455,8 +471,29 @@ mod tests {
         for seq in 2..=5 {
             f.accept("T", &frame(seq), NOW).unwrap();
         }
-        assert_eq!(shown(&f), Some(1), "held back within the interval");
+        assert_eq!(shown(&f), Some(2), "one frame of slack, the rest held back");
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(shown(&f), Some(5), "the trailing frame is shown");
+    }
+
+    #[tokio::test]
+    async fn the_rate_cap_bounds_the_average_and_lets_a_frame_come_a_little_early() {
+        let f = Frames::new(Duration::from_millis(300));
+        f.accept("T", &frame(1), NOW).unwrap();
+        tokio::time::sleep(Duration::from_millis(320)).await;
+        f.accept("T", &frame(2), NOW).unwrap();
+        assert_eq!(shown(&f), Some(2), "on schedule");
+        // Renders paced at the same interval reach the gateway with jitter:
+        // one a little early is shown, not held until a full interval is over.
+        tokio::time::sleep(Duration::from_millis(240)).await;
+        f.accept("T", &frame(3), NOW).unwrap();
+        assert_eq!(shown(&f), Some(3), "a little early, after frames on schedule");
+        // Frames faster than that are held: one per interval on average.
+        for seq in 4..=20 {
+            f.accept("T", &frame(seq), NOW).unwrap();
+        }
+        assert_eq!(shown(&f), Some(3), "ahead of the average: held back");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(shown(&f), Some(20), "the trailing frame is shown");
     }
 }

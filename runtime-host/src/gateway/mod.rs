@@ -55,8 +55,8 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// The kiosk page; `{{KEEP_ALIVE_MS}}` is filled in when served.
 const KIOSK_PAGE: &str = include_str!("kiosk.html");
 
-/// The least time between two frames a terminal's clients see, unless
-/// configured. Measured with `bench-terminals` (clients on bare TCP streams
+/// The time per frame a terminal's clients see at most, on average (see
+/// [`frames`]: one frame of slack), unless configured. Measured with `bench-terminals` (clients on bare TCP streams
 /// in a process of their own, one terminal, Mosquitto, SQLite, this 2-core
 /// machine), frame p99 in ms at 1,000 clients and 100 / 1,000 readings/s:
 /// cap 1 ms 22 / 45, 5 ms 21 / 46, 10 ms 25 / 44, 20 ms 36 / 57, 50 ms
@@ -73,7 +73,7 @@ pub struct GatewayConfig {
     /// How often an idle stream carries a `ping` event.
     pub keep_alive: Duration,
     /// The rate cap: a terminal's clients see at most one frame per interval
-    /// (the newest; the last one is always shown).
+    /// on average, with one frame of slack (the newest; the last one always).
     pub frame_interval: Duration,
     /// The host's metrics (`parkd up`); none: the gateway keeps a registry of
     /// its own and serves it at `/metrics` (`parkd gateway`).
