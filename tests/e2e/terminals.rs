@@ -716,6 +716,50 @@ async fn on_postgres_the_reads_of_a_render_lock_its_signs_and_relax_its_commit()
     assert_eq!(after, "on", "only that transaction's commit was relaxed");
 }
 
+/// Another render of sign T1 (as a second terminal-push instance in the
+/// cluster runs one): it holds the sign (its row locked).
+async fn another_render_of_t1(pool: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut other = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM terminals WHERE terminal_id = 'T1' FOR UPDATE")
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    other
+}
+
+/// Once a render of parkd's waits for `other`, `other` stores its frame
+/// (`store`) and commits.
+async fn store_when_waited_for(
+    pool: &sqlx::PgPool,
+    mut other: sqlx::Transaction<'static, sqlx::Postgres>,
+    store: impl AsyncFnOnce(&mut sqlx::PgConnection),
+) {
+    // (Other tests share the server: their waits are in other databases.)
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = std::time::Instant::now() + WAIT;
+    while sqlx::query_scalar::<_, i64>(waiting).fetch_one(pool).await.unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no render waited for the sign");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store(&mut *other).await;
+    other.commit().await.unwrap();
+}
+
+/// The stored frame of T1 as JSON, with `seq` set (and `free` of its first
+/// class, when given: a frame of other counts).
+async fn stored_frame_of_t1(db: &mut sqlx::PgConnection, seq: u64, free: Option<u64>) -> String {
+    let stored: String = sqlx::query_scalar("SELECT frame FROM terminal_frames WHERE terminal_id = 'T1'")
+        .fetch_one(&mut *db)
+        .await
+        .unwrap();
+    let mut frame: Value = serde_json::from_str(&stored).unwrap();
+    frame["seq"] = json!(seq);
+    if let Some(free) = free {
+        frame["classes"][0]["free"] = json!(free);
+    }
+    frame.to_string()
+}
+
 /// Two renders of one sign at once (two terminal-push instances in the
 /// cluster): the second waits for the first one's lock, and then renders
 /// from the frame the first one stored, not from the one before it (which it
@@ -733,38 +777,104 @@ async fn on_postgres_a_render_that_waited_for_another_builds_on_its_frame() {
 
     // The other render: it holds the sign, and stores frame 3 (the same
     // content: nothing changed since) while this one waits for it.
-    let mut other = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM terminals WHERE terminal_id = 'T1' FOR UPDATE")
-        .execute(&mut *other)
-        .await
-        .unwrap();
-    let meanwhile = async {
-        // (Other tests share the server: their waits are in other databases.)
-        let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
-        let deadline = std::time::Instant::now() + WAIT;
-        while sqlx::query_scalar::<_, i64>(waiting).fetch_one(&pool).await.unwrap() == 0 {
-            assert!(std::time::Instant::now() < deadline, "the render never waited for the sign");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let stored: String = sqlx::query_scalar("SELECT frame FROM terminal_frames WHERE terminal_id = 'T1'")
-            .fetch_one(&mut *other)
-            .await
-            .unwrap();
-        let mut third: Value = serde_json::from_str(&stored).unwrap();
-        third["seq"] = json!(3);
+    let other = another_render_of_t1(&pool).await;
+    let meanwhile = store_when_waited_for(&pool, other, async |db| {
+        let third = stored_frame_of_t1(db, 3, None).await;
         sqlx::query("UPDATE terminal_frames SET seq = 3, frame = $1 WHERE terminal_id = 'T1'")
-            .bind(third.to_string())
-            .execute(&mut *other)
+            .bind(third)
+            .execute(db)
             .await
             .unwrap();
-        other.commit().await.unwrap();
-    };
+    });
     let (answer, ()) = tokio::join!(deliver_again(&parkd, &change), meanwhile);
     assert_eq!(
         answer["published"],
         json!([{ "terminal": "T1", "seq": 3 }]),
         "the other render's frame, not the one before"
     );
+}
+
+/// The sweep's render of every sign, one sign at a time, keeps the same
+/// rule: waiting for another render of the sign, it reads the frame that one
+/// stored. Here that render read the counts before the last change (its
+/// frame shows one bay fewer free): the sweep sets the sign right. Reading
+/// the frame from before the wait, it took the sign for right and left the
+/// other render's frame, wrong, on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_sweep_render_that_waited_for_another_builds_on_its_frame() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(Backend::Postgres, &broker, 2).await;
+    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/T1/frame").await.unwrap();
+    free_bay(&parkd, 0).await;
+    next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 2).await.unwrap();
+    parkd.settled().await;
+    let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
+
+    let other = another_render_of_t1(&pool).await;
+    let sweep = async {
+        parkd.sweep_tick("while-another-render-holds-the-sign").await;
+        parkd.settled().await;
+    };
+    let other = store_when_waited_for(&pool, other, async |db| {
+        let stale = stored_frame_of_t1(db, 3, Some(0)).await;
+        sqlx::query("UPDATE terminal_frames SET seq = 3, content_digest = 'stale', frame = $1 WHERE terminal_id = 'T1'")
+            .bind(stale)
+            .execute(db)
+            .await
+            .unwrap();
+    });
+    tokio::join!(sweep, other);
+    let frame = next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 4).await.unwrap().json();
+    assert_eq!(frame["classes"][0]["free"], 1, "the sign set right after the other render: {frame}");
+    let stored: i64 = sqlx::query_scalar("SELECT seq FROM terminal_frames WHERE terminal_id = 'T1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 4);
+}
+
+/// A sign's first frame, raced: the render that waited found no stored frame
+/// to lock, so its read does not have the one the other render stored
+/// meanwhile. It must not store a first frame over it (its seq, 1, behind
+/// what the sign has shown: every gateway would take the next few seconds of
+/// its frames for old ones), but build on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_render_that_waited_for_another_s_first_frame_builds_on_it() {
+    let broker = Mosquitto::start().unwrap();
+    let parkd = lot_with_terminal(Backend::Postgres, &broker, 2).await;
+    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/T1/frame").await.unwrap();
+    let r = parkd.send_reading("e-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await;
+    let events: Vec<Value> = r.json().await.unwrap();
+    let change = events.iter().find(|e| e["type"] == "io.parking.availability.changed.v1").unwrap().clone();
+    next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 2).await.unwrap();
+    parkd.settled().await;
+    let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
+    let mut db = pool.acquire().await.unwrap();
+    let first = stored_frame_of_t1(&mut db, 5, Some(0)).await;
+    sqlx::query("DELETE FROM terminal_frames WHERE terminal_id = 'T1'").execute(&mut *db).await.unwrap();
+
+    let other = another_render_of_t1(&pool).await;
+    let other = store_when_waited_for(&pool, other, async |db| {
+        sqlx::query(
+            "INSERT INTO terminal_frames (terminal_id, seq, content_digest, frame, rendered_at_ms) \
+             VALUES ('T1', 5, 'other', $1, 0)",
+        )
+        .bind(first)
+        .execute(db)
+        .await
+        .unwrap();
+    });
+    let (answer, ()) = tokio::join!(deliver_again(&parkd, &change), other);
+    assert_eq!(
+        answer["published"],
+        json!([{ "terminal": "T1", "seq": 6 }]),
+        "after the other render's frame"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT seq FROM terminal_frames WHERE terminal_id = 'T1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 6);
 }
 
 async fn next_text(

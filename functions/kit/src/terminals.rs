@@ -352,28 +352,47 @@ fn render_lot(
 
 /// One terminal's frame from counts already read, inside the caller's
 /// transaction (its stored frame read and locked there), with whether it is new.
+///
+/// A first frame stored by a render this one waited for is not in what this
+/// one read (there was no stored frame to lock, so the read kept the
+/// statement's snapshot): the write does not go back to an earlier seq, and
+/// the stored frame is read again (a new statement sees it) and built on.
 fn render_one(
     db: &Database,
     terminal: &str,
     scope: &TerminalScope,
-    stored: StoredFrame,
+    mut stored: StoredFrame,
     availability: &LotAvailability,
     now: DateTime<Utc>,
 ) -> Result<(Frame, bool), DbError> {
-    let previous = stored.frame;
-    let states = previous.as_ref().map(Frame::states).unwrap_or_default();
-    let seq = previous.as_ref().map_or(0, |f| f.seq) + 1;
-    let frame = render_frame(terminal, scope, availability, &states, &Thresholds::default(), seq, now);
-    let digest = frame.content_digest();
-    if let Some(previous) = previous
-        && stored.digest.as_deref() == Some(digest.as_str())
-    {
-        return Ok((previous, false));
+    for _ in 0..2 {
+        let previous = stored.frame;
+        let states = previous.as_ref().map(Frame::states).unwrap_or_default();
+        let seq = previous.as_ref().map_or(0, |f| f.seq) + 1;
+        let frame = render_frame(terminal, scope, availability, &states, &Thresholds::default(), seq, now);
+        let digest = frame.content_digest();
+        if let Some(previous) = previous
+            && stored.digest.as_deref() == Some(digest.as_str())
+        {
+            return Ok((previous, false));
+        }
+        let json = serde_json::to_string(&frame).map_err(|e| DbError::Decode(e.to_string()))?;
+        let written = db.query(
+            db.sql.upsert_terminal_frame,
+            &[terminal.into(), Value::Int(seq as i64), digest.into(), json.into(), to_ms(now).into()],
+        )?;
+        if !written.is_empty() {
+            return Ok((frame, true));
+        }
+        stored = StoredFrame::read(db, terminal)?.ok_or_else(|| gone_meanwhile(terminal))?;
     }
-    let json = serde_json::to_string(&frame).map_err(|e| DbError::Decode(e.to_string()))?;
-    db.execute(
-        db.sql.upsert_terminal_frame,
-        &[terminal.into(), Value::Int(seq as i64), digest.into(), json.into(), to_ms(now).into()],
-    )?;
-    Ok((frame, true))
+    Err(gone_meanwhile(terminal))
+}
+
+/// A terminal whose stored frame moved under a render that holds it (which
+/// its lock rules out): the render is tried again.
+fn gone_meanwhile(terminal: &str) -> DbError {
+    DbError::Unavailable(format!(
+        "terminal {terminal}: its stored frame changed during its render; try again"
+    ))
 }

@@ -188,7 +188,8 @@ pub struct Statements {
     /// (terminal) -> seq, content_digest, frame_json (all NULL before the first frame);
     /// no row for an unknown terminal.
     pub terminal_frame: &'static str,
-    /// (terminal, seq, content_digest, frame_json, now_ms)
+    /// (terminal, seq, content_digest, frame_json, now_ms) -> seq; writes
+    /// nothing (no row) over a stored frame of that seq or later.
     pub upsert_terminal_frame: &'static str,
     /// (lot) -> one row: `derived_commit` done, then as JSON text (see
     /// [`Row::nested_rows`]) `lot_name`'s row (NULL for an unknown lot),

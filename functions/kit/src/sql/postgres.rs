@@ -250,14 +250,18 @@ pub static STATEMENTS: Statements = Statements {
     delete_terminal_frame: "DELETE FROM terminal_frames WHERE terminal_id = $1",
     lot_terminals: "SELECT terminal_id, zones, classes FROM terminals WHERE lot_id = $1 ORDER BY terminal_id",
     all_terminals: "SELECT lot_id, terminal_id, zones, classes FROM terminals ORDER BY lot_id, terminal_id",
-    // Locks the terminal's row (which always exists), so two renders of one terminal serialise.
-    terminal_frame: "SELECT f.seq, f.content_digest, f.frame FROM terminals t \
-                     LEFT JOIN terminal_frames f ON f.terminal_id = t.terminal_id WHERE t.terminal_id = $1 FOR UPDATE OF t",
+    // Locks the terminal's row (which always exists), so two renders of one
+    // terminal take turns, then its stored frame, read as the render it
+    // waited for left it (as `render_inputs` does).
+    terminal_frame: "WITH t AS MATERIALIZED (SELECT terminal_id FROM terminals WHERE terminal_id = $1 FOR UPDATE), \
+                     f AS MATERIALIZED (SELECT terminal_id, seq, content_digest, frame FROM terminal_frames \
+                       WHERE terminal_id IN (SELECT terminal_id FROM t) FOR UPDATE) \
+                     SELECT f.seq, f.content_digest, f.frame FROM t LEFT JOIN f ON f.terminal_id = t.terminal_id",
     upsert_terminal_frame: "INSERT INTO terminal_frames (terminal_id, seq, content_digest, frame, rendered_at_ms) \
                             VALUES ($1, $2, $3, $4, $5) \
                             ON CONFLICT (terminal_id) DO UPDATE SET seq = excluded.seq, \
                             content_digest = excluded.content_digest, frame = excluded.frame, \
-                            rendered_at_ms = excluded.rendered_at_ms",
+                            rendered_at_ms = excluded.rendered_at_ms WHERE terminal_frames.seq < excluded.seq RETURNING seq",
     // The terminals are locked first (as `terminal_frame` locks one), then
     // their stored frames: a locked row is read as the render it waited for
     // left it, where the statement's snapshot would give the one before.

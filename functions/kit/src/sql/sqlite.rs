@@ -207,7 +207,7 @@ pub static STATEMENTS: Statements = Statements {
                             VALUES (?1, ?2, ?3, ?4, ?5) \
                             ON CONFLICT (terminal_id) DO UPDATE SET seq = excluded.seq, \
                             content_digest = excluded.content_digest, frame = excluded.frame, \
-                            rendered_at_ms = excluded.rendered_at_ms",
+                            rendered_at_ms = excluded.rendered_at_ms WHERE terminal_frames.seq < excluded.seq RETURNING seq",
     render_inputs: None,
 
     // --- time limits and stays ---
