@@ -13,7 +13,8 @@
 //! held up behind one.
 //!
 //! A shard's passes are spaced by the number of its terminal's clients
-//! ([`PASS_GAP_PER_CLIENT`]): the writes a frame costs grow with the clients,
+//! ([`PASS_GAP_PER_CLIENT`]), on average with one pass of slack ([`Pace`]),
+//! as the rate cap spaces frames: the writes a frame costs grow with the clients,
 //! so with thousands of them each gets fewer frames, each the newest, instead
 //! of frames that a newer one makes stale while they wait in the socket to be
 //! read. Measured with `bench-terminals` (SQLite, 10,000 clients, 100
@@ -42,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::frames::Latest;
 use super::metrics::GatewayMetrics;
+use super::pace::Pace;
 use super::{Client, Next, now_ms, ping_event};
 
 /// The most members one shard task writes to; a terminal with more clients
@@ -181,22 +183,24 @@ impl ShardTask {
         let keep_alive = self.fanouts.keep_alive;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // When the next pass may start: passes are spaced by the terminal's
-        // clients, so many clients get fewer frames, each the newest.
-        let mut next_pass = tokio::time::Instant::now();
+        // Passes are spaced by the terminal's clients (`gap`), so many
+        // clients get fewer frames, each the newest; on average, with one
+        // pass of slack, as the rate cap spaces frames.
+        let (mut pace, mut gap) = (Pace::default(), Duration::ZERO);
         loop {
-            let paced = tokio::time::Instant::now() < next_pass;
+            let paced = pace.held_until(tokio::time::Instant::now(), gap);
             tokio::select! {
                 Some(member) = joined.recv() => self.admit(member),
-                changed = self.latest.changed(), if !paced => {
+                changed = self.latest.changed(), if paced.is_none() => {
                     if changed.is_err() {
                         break; // the terminal is gone: dropping the members ends their streams
                     }
                     let started = tokio::time::Instant::now();
                     self.write_newest();
-                    next_pass = started + PASS_GAP_PER_CLIENT * self.fanouts.clients(&self.terminal) as u32;
+                    gap = PASS_GAP_PER_CLIENT * self.fanouts.clients(&self.terminal) as u32;
+                    pace.happened(started, gap);
                 }
-                _ = tokio::time::sleep_until(next_pass), if paced => {}
+                _ = tokio::time::sleep_until(paced.unwrap_or_else(tokio::time::Instant::now)), if paced.is_some() => {}
                 _ = ping.tick() => self.write_ping(),
             }
             while let Ok(member) = joined.try_recv() {

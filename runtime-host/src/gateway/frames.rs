@@ -31,16 +31,11 @@
 //! ## Rate cap
 //!
 //! Clients of one terminal see at most one frame per `min_interval` on
-//! average, with one frame of slack: each frame shown moves the terminal's
-//! schedule an interval on (from now, if it had fallen behind), and a frame
-//! is shown at once unless it comes more than an interval ahead of that
-//! schedule (a cell-rate cap, not a least gap). Renders paced at the same
-//! interval reach the gateway with jitter (the render's commit, the broker):
-//! with a least gap, one that came a millisecond early waited out the rest
-//! of the interval, as most did under load. A frame held is shown when the
-//! schedule allows, the newest held one (a trailing frame, always), so the cap
-//! never leaves a client on a stale final state. Over any span, a terminal's
-//! clients see at most two frames more than the span holds intervals.
+//! average, with one frame of slack (the gateway's `pace`): renders paced at the same
+//! interval reach the gateway with jitter (the render's commit, the broker),
+//! and one that comes a little early is shown at once. A frame held is shown
+//! when the pace allows, the newest held one (a trailing frame, always), so
+//! the cap never leaves a client on a stale final state.
 //!
 //! ## Lot summaries
 //!
@@ -61,6 +56,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::pace::Pace;
 
 /// How far ahead of this gateway's clock a frame may have been rendered.
 pub const FUTURE_SKEW: Duration = Duration::from_secs(10);
@@ -98,9 +95,8 @@ struct Terminal {
     shown: watch::Sender<Option<Arc<Relayed>>>,
     /// The newest frame taken, possibly held back by the rate cap.
     newest: Option<Arc<Relayed>>,
-    /// When the next frame is due by the average rate (none: no frame
-    /// shown yet); one may come up to an interval earlier.
-    scheduled: Option<Instant>,
+    /// The frames shown, as the rate cap spaces them.
+    pace: Pace,
     flush_scheduled: bool,
     versions: u64,
 }
@@ -110,16 +106,10 @@ impl Terminal {
         Self {
             shown: watch::channel(None).0,
             newest: None,
-            scheduled: None,
+            pace: Pace::default(),
             flush_scheduled: false,
             versions: 0,
         }
-    }
-
-    /// When a frame that comes `now` may be shown: `None` at once.
-    fn held_until(&self, now: Instant, interval: Duration) -> Option<Instant> {
-        let allowed = self.scheduled?.checked_sub(interval)?;
-        (allowed > now).then_some(allowed)
     }
 
     /// Shows the newest frame; answers whether what is shown changed.
@@ -128,8 +118,7 @@ impl Terminal {
         let changed = self.shown.borrow().as_ref().map(|f| f.version) != newest.as_ref().map(|f| f.version);
         if changed {
             self.shown.send_replace(newest);
-            let now = Instant::now();
-            self.scheduled = Some(self.scheduled.map_or(now, |at| at.max(now)) + interval);
+            self.pace.happened(Instant::now(), interval);
         }
         changed
     }
@@ -235,7 +224,7 @@ impl Frames {
             sse,
             ws: Utf8Bytes::from(json),
         }));
-        let due = t.held_until(Instant::now(), self.min_interval);
+        let due = t.pace.held_until(Instant::now(), self.min_interval);
         match due {
             Some(due) => {
                 if !t.flush_scheduled {

@@ -24,6 +24,7 @@ mod bare;
 mod fanout;
 pub mod frames;
 pub mod metrics;
+mod pace;
 #[cfg(test)]
 mod tests;
 pub mod tokens;
