@@ -13,15 +13,19 @@
 //! held up behind one.
 //!
 //! A shard's passes are spaced by the number of its terminal's clients
-//! ([`PASS_GAP_PER_CLIENT`]), on average with one pass of slack ([`Pace`]),
-//! as the rate cap spaces frames: the writes a frame costs grow with the clients,
+//! ([`PASS_GAP_PER_CLIENT`]): the writes a frame costs grow with the clients,
 //! so with thousands of them each gets fewer frames, each the newest, instead
 //! of frames that a newer one makes stale while they wait in the socket to be
 //! read. Measured with `bench-terminals` (SQLite, 10,000 clients, 100
 //! readings/s, frame p99): a task per client 143-153 ms; shards of 512 with no
 //! spacing 277-305; 64 with no spacing 275; 4 µs per client 214; 8 µs
 //! 104-115 (240 in a run whose renders themselves lagged). With 1,000
-//! clients the spacing (8 ms) is within the rate cap.
+//! clients the spacing (8 ms) is within the rate cap. Passes are spaced from
+//! the start of the one before, not on average with slack as the rate cap
+//! spaces frames: with thousands of clients the fan-out is what the cores
+//! are short of, and a pass that started late must not make the next one
+//! come sooner (10,000 clients, SQLite, 100 readings/s, two runs each,
+//! added p99 87-92 ms with slack against 68-75 without).
 //!
 //! A member whose socket does not take a whole write (a slow client whose
 //! buffers are full) is handed back to its connection's task with what is left
@@ -43,7 +47,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::frames::Latest;
 use super::metrics::GatewayMetrics;
-use super::pace::Pace;
 use super::{Client, Next, now_ms, ping_event};
 
 /// The most members one shard task writes to; a terminal with more clients
@@ -183,24 +186,22 @@ impl ShardTask {
         let keep_alive = self.fanouts.keep_alive;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // Passes are spaced by the terminal's clients (`gap`), so many
-        // clients get fewer frames, each the newest; on average, with one
-        // pass of slack, as the rate cap spaces frames.
-        let (mut pace, mut gap) = (Pace::default(), Duration::ZERO);
+        // When the next pass may start: passes are spaced by the terminal's
+        // clients, so many clients get fewer frames, each the newest.
+        let mut next_pass = tokio::time::Instant::now();
         loop {
-            let paced = pace.held_until(tokio::time::Instant::now(), gap);
+            let paced = tokio::time::Instant::now() < next_pass;
             tokio::select! {
                 Some(member) = joined.recv() => self.admit(member),
-                changed = self.latest.changed(), if paced.is_none() => {
+                changed = self.latest.changed(), if !paced => {
                     if changed.is_err() {
                         break; // the terminal is gone: dropping the members ends their streams
                     }
                     let started = tokio::time::Instant::now();
                     self.write_newest();
-                    gap = PASS_GAP_PER_CLIENT * self.fanouts.clients(&self.terminal) as u32;
-                    pace.happened(started, gap);
+                    next_pass = started + PASS_GAP_PER_CLIENT * self.fanouts.clients(&self.terminal) as u32;
                 }
-                _ = tokio::time::sleep_until(paced.unwrap_or_else(tokio::time::Instant::now)), if paced.is_some() => {}
+                _ = tokio::time::sleep_until(next_pass), if paced => {}
                 _ = ping.tick() => self.write_ping(),
             }
             while let Ok(member) = joined.try_recv() {

@@ -1,5 +1,5 @@
-//! Spacing on average, with one event of slack: what the rate cap does to a
-//! terminal's frames and a fan-out shard to its passes.
+//! Spacing on average, with one event of slack: how the rate cap spaces a
+//! terminal's frames.
 //!
 //! Each event moves a schedule one interval on (from now, if the schedule
 //! had fallen behind), and an event may happen at once unless it comes more
