@@ -384,14 +384,14 @@ fn render_one(
         if !written.is_empty() {
             return Ok((frame, true));
         }
-        stored = StoredFrame::read(db, terminal)?.ok_or_else(|| gone_meanwhile(terminal))?;
+        stored = StoredFrame::read(db, terminal)?.ok_or_else(|| frame_moved(terminal))?;
     }
-    Err(gone_meanwhile(terminal))
+    Err(frame_moved(terminal))
 }
 
 /// A terminal whose stored frame moved under a render that holds it (which
 /// its lock rules out): the render is tried again.
-fn gone_meanwhile(terminal: &str) -> DbError {
+fn frame_moved(terminal: &str) -> DbError {
     DbError::Unavailable(format!(
         "terminal {terminal}: its stored frame changed during its render; try again"
     ))

@@ -31,9 +31,9 @@
 //! ## Rate cap
 //!
 //! Clients of one terminal see at most one frame per `min_interval` on
-//! average, with one frame of slack (the gateway's `pace`): renders paced at the same
-//! interval reach the gateway with jitter (the render's commit, the broker),
-//! and one that comes a little early is shown at once. A frame held is shown
+//! average, with one frame of slack (the gateway's `pace`): renders paced at
+//! the same interval reach the gateway with jitter (the render's commit, the
+//! broker), and one that comes a little early is shown at once. A frame held is shown
 //! when the pace allows, the newest held one (a trailing frame, always), so
 //! the cap never leaves a client on a stale final state.
 //!
@@ -467,14 +467,16 @@ mod tests {
 
     #[tokio::test]
     async fn the_rate_cap_bounds_the_average_and_lets_a_frame_come_a_little_early() {
-        let f = Frames::new(Duration::from_millis(300));
+        // (Frame 3 comes 150 ms early, and would be held until frame 2's
+        // interval is over if it came 150 ms later: a margin for slow runs.)
+        let f = Frames::new(Duration::from_millis(600));
         f.accept("T", &frame(1), NOW).unwrap();
-        tokio::time::sleep(Duration::from_millis(320)).await;
+        tokio::time::sleep(Duration::from_millis(650)).await;
         f.accept("T", &frame(2), NOW).unwrap();
         assert_eq!(shown(&f), Some(2), "on schedule");
         // Renders paced at the same interval reach the gateway with jitter:
         // one a little early is shown, not held until a full interval is over.
-        tokio::time::sleep(Duration::from_millis(240)).await;
+        tokio::time::sleep(Duration::from_millis(450)).await;
         f.accept("T", &frame(3), NOW).unwrap();
         assert_eq!(shown(&f), Some(3), "a little early, after frames on schedule");
         // Frames faster than that are held: one per interval on average.
@@ -482,7 +484,7 @@ mod tests {
             f.accept("T", &frame(seq), NOW).unwrap();
         }
         assert_eq!(shown(&f), Some(3), "ahead of the average: held back");
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(shown(&f), Some(20), "the trailing frame is shown");
     }
 }

@@ -57,14 +57,18 @@ pub type Body = BoxBody<Bytes, Infallible>;
 const KIOSK_PAGE: &str = include_str!("kiosk.html");
 
 /// The time per frame a terminal's clients see at most, on average (see
-/// [`frames`]: one frame of slack), unless configured. Measured with `bench-terminals` (clients on bare TCP streams
-/// in a process of their own, one terminal, Mosquitto, SQLite, this 2-core
-/// machine), frame p99 in ms at 1,000 clients and 100 / 1,000 readings/s:
+/// [`frames`]: one frame of slack), unless configured. Measured with
+/// `bench-terminals` (clients on bare TCP streams in a process of their own,
+/// one terminal, Mosquitto, SQLite, this 2-core machine; a least gap between
+/// frames then, not an average), frame p99 in ms at 1,000 clients and 100 /
+/// 1,000 readings/s:
 /// cap 1 ms 22 / 45, 5 ms 21 / 46, 10 ms 25 / 44, 20 ms 36 / 57, 50 ms
 /// 63 / 73; at 10,000 clients and 100 readings/s: 10 ms 165, 20 ms 158,
 /// 50 ms 190, 100 ms 223. A slow client already skips to the newest frame,
 /// so a short cap costs little; the cap bounds the writes when renders come
-/// faster than that.
+/// faster than that. With the slack, 7 ms measured no better than 10 on
+/// PostgreSQL at 1,000 readings/s (the renders it adds take the cores the
+/// readings need).
 pub const DEFAULT_FRAME_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone)]
