@@ -760,6 +760,14 @@ async fn stored_frame_of_t1(db: &mut sqlx::PgConnection, seq: u64, free: Option<
     frame.to_string()
 }
 
+/// The seq of T1's stored frame.
+async fn stored_seq_of_t1(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT seq FROM terminal_frames WHERE terminal_id = 'T1'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// Two renders of one sign at once (two terminal-push instances in the
 /// cluster): the second waits for the first one's lock, and then renders
 /// from the frame the first one stored, not from the one before it (which it
@@ -826,11 +834,7 @@ async fn on_postgres_a_sweep_render_that_waited_for_another_builds_on_its_frame(
     tokio::join!(sweep, other);
     let frame = next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 4).await.unwrap().json();
     assert_eq!(frame["classes"][0]["free"], 1, "the sign set right after the other render: {frame}");
-    let stored: i64 = sqlx::query_scalar("SELECT seq FROM terminal_frames WHERE terminal_id = 'T1'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(stored, 4);
+    assert_eq!(stored_seq_of_t1(&pool).await, 4);
 }
 
 /// A sign's first frame, raced: the render that waited found no stored frame
@@ -870,11 +874,7 @@ async fn on_postgres_a_render_that_waited_for_another_s_first_frame_builds_on_it
         json!([{ "terminal": "T1", "seq": 6 }]),
         "after the other render's frame"
     );
-    let stored: i64 = sqlx::query_scalar("SELECT seq FROM terminal_frames WHERE terminal_id = 'T1'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(stored, 6);
+    assert_eq!(stored_seq_of_t1(&pool).await, 6);
 }
 
 async fn next_text(
