@@ -55,6 +55,10 @@ struct Args {
     /// The gateway's rate cap, in ms between two frames of a terminal.
     #[arg(long)]
     frame_interval_ms: Option<u64>,
+    /// Zones the lot's bays are dealt to, in turn (a reading changes one
+    /// zone's availability; the terminal shows them all).
+    #[arg(long, default_value_t = 1)]
+    zones: usize,
     /// Internal: be the client process, streaming from --url.
     #[arg(long, hide = true)]
     clients_only: bool,
@@ -76,6 +80,11 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
+/// Bay `i`'s zone when the lot's bays are dealt to `zones` zones in turn.
+fn zone_of(i: usize, zones: usize) -> String {
+    format!("Z{}", i % zones.max(1))
 }
 
 fn since_epoch_ms() -> f64 {
@@ -210,7 +219,7 @@ async fn main() -> Result<()> {
     let parkd = Parkd::start_with(options).await.context("starting parkd")?;
     let spec = json!({
         "name": "Bench",
-        "bays": (0..bays).map(|i| json!({ "id": format!("B{i}"), "zone": "Z", "class": "four_wheeler", "sensor": format!("BENCH-{i}") })).collect::<Vec<_>>(),
+        "bays": (0..bays).map(|i| json!({ "id": format!("B{i}"), "zone": zone_of(i, args.zones), "class": "four_wheeler", "sensor": format!("BENCH-{i}") })).collect::<Vec<_>>(),
     });
     if !parkd.put_lot("bench", &spec).await.status().is_success() {
         bail!("provisioning the benchmark lot failed");
@@ -298,10 +307,11 @@ async fn main() -> Result<()> {
 
     println!(
         "bench-terminals: {} SSE clients in a separate process ({connected} counted by the gateway), {backend:?}, \
-         broker {}, rate cap {} ms, one terminal showing a {bays}-bay lot{}",
+         broker {}, rate cap {} ms, one terminal showing a {bays}-bay lot in {} zone(s){}",
         args.clients,
         args.broker,
         frame_interval.as_millis(),
+        args.zones.max(1),
         if backend == Backend::Postgres { " (statistics taken after provisioning)" } else { "" }
     );
     println!(
