@@ -23,6 +23,7 @@ on_both_backends!(
     terminals_are_provisioned_and_refused_with_reasons,
     a_reading_over_mqtt_publishes_retained_frames_to_the_terminals_that_show_it,
     a_redelivered_change_publishes_the_same_frame_again,
+    a_change_delivered_after_a_newer_one_shows_the_present_and_never_goes_back,
     a_new_terminal_on_a_quiet_lot_gets_its_frame_without_any_reading,
     a_burst_across_zones_leaves_each_zones_sign_on_its_final_count,
     a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep,
@@ -630,6 +631,71 @@ async fn a_redelivered_change_publishes_the_same_frame_again(backend: Backend) {
     }
 }
 
+/// A lot of two bays with sign T1, on its second frame after reading e-1
+/// (every derived event delivered); answers parkd and e-1's availability
+/// change, to deliver again.
+async fn sign_on_its_second_frame(backend: Backend, broker: &Mosquitto) -> (Parkd, Value) {
+    let parkd = lot_with_terminal(backend, broker, 2).await;
+    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/T1/frame").await.unwrap();
+    let r = parkd.send_reading("e-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let events: Vec<Value> = r.json().await.unwrap();
+    let change = events.iter().find(|e| e["type"] == "io.parking.availability.changed.v1").unwrap().clone();
+    next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 2).await.unwrap();
+    parkd.settled().await;
+    (parkd, change)
+}
+
+/// A change delivered late, after a newer one (Knative does not keep their
+/// order), renders what is true now, and a sign's stored frame never goes
+/// back a seq: the write of a frame whose seq is not past the stored one
+/// writes nothing, on either database.
+async fn a_change_delivered_after_a_newer_one_shows_the_present_and_never_goes_back(backend: Backend) {
+    let broker = Mosquitto::start().unwrap();
+    let (parkd, older) = sign_on_its_second_frame(backend, &broker).await;
+    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/T1/frame").await.unwrap();
+    let r = parkd.send_reading("e-2", &reading("N-C1", true, 1, "2026-11-25T10:00:01Z")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let third = next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 3).await.unwrap();
+    parkd.settled().await;
+    assert_eq!(third.json()["classes"][0]["free"], 0, "{}", third.json());
+
+    let answer = deliver_again(&parkd, &older).await;
+    assert_eq!(answer["published"], json!([{ "terminal": "T1", "seq": 3 }]), "the present, not e-1's counts");
+    let again = next_matching(&mut frames, WAIT, |_| true).await.unwrap();
+    assert_eq!(again.payload, third.payload, "the stored frame, sent again");
+
+    let db = Db::open(&parkd).await.unwrap();
+    let frame = String::from_utf8(third.payload.to_vec()).unwrap();
+    for seq in [2, 3] {
+        let written = match &db {
+            Db::Postgres(pool) => sqlx::query(parking_kit::sql::postgres::STATEMENTS.upsert_terminal_frame)
+                .bind("T1")
+                .bind(seq)
+                .bind("older")
+                .bind(&frame)
+                .bind(0_i64)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                .len(),
+            Db::Sqlite(pool) => sqlx::query(parking_kit::sql::sqlite::STATEMENTS.upsert_terminal_frame)
+                .bind("T1")
+                .bind(seq)
+                .bind("older")
+                .bind(&frame)
+                .bind(0_i64)
+                .fetch_all(pool)
+                .await
+                .unwrap()
+                .len(),
+        };
+        assert_eq!(written, 0, "a frame of seq {seq} over the stored seq 3");
+    }
+    assert_eq!(db.count("SELECT seq FROM terminal_frames WHERE terminal_id = 'T1'").await, 3);
+    assert_eq!(db.count("SELECT COUNT(*) FROM terminal_frames WHERE content_digest = 'older'").await, 0);
+}
+
 /// A derived event delivered again (as Knative may), to terminal-push:
 /// its answer.
 async fn deliver_again(parkd: &Parkd, event: &Value) -> Value {
@@ -775,12 +841,7 @@ async fn stored_seq_of_t1(pool: &sqlx::PgPool) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_render_that_waited_for_another_builds_on_its_frame() {
     let broker = Mosquitto::start().unwrap();
-    let parkd = lot_with_terminal(Backend::Postgres, &broker, 2).await;
-    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/T1/frame").await.unwrap();
-    let r = parkd.send_reading("e-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await;
-    let events: Vec<Value> = r.json().await.unwrap();
-    let change = events.iter().find(|e| e["type"] == "io.parking.availability.changed.v1").unwrap().clone();
-    next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 2).await.unwrap();
+    let (parkd, change) = sign_on_its_second_frame(Backend::Postgres, &broker).await;
     let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
 
     // The other render: it holds the sign, and stores frame 3 (the same
@@ -845,13 +906,7 @@ async fn on_postgres_a_sweep_render_that_waited_for_another_builds_on_its_frame(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_render_that_waited_for_another_s_first_frame_builds_on_it() {
     let broker = Mosquitto::start().unwrap();
-    let parkd = lot_with_terminal(Backend::Postgres, &broker, 2).await;
-    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/T1/frame").await.unwrap();
-    let r = parkd.send_reading("e-1", &reading("N-C0", true, 1, "2026-11-25T10:00:00Z")).await;
-    let events: Vec<Value> = r.json().await.unwrap();
-    let change = events.iter().find(|e| e["type"] == "io.parking.availability.changed.v1").unwrap().clone();
-    next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 2).await.unwrap();
-    parkd.settled().await;
+    let (parkd, change) = sign_on_its_second_frame(Backend::Postgres, &broker).await;
     let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
     let mut db = pool.acquire().await.unwrap();
     let first = stored_frame_of_t1(&mut db, 5, Some(0)).await;
