@@ -217,15 +217,26 @@ fn stream_request(request: &httparse::Request<'_, '_>) -> Option<Wanted> {
 /// caught up ([`fanout::relay`]).
 pub async fn serve(gateway: &Arc<Gateway>, Stream { wanted, stream }: Stream) {
     let stream = Arc::new(stream);
+    // Counted as connected before its head is written: a client that has
+    // its answer is in the gateway's count.
+    enum Watcher {
+        Terminal(Client, String),
+        Lots(LotsClient),
+    }
+    let watcher = match wanted {
+        Wanted::Terminal(request) => {
+            Watcher::Terminal(Client::new(gateway, &request.terminal, request.last_seen), request.terminal)
+        }
+        Wanted::Lots => Watcher::Lots(LotsClient::new(gateway)),
+    };
     let relay = async {
         write_all(&stream, STREAM_HEAD).await?;
         write_all(&stream, &hello()).await?;
-        match wanted {
-            Wanted::Terminal(request) => {
-                let client = Client::new(gateway, &request.terminal, request.last_seen);
-                fanout::relay(&gateway.fanouts, &request.terminal, client, stream.clone()).await
+        match watcher {
+            Watcher::Terminal(client, terminal) => {
+                fanout::relay(&gateway.fanouts, &terminal, client, stream.clone()).await
             }
-            Wanted::Lots => relay_lots(gateway, LotsClient::new(gateway), &stream).await,
+            Watcher::Lots(lots) => relay_lots(gateway, lots, &stream).await,
         }
     };
     // A client that stopped reading must not hold up a draining host.
