@@ -26,6 +26,7 @@ on_both_backends!(
     a_change_delivered_after_a_newer_one_shows_the_present_and_never_goes_back,
     a_new_terminal_on_a_quiet_lot_gets_its_frame_without_any_reading,
     a_burst_across_zones_leaves_each_zones_sign_on_its_final_count,
+    a_batch_of_changes_renders_the_readable_ones_and_says_which_it_refused,
     a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep,
     a_deleted_lots_signs_are_cleared_by_the_next_sweep,
 );
@@ -287,6 +288,39 @@ async fn a_burst_across_zones_leaves_each_zones_sign_on_its_final_count(backend:
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A batch of availability changes (what parkd delivers for a round, and
+/// what a sender may POST) renders each lot's signs from the readable
+/// changes and answers what became of each event, in order.
+async fn a_batch_of_changes_renders_the_readable_ones_and_says_which_it_refused(backend: Backend) {
+    let broker = Mosquitto::start().unwrap();
+    let (parkd, change) = sign_on_its_second_frame(backend, &broker).await;
+    let mut unreadable = change.clone();
+    unreadable["id"] = json!("not-counts");
+    unreadable["data"] = json!({ "lot": "north" });
+    let r = parkd
+        .client
+        .post(parkd.url("/api/v1/events"))
+        .header("content-type", "application/cloudevents-batch+json")
+        .body(json!([unreadable, change]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let answer: Value = r.json().await.unwrap();
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{answer}");
+    assert_eq!(results[0]["id"], "not-counts");
+    assert_eq!(results[0]["status"], 400, "{answer}");
+    assert!(
+        results[0]["error"].as_str().unwrap().contains("io.parking.availability.changed.v1 data"),
+        "{answer}"
+    );
+    assert_eq!(results[1]["id"], change["id"]);
+    assert_eq!(results[1]["status"], 200, "{answer}");
+    assert_eq!(answer["published"], json!([{ "terminal": "T1", "seq": 2 }]), "{answer}");
+    assert_eq!(answer["summaries"], json!(["north"]), "{answer}");
 }
 
 async fn a_new_terminal_on_a_quiet_lot_gets_its_frame_without_any_reading(backend: Backend) {

@@ -80,6 +80,24 @@ pub fn receive_batch(
         .collect())
 }
 
+/// What became of one event of a batch that was refused alone: its id (if
+/// it was a readable CloudEvent), its status and the reason.
+pub fn refused(id: Option<&str>, e: &ApiError) -> serde_json::Value {
+    serde_json::json!({ "id": id, "status": e.status.as_u16(), "error": e.message })
+}
+
+/// The answer to a batch: 200 with `body` (`{"results": [...], "events":
+/// [...]}`, and whatever else the component says) as [`RESULTS`].
+pub fn results_response(body: &serde_json::Value) -> Result<http::Response<Vec<u8>>, ApiError> {
+    let body = serde_json::to_vec(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(http::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", RESULTS)
+        .body(body)
+        .expect("static response parts are valid"))
+}
+
 /// The CloudEvent of a POST (binary or structured mode), refused with a
 /// reason when it is too large, not a CloudEvent, or not of type `accepts`
 /// (400s: Knative does not retry them).

@@ -156,19 +156,22 @@ pub fn render_lot_frames(
     Ok(render_lot(db, lot, terminals, now)?.unwrap_or_default().into_iter().map(|(frame, _)| frame).collect())
 }
 
-/// What one availability change of `lot` gives the signs and the public
-/// page, read in one transaction: the frames of its terminals that show the
-/// changed (zone, class) (see [`render_lot_frames`]) and the lot's public
-/// snapshot, the lot counted once for both. `None` for a lot that is gone.
-pub fn render_change(
+/// What availability changes of `lot` give the signs and the public page,
+/// read in one transaction: the frames of its terminals that show any of the
+/// changed (zone, class)s, each rendered once however many of them it shows
+/// (see [`render_lot_frames`]), and the lot's public snapshot, the lot
+/// counted once for all. `None` for a lot that is gone. Every change is of
+/// `lot`.
+pub fn render_changes(
     db: &Database,
-    change: &AvailabilityChanged,
+    lot: &str,
+    changes: &[&AvailabilityChanged],
     now: DateTime<Utc>,
 ) -> Result<(Vec<Frame>, Option<LotSnapshot>), DbError> {
+    debug_assert!(changes.iter().all(|c| c.lot == lot), "changes of lot {lot} only");
     db.transaction(|db| {
-        let shows = |scope: &TerminalScope| scope.shows(change.zone.as_deref(), &change.class);
-        let Some(RenderInputs { snapshot, availability, terminals }) =
-            RenderInputs::read(db, &change.lot, shows)?
+        let shows = |scope: &TerminalScope| changes.iter().any(|c| scope.shows(c.zone.as_deref(), &c.class));
+        let Some(RenderInputs { snapshot, availability, terminals }) = RenderInputs::read(db, lot, shows)?
         else {
             return Ok((Vec::new(), None));
         };

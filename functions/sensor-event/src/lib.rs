@@ -28,7 +28,7 @@ use parking_domain::events::{
 };
 use parking_domain::{Envelope, PayloadFormat, parse_envelope};
 use parking_kit::Database;
-use parking_kit::cloudevent::{self, BATCH, RESULTS};
+use parking_kit::cloudevent::{self, BATCH};
 use parking_kit::respond::{self, ApiError};
 use parking_kit::uplink::{self, Applied, Uplink, Uplinked};
 use serde_json::{Value, json};
@@ -114,24 +114,14 @@ fn handle_batch(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
                         events.extend(derived);
                         json!({ "id": event.id(), "status": status.as_u16(), "outcome": outcome })
                     }
-                    Err(e) => refused(Some(event.id()), &e),
+                    Err(e) => cloudevent::refused(Some(event.id()), &e),
                 }
             }
-            Err(e) => refused(None, &e),
+            Err(e) => cloudevent::refused(None, &e),
         };
         results.push(result);
     }
-    let body = serde_json::to_vec(&json!({ "results": results, "events": events }))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", RESULTS)
-        .body(body)
-        .expect("static response parts are valid"))
-}
-
-fn refused(id: Option<&str>, e: &ApiError) -> Value {
-    json!({ "id": id, "status": e.status.as_u16(), "error": e.message })
+    cloudevent::results_response(&json!({ "results": results, "events": events }))
 }
 
 /// What one applied event came to: its outcome and the events it derived.

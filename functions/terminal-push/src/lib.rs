@@ -7,13 +7,21 @@
 //! no render), and publishes each on `parking/terminals/{terminal}/frame`
 //! (QoS 1) through Spin's outbound MQTT.
 //!
+//! A CloudEvents batch of availability changes
+//! (`application/cloudevents-batch+json`: parkd delivers each round of a
+//! lot's coalesced changes so) renders each terminal that shows any of them
+//! once, in one transaction per lot; the answer says what became of each
+//! event (`application/vnd.parking.results+json`). A Knative trigger
+//! delivers single events, a batch of one.
+//!
 //! An `io.parking.terminal.changed.v1` event (lot-admin's answer to a
 //! provisioning change; `subject` is the terminal) renders that terminal's
 //! frame at once, so a new terminal on a quiet lot shows the truth without
 //! waiting for a bay to change; for a deleted terminal it publishes an empty
-//! message, which clears the retained frame and ends the gateway's streams. Under parkd the frames are retained
-//! (`tool.parkd.mqtt_retain` in spin.toml), so a sign or gateway that
-//! connects later gets the current frame at once.
+//! message, which clears the retained frame and ends the gateway's streams.
+//! Under parkd the frames are retained (`tool.parkd.mqtt_retain` in
+//! spin.toml), so a sign or gateway that connects later gets the current
+//! frame at once.
 //!
 //! Every availability change also publishes the lot's public summary (what
 //! `GET /api/v1/lots` shows of it: counts per class and category, open,
@@ -37,6 +45,8 @@
 //! `mqtt_password`. A broker that cannot be reached is a 503: the event is
 //! redelivered, and an unchanged re-render publishes the same frame again.
 
+use std::collections::BTreeMap;
+
 use chrono::Utc;
 use cloudevents::{AttributesReader, Data, Event};
 use http::{Request, Response, StatusCode};
@@ -46,18 +56,22 @@ use parking_domain::{AvailabilityChanged, Frame, frame_topic, live_summary, summ
 use parking_kit::respond::{self, ApiError};
 use parking_kit::terminals;
 use parking_kit::{Database, cloudevent};
+use serde_json::json;
 use spin_sdk::http_component;
 use spin_sdk::mqtt::{Connection, Qos};
 
 /// Larger bodies are not events it takes (a sweep's report lists each batch
 /// of its run, so it can be far larger than an availability change).
 const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most availability changes one batch may carry (parkd's rounds carry
+/// one per changed zone and class of a lot, in batches of at most 100).
+const MAX_BATCH_EVENTS: usize = 1000;
 /// Seconds between MQTT keep-alive pings of the connection.
 const KEEP_ALIVE_SECS: u64 = 30;
 
 #[http_component]
 fn handle(req: Request<Vec<u8>>) -> Response<Vec<u8>> {
-    respond::finish(handle_event(req))
+    respond::finish(if cloudevent::is_batch(&req) { handle_batch(req) } else { handle_event(req) })
 }
 
 fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
@@ -67,69 +81,153 @@ fn handle_event(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
         MAX_BODY_BYTES,
     )?;
     let db = Database::open_configured()?;
-    let (frames, cleared, changed) = if event.ty() == TERMINAL_CHANGED_V1 {
-        let (frames, cleared) = render_terminal(&db, &terminal_of(&event)?)?;
-        (frames, Vec::from_iter(cleared), None)
+    let rendered = if event.ty() == TERMINAL_CHANGED_V1 {
+        render_terminal(&db, &terminal_of(&event)?)?
     } else if event.ty() == SWEEP_REPORT_V1 {
         let rerendered = terminals::rerender_changed(&db, Utc::now())?;
-        (rerendered.frames, rerendered.cleared, None)
+        Rendered { frames: rerendered.frames, cleared: rerendered.cleared, lots: Vec::new() }
     } else {
-        let change = parse_change(&event)?;
-        let (frames, snapshot) = terminals::render_change(&db, &change, Utc::now())?;
-        (frames, Vec::new(), Some((change.lot, snapshot)))
+        render_changes(&db, &[&parse_change(&event)?])?
     };
-    // Frames must reach their signs (a broker that cannot be reached is a 503,
-    // and the event comes again), and go first, so signs never wait for the
-    // summary; a summary is best effort: the public page also reads the whole
-    // list every minute, and with no broker at all (`parkd up --no-mqtt`)
-    // there is no one to publish it to.
-    let must_publish = !frames.is_empty() || !cleared.is_empty();
-    let (connection, unreachable) = if !must_publish && changed.is_none() {
-        (None, None)
+    let summaries = rendered.publish()?;
+    if event.ty() == SWEEP_REPORT_V1 && !rendered.cleared.is_empty() {
+        // Cleared: a later sweep need not clear them again.
+        terminals::forget_frames(&db, &rendered.cleared)?;
+    }
+    Ok(respond::json(
+        StatusCode::OK,
+        &json!({
+            "published": rendered.published(), "cleared": rendered.cleared,
+            "summary": summaries.published.first(), "summaryError": summaries.errors.first(),
+        }),
+    ))
+}
+
+/// A CloudEvents batch of availability changes (what parkd delivers for a
+/// round of a lot's changes): each lot's signs rendered once for all of its
+/// readable changes, in one transaction. 200 with what became of each event,
+/// in order (`{"results": [...], "events": []}`, and what was published); an
+/// unreadable event is refused alone, a fault fails the whole batch as
+/// retryable.
+fn handle_batch(req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, ApiError> {
+    let items = cloudevent::receive_batch(req, AVAILABILITY_CHANGED_V1, MAX_BATCH_EVENTS, MAX_BODY_BYTES)?;
+    let read: Vec<Result<(Event, AvailabilityChanged), Refused>> = items
+        .into_iter()
+        .map(|item| {
+            let event = item.map_err(|e| (None, e))?;
+            let change = parse_change(&event).map_err(|e| (Some(event.id().to_owned()), e))?;
+            Ok((event, change))
+        })
+        .collect();
+    let changes: Vec<&AvailabilityChanged> =
+        read.iter().filter_map(|r| r.as_ref().ok()).map(|(_, c)| c).collect();
+    let rendered = if changes.is_empty() {
+        Rendered::default()
     } else {
-        match connect() {
+        render_changes(&Database::open_configured()?, &changes)?
+    };
+    let summaries = rendered.publish()?;
+    let results: Vec<_> = read
+        .iter()
+        .map(|item| match item {
+            Ok((event, _)) => json!({ "id": event.id(), "status": StatusCode::OK.as_u16() }),
+            Err((id, e)) => cloudevent::refused(id.as_deref(), e),
+        })
+        .collect();
+    cloudevent::results_response(&json!({
+        "results": results, "events": [],
+        "published": rendered.published(), "cleared": rendered.cleared,
+        "summaries": summaries.published, "summaryErrors": summaries.errors,
+    }))
+}
+
+/// An event of a batch refused alone, with its id when it had a readable one.
+type Refused = (Option<String>, ApiError);
+
+/// What a render gives the signs and the public page.
+#[derive(Default)]
+struct Rendered {
+    frames: Vec<Frame>,
+    /// Terminals that are gone, whose retained frame is to be cleared.
+    cleared: Vec<String>,
+    /// Lots whose summary is to be published, with their snapshot (`None`: the lot is gone).
+    lots: Vec<(String, Option<LotSnapshot>)>,
+}
+
+/// What became of the summaries of a render's lots.
+#[derive(Default)]
+struct Summaries {
+    published: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl Rendered {
+    /// Publishes the frames and clears, then the summaries. Frames must reach
+    /// their signs (a broker that cannot be reached is a 503, and the event
+    /// comes again), and go first, so signs never wait for a summary; a
+    /// summary is best effort: the public page also reads the whole list
+    /// every minute, and with no broker at all (`parkd up --no-mqtt`) there
+    /// is no one to publish it to.
+    fn publish(&self) -> Result<Summaries, ApiError> {
+        let mut summaries = Summaries::default();
+        let must_publish = !self.frames.is_empty() || !self.cleared.is_empty();
+        if !must_publish && self.lots.is_empty() {
+            return Ok(summaries);
+        }
+        let (connection, unreachable) = match connect() {
             Ok(connection) => (Some(connection), None),
             Err(e) if must_publish => return Err(e),
             Err(e) => (None, Some(e.message)),
-        }
-    };
-    if let Some(connection) = &connection {
-        for frame in &frames {
-            let payload = serde_json::to_vec(frame)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            publish(connection, &frame.terminal, payload)?;
-        }
-        for terminal in &cleared {
-            // Empty and retained: the broker forgets the terminal's frame.
-            publish(connection, terminal, Vec::new())?;
-        }
-    }
-    if event.ty() == SWEEP_REPORT_V1 && !cleared.is_empty() {
-        // Cleared: a later sweep need not clear them again.
-        terminals::forget_frames(&db, &cleared)?;
-    }
-    let (mut summary, mut summary_error) = (None, None);
-    if let Some((lot, snapshot)) = &changed {
-        match (&connection, render_summary(snapshot.as_ref())) {
-            (_, Ok(None)) => {}
-            (Some(connection), Ok(Some(payload))) => {
-                match connection.publish(&summary_topic(lot), &payload, Qos::AtLeastOnce) {
-                    Ok(()) => summary = Some(lot.clone()),
-                    Err(e) => summary_error = Some(format!("publishing the summary of lot {lot:?}: {e}")),
-                }
+        };
+        if let Some(connection) = &connection {
+            for frame in &self.frames {
+                let payload = serde_json::to_vec(frame)
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                publish(connection, &frame.terminal, payload)?;
             }
-            (None, Ok(Some(_))) => summary_error = unreachable,
-            (_, Err(e)) => summary_error = Some(e.message),
+            for terminal in &self.cleared {
+                // Empty and retained: the broker forgets the terminal's frame.
+                publish(connection, terminal, Vec::new())?;
+            }
         }
+        for (lot, snapshot) in &self.lots {
+            match (&connection, render_summary(snapshot.as_ref())) {
+                (_, Ok(None)) => {}
+                (Some(connection), Ok(Some(payload))) => {
+                    match connection.publish(&summary_topic(lot), &payload, Qos::AtLeastOnce) {
+                        Ok(()) => summaries.published.push(lot.clone()),
+                        Err(e) => {
+                            summaries.errors.push(format!("publishing the summary of lot {lot:?}: {e}"))
+                        }
+                    }
+                }
+                (None, Ok(Some(_))) => summaries.errors.extend(unreachable.clone()),
+                (_, Err(e)) => summaries.errors.push(e.message),
+            }
+        }
+        Ok(summaries)
     }
-    let published: Vec<_> =
-        frames.iter().map(|f| serde_json::json!({ "terminal": f.terminal, "seq": f.seq })).collect();
-    Ok(respond::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "published": published, "cleared": cleared, "summary": summary, "summaryError": summary_error,
-        }),
-    ))
+
+    /// The frames published, as the answer lists them.
+    fn published(&self) -> Vec<serde_json::Value> {
+        self.frames.iter().map(|f| json!({ "terminal": f.terminal, "seq": f.seq })).collect()
+    }
+}
+
+/// The frames of every terminal that shows one of `changes`, each rendered
+/// once, and each changed lot's snapshot, a lot at a time.
+fn render_changes(db: &Database, changes: &[&AvailabilityChanged]) -> Result<Rendered, ApiError> {
+    let mut by_lot: BTreeMap<&str, Vec<&AvailabilityChanged>> = BTreeMap::new();
+    for change in changes {
+        by_lot.entry(change.lot.as_str()).or_default().push(change);
+    }
+    let mut rendered = Rendered::default();
+    for (lot, changes) in by_lot {
+        let (frames, snapshot) = terminals::render_changes(db, lot, &changes, Utc::now())?;
+        rendered.frames.extend(frames);
+        rendered.lots.push((lot.to_owned(), snapshot));
+    }
+    Ok(rendered)
 }
 
 /// The lot's public summary (counts per class and category, open, when a
@@ -148,13 +246,13 @@ fn render_summary(snapshot: Option<&LotSnapshot>) -> Result<Option<Vec<u8>>, Api
 
 /// The frame of one terminal that was provisioned or changed, or, when it is
 /// gone, the terminal whose frame to clear.
-fn render_terminal(db: &Database, terminal: &str) -> Result<(Vec<Frame>, Option<String>), ApiError> {
+fn render_terminal(db: &Database, terminal: &str) -> Result<Rendered, ApiError> {
     let Some(scope) = terminals::terminal_scope(db, terminal)? else {
-        return Ok((Vec::new(), Some(terminal.to_owned())));
+        return Ok(Rendered { cleared: vec![terminal.to_owned()], ..Rendered::default() });
     };
     let lot = scope.lot.clone();
     let frames = terminals::render_lot_frames(db, &lot, &[(terminal.to_owned(), scope)], Utc::now())?;
-    Ok((frames, None))
+    Ok(Rendered { frames, ..Rendered::default() })
 }
 
 fn publish(connection: &Connection, terminal: &str, payload: Vec<u8>) -> Result<(), ApiError> {
