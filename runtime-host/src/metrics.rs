@@ -298,8 +298,10 @@ impl HostMetrics {
     }
 
     /// A derived event `component` did not take after every retry.
-    pub fn record_undelivered(&self, component: &str) {
-        self.undelivered.get_or_create(&ComponentLabels { component: component.to_owned() }).inc();
+    pub fn record_undelivered(&self, component: &str, events: usize) {
+        self.undelivered
+            .get_or_create(&ComponentLabels { component: component.to_owned() })
+            .inc_by(events as u64);
     }
 
     /// The registry in Prometheus text format, with the pools as they are now.

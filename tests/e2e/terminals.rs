@@ -26,6 +26,7 @@ on_both_backends!(
     a_change_delivered_after_a_newer_one_shows_the_present_and_never_goes_back,
     a_new_terminal_on_a_quiet_lot_gets_its_frame_without_any_reading,
     a_burst_across_zones_leaves_each_zones_sign_on_its_final_count,
+    a_round_of_changes_in_several_zones_renders_a_sign_showing_them_all_once,
     a_batch_of_changes_renders_the_readable_ones_and_says_which_it_refused,
     a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep,
     a_deleted_lots_signs_are_cleared_by_the_next_sweep,
@@ -288,6 +289,69 @@ async fn a_burst_across_zones_leaves_each_zones_sign_on_its_final_count(backend:
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A lot of one car bay in each of `zones` zones (`Z0`, `Z1`, ...), sensors
+/// `N-Z0`, `N-Z1`, ...
+fn lot_in_zones(zones: usize) -> Value {
+    let bays: Vec<Value> = (0..zones)
+        .map(|i| json!({ "id": format!("B{i}"), "zone": format!("Z{i}"), "class": "four_wheeler", "sensor": format!("N-Z{i}") }))
+        .collect();
+    json!({ "name": "North", "bays": bays })
+}
+
+/// The requests parkd has handed `component`, whatever their answer.
+async fn requests_to(parkd: &Parkd, component: &str) -> u64 {
+    let text = parkd.client.get(parkd.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("parkd_requests_total{{component=\"{component}\",");
+    text.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Changes of several zones of one lot that wait for the same round reach
+/// terminal-push together: a sign that shows every zone is rendered once
+/// for all of them (not once per zone), and shows each zone's count.
+async fn a_round_of_changes_in_several_zones_renders_a_sign_showing_them_all_once(backend: Backend) {
+    const ZONES: usize = 4;
+    let broker = Mosquitto::start().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        // Longer than the readings take: every change after the first waits for one round.
+        gateway_frame_interval: Duration::from_secs(3),
+        ..ParkdOptions::new(backend)
+    })
+    .await
+    .unwrap();
+    assert_eq!(parkd.put_lot("north", &lot_in_zones(ZONES)).await.status(), StatusCode::CREATED);
+    let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/ALL/frame").await.unwrap();
+    assert_eq!(parkd.put_terminal("ALL", "north", None).await.status(), StatusCode::CREATED);
+    next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 1).await.unwrap();
+    parkd.settled().await;
+    let before = requests_to(&parkd, "terminal-push").await;
+
+    for i in 0..ZONES {
+        let r = parkd
+            .send_reading(
+                &format!("free-{i}"),
+                &reading(&format!("N-Z{i}"), false, 1, "2026-11-25T10:00:00Z"),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    }
+    parkd.settled().await;
+    // Z0's change at once, then one round for the other three zones' changes.
+    assert_eq!(requests_to(&parkd, "terminal-push").await - before, 2, "renders for {ZONES} zones' changes");
+    let mut published = Vec::new();
+    while let Ok(m) = next_matching(&mut frames, Duration::from_millis(500), |_| true).await {
+        published.push(m.json());
+    }
+    let seqs: Vec<_> = published.iter().map(|f| f["seq"].clone()).collect();
+    assert_eq!(seqs, [json!(2), json!(3)], "one frame per render: {published:?}");
+    let last = &published[1];
+    assert_eq!(last["classes"][0]["free"], ZONES, "{last}");
+    assert_eq!(last["text"], "Z0  CARS 1\nZ1  CARS 1\nZ2  CARS 1\nZ3  CARS 1", "{last}");
 }
 
 /// A batch of availability changes (what parkd delivers for a round, and

@@ -7,7 +7,9 @@
 //!   one delivery is in flight, only the newest waiting change of each
 //!   (zone, class) is kept, and a lot's rounds of deliveries start at least
 //!   the render interval apart ([`coalesce`]), since a subscriber
-//!   (terminal-push) renders the lot as it is when it runs. A slow or hanging
+//!   (terminal-push) renders the lot as it is when it runs. A round is one
+//!   request: its changes go as one CloudEvents batch, so a sign that shows
+//!   several changed zones is rendered once for all of them. A slow or hanging
 //!   subscriber therefore holds a few slots per lot, not a backlog, and
 //!   ingest keeps its pace.
 //! - Every other event reaches each subscriber in order, on a lane of its own.
@@ -218,8 +220,11 @@ impl Dispatcher {
             let mut round = vec![first];
             loop {
                 let started = tokio::time::Instant::now();
-                for derived in round {
-                    delivery.deliver(&component, derived).await;
+                // One request for the round: the subscriber renders each sign once for all of it.
+                while !round.is_empty() {
+                    let rest = round.split_off(round.len().min(MAX_ROUND_BATCH));
+                    delivery.deliver(&component, round).await;
+                    round = rest;
                 }
                 match renders.next_round(&key, started).await {
                     Some(next) => round = next,
@@ -239,7 +244,7 @@ impl Dispatcher {
         let subscriber = component.clone();
         tokio::spawn(async move {
             while let Some(derived) = rx.recv().await {
-                delivery.deliver(&subscriber, derived).await;
+                delivery.deliver(&subscriber, vec![derived]).await;
             }
         });
         self.lanes.insert(component.id.clone(), tx.clone());
@@ -256,7 +261,12 @@ impl Dispatcher {
     }
 }
 
-/// Delivers one event to one subscriber, with retries.
+/// The most events of a round delivered in one batch (a round holds one
+/// change per changed zone and class of a lot).
+const MAX_ROUND_BATCH: usize = 100;
+
+/// Delivers events to one subscriber in one request (one event, or a round
+/// of changes as a batch), with retries.
 struct Delivery {
     app: Arc<App>,
     config: QueueConfig,
@@ -272,8 +282,12 @@ enum Attempt {
 }
 
 impl Delivery {
-    async fn deliver(&self, component: &Arc<LoadedComponent>, derived: Derived) {
-        let (ty, id) = (derived.event.ty().to_owned(), derived.event.id().to_owned());
+    async fn deliver(&self, component: &Arc<LoadedComponent>, batch: Vec<Derived>) {
+        let events: Vec<&Event> = batch.iter().map(|d| &d.event).collect();
+        let Some(first) = events.first() else { return };
+        let ty = first.ty().to_owned();
+        let id = events.iter().map(|e| e.id()).collect::<Vec<_>>().join(", ");
+        let depth = batch.iter().map(|d| d.depth).max().unwrap_or_default();
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.config.first_retry)
             .with_max_delay(self.config.max_retry)
@@ -281,9 +295,9 @@ impl Delivery {
             .with_jitter()
             .build();
         loop {
-            match self.attempt(component, &derived.event).await {
+            match self.attempt(component, &events).await {
                 Attempt::Delivered(replies) => {
-                    self.forward(replies, derived.depth + 1);
+                    self.forward(replies, depth + 1);
                     break;
                 }
                 Attempt::Refused(reason) => {
@@ -296,7 +310,7 @@ impl Delivery {
                         tokio::time::sleep(wait).await;
                     }
                     None => {
-                        self.app.metrics.record_undelivered(&component.id);
+                        self.app.metrics.record_undelivered(&component.id, batch.len());
                         tracing::error!(
                             component = %component.id, %ty, %id, %reason, attempts = self.config.attempts,
                             "a derived event could not be delivered; giving up on it"
@@ -306,15 +320,21 @@ impl Delivery {
                 },
             }
         }
-        self.outstanding.done(1);
+        self.outstanding.done(batch.len());
     }
 
-    async fn attempt(&self, component: &Arc<LoadedComponent>, event: &Event) -> Attempt {
-        let Some(request) = super::structured_request(&self.app, event) else {
+    async fn attempt(&self, component: &Arc<LoadedComponent>, events: &[&Event]) -> Attempt {
+        let Some(request) = super::delivery_request(&self.app, events) else {
             return Attempt::Refused("the event cannot be serialised".to_owned());
         };
         match self.app.invoke(component, request).await {
-            Ok(response) if response.status().is_success() => Attempt::Delivered(super::replies(&response)),
+            Ok(response) if response.status().is_success() => {
+                for (id, reason) in super::refused_in_batch(&response) {
+                    let id = id.unwrap_or_default();
+                    tracing::warn!(component = %component.id, %id, %reason, "a subscriber refused an event of a batch");
+                }
+                Attempt::Delivered(super::replies(&response))
+            }
             Ok(response) => {
                 let status = response.status();
                 let reason = format!(

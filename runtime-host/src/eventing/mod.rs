@@ -180,12 +180,16 @@ pub fn replies(response: &Response<Bytes>) -> Vec<Event> {
     Vec::new()
 }
 
-/// A derived event as a structured-mode request, as a Broker delivers it,
-/// with the ingest token when one is configured.
-pub fn structured_request(app: &App, event: &Event) -> Option<http::Request<Full<Bytes>>> {
-    let body = serde_json::to_vec(event).ok()?;
+/// Derived events as one request, as a Broker delivers them: one event in
+/// structured mode, several (a round of a lot's coalesced changes) as a
+/// CloudEvents batch; with the ingest token when one is configured.
+pub fn delivery_request(app: &App, events: &[&Event]) -> Option<http::Request<Full<Bytes>>> {
+    let (content_type, body) = match events {
+        [event] => (STRUCTURED, serde_json::to_vec(event).ok()?),
+        _ => (BATCH, serde_json::to_vec(events).ok()?),
+    };
     let mut request = http::Request::post("/")
-        .header("content-type", STRUCTURED)
+        .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
         .ok()?;
     if let Some(authorization) = app.credentials.authorization(Credential::Ingest) {
@@ -193,6 +197,32 @@ pub fn structured_request(app: &App, event: &Event) -> Option<http::Request<Full
     }
     request.headers_mut().insert(http::header::ACCEPT, HeaderValue::from_static(REPLIES));
     Some(request)
+}
+
+/// The events of a batch that a component's answer says it refused alone
+/// (their results' status is 4xx or 5xx): each id (when it had one) and reason.
+pub fn refused_in_batch(response: &Response<Bytes>) -> Vec<(Option<String>, String)> {
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !content_type.starts_with(RESULTS) {
+        return Vec::new();
+    }
+    #[derive(serde::Deserialize)]
+    struct Result {
+        id: Option<String>,
+        status: u16,
+        error: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Results {
+        results: Vec<Result>,
+    }
+    let Ok(Results { results }) = serde_json::from_slice(response.body()) else { return Vec::new() };
+    results
+        .into_iter()
+        .filter(|r| r.status >= 400)
+        .map(|r| (r.id, format!("{}: {}", r.status, r.error.unwrap_or_default())))
+        .collect()
 }
 
 fn rebuild(parts: &http::request::Parts, body: Bytes) -> http::Request<Full<Bytes>> {
