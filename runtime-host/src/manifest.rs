@@ -130,6 +130,10 @@ pub struct ParkdComponent {
     /// interface has no retain flag, so this is the host's decision, per component.
     #[serde(default)]
     pub mqtt_retain: Vec<String>,
+    /// Takes a round of coalesced availability changes as one CloudEvents
+    /// batch; without it, one event per request (as from a Knative trigger).
+    #[serde(default)]
+    pub accepts_batches: bool,
 }
 
 impl Manifest {

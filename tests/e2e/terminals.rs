@@ -11,7 +11,7 @@ use parkd::up::MqttMode;
 use parking_tests::db::Db;
 use parking_tests::mosquitto::Mosquitto;
 use parking_tests::terminals::{SseStream, next_matching, subscribe, token_for};
-use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, reading};
+use parking_tests::{Backend, Parkd, ParkdOptions, lot_spec, manifest_with_recorder, reading};
 use reqwest::StatusCode;
 use rumqttc::QoS;
 use serde_json::{Value, json};
@@ -28,6 +28,7 @@ on_both_backends!(
     a_burst_across_zones_leaves_each_zones_sign_on_its_final_count,
     a_round_of_changes_in_several_zones_renders_a_sign_showing_them_all_once,
     a_batch_of_changes_renders_the_readable_ones_and_says_which_it_refused,
+    a_subscriber_that_takes_no_batch_gets_a_rounds_changes_one_by_one,
     a_change_whose_event_never_arrived_reaches_the_sign_with_the_next_sweep,
     a_deleted_lots_signs_are_cleared_by_the_next_sweep,
 );
@@ -352,6 +353,43 @@ async fn a_round_of_changes_in_several_zones_renders_a_sign_showing_them_all_onc
     let last = &published[1];
     assert_eq!(last["classes"][0]["free"], ZONES, "{last}");
     assert_eq!(last["text"], "Z0  CARS 1\nZ1  CARS 1\nZ2  CARS 1\nZ3  CARS 1", "{last}");
+}
+
+/// A subscriber written for Knative takes one event per request: parkd
+/// delivers a round's changes to it one by one (the fixture refuses a
+/// batch), while terminal-push still gets the round as one batch.
+async fn a_subscriber_that_takes_no_batch_gets_a_rounds_changes_one_by_one(backend: Backend) {
+    const ZONES: usize = 4;
+    let broker = Mosquitto::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let parkd = Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        manifest: Some(manifest_with_recorder(dir.path(), &["io.parking.availability.changed.v1"]).unwrap()),
+        gateway_frame_interval: Duration::from_secs(3),
+        ..ParkdOptions::new(backend)
+    })
+    .await
+    .unwrap();
+    assert_eq!(parkd.put_lot("north", &lot_in_zones(ZONES)).await.status(), StatusCode::CREATED);
+    assert_eq!(parkd.put_terminal("ALL", "north", None).await.status(), StatusCode::CREATED);
+    parkd.settled().await;
+    let before = requests_to(&parkd, "terminal-push").await;
+    for i in 0..ZONES {
+        let r = parkd
+            .send_reading(
+                &format!("free-{i}"),
+                &reading(&format!("N-Z{i}"), false, 1, "2026-11-25T10:00:00Z"),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    }
+    let recorded = parkd.recorded().await;
+    let mut subjects: Vec<&str> = recorded.iter().map(|e| e["subject"].as_str().unwrap()).collect();
+    subjects.sort();
+    let each: Vec<String> = (0..ZONES).map(|i| format!("north/Z{i}/four_wheeler")).collect();
+    assert_eq!(subjects, each, "every zone's change, once each: {recorded:?}");
+    assert!(recorded.iter().all(|e| e["type"] == "io.parking.availability.changed.v1"), "{recorded:?}");
+    assert_eq!(requests_to(&parkd, "terminal-push").await - before, 2, "terminal-push takes the round whole");
 }
 
 /// A batch of availability changes (what parkd delivers for a round, and

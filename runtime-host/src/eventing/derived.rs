@@ -8,10 +8,12 @@
 //!   (zone, class) is kept, and a lot's rounds of deliveries start at least
 //!   the render interval apart ([`coalesce`]), since a subscriber
 //!   (terminal-push) renders the lot as it is when it runs. A round is one
-//!   request: its changes go as one CloudEvents batch, so a sign that shows
-//!   several changed zones is rendered once for all of them. A slow or hanging
-//!   subscriber therefore holds a few slots per lot, not a backlog, and
-//!   ingest keeps its pace.
+//!   request to a subscriber that accepts batches
+//!   (`tool.parkd.accepts_batches`): its changes go as one CloudEvents
+//!   batch, so terminal-push renders a sign that shows several changed zones
+//!   once for all of them. Any other subscriber gets one event per request,
+//!   as from a Knative trigger. A slow or hanging subscriber therefore holds
+//!   a few slots per lot, not a backlog, and ingest keeps its pace.
 //! - Every other event reaches each subscriber in order, on a lane of its own.
 //! - Transient failures (5xx, 429, busy, timeout) are retried with capped
 //!   exponential backoff and jitter; what still fails is counted
@@ -282,10 +284,21 @@ enum Attempt {
 }
 
 impl Delivery {
+    /// Delivers `batch` in one request to a subscriber that accepts batches
+    /// (`tool.parkd.accepts_batches`), else one event per request.
     async fn deliver(&self, component: &Arc<LoadedComponent>, batch: Vec<Derived>) {
+        let requests: Vec<&[Derived]> =
+            if component.accepts_batches { vec![&batch[..]] } else { batch.chunks(1).collect() };
+        for events in requests {
+            self.send(component, events).await;
+        }
+        self.outstanding.done(batch.len());
+    }
+
+    /// Sends events in one request, retrying transient failures.
+    async fn send(&self, component: &Arc<LoadedComponent>, batch: &[Derived]) {
         let events: Vec<&Event> = batch.iter().map(|d| &d.event).collect();
-        let Some(first) = events.first() else { return };
-        let ty = first.ty().to_owned();
+        let ty = events.first().map(|e| e.ty()).unwrap_or_default();
         let id = events.iter().map(|e| e.id()).collect::<Vec<_>>().join(", ");
         let depth = batch.iter().map(|d| d.depth).max().unwrap_or_default();
         let mut backoff = ExponentialBuilder::default()
@@ -298,11 +311,11 @@ impl Delivery {
             match self.attempt(component, &events).await {
                 Attempt::Delivered(replies) => {
                     self.forward(replies, depth + 1);
-                    break;
+                    return;
                 }
                 Attempt::Refused(reason) => {
                     tracing::warn!(component = %component.id, %ty, %id, %reason, "a subscriber refused a derived event");
-                    break;
+                    return;
                 }
                 Attempt::Retry(reason) => match backoff.next() {
                     Some(wait) => {
@@ -315,12 +328,11 @@ impl Delivery {
                             component = %component.id, %ty, %id, %reason, attempts = self.config.attempts,
                             "a derived event could not be delivered; giving up on it"
                         );
-                        break;
+                        return;
                     }
                 },
             }
         }
-        self.outstanding.done(batch.len());
     }
 
     async fn attempt(&self, component: &Arc<LoadedComponent>, events: &[&Event]) -> Attempt {
