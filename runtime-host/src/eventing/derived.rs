@@ -32,6 +32,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::coalesce::{Coalescer, Offered};
 use crate::app::{App, LoadedComponent};
+use crate::credentials::Credential;
 
 /// How many hops a chain of derived events may take (a misconfigured loop
 /// of subscriptions cannot run forever).
@@ -336,7 +337,8 @@ impl Delivery {
     }
 
     async fn attempt(&self, component: &Arc<LoadedComponent>, events: &[&Event]) -> Attempt {
-        let Some(request) = super::delivery_request(&self.app, events) else {
+        let authorization = self.app.credentials.authorization(Credential::Ingest);
+        let Some(request) = super::delivery_request(events, authorization) else {
             return Attempt::Refused("the event cannot be serialised".to_owned());
         };
         match self.app.invoke(component, request).await {

@@ -182,8 +182,12 @@ pub fn replies(response: &Response<Bytes>) -> Vec<Event> {
 
 /// Derived events as one request, as a Broker delivers them: one event in
 /// structured mode, several (a round of a lot's coalesced changes) as a
-/// CloudEvents batch; with the ingest token when one is configured.
-pub fn delivery_request(app: &App, events: &[&Event]) -> Option<http::Request<Full<Bytes>>> {
+/// CloudEvents batch; with the ingest token's `authorization` when one is
+/// configured.
+pub fn delivery_request(
+    events: &[&Event],
+    authorization: Option<HeaderValue>,
+) -> Option<http::Request<Full<Bytes>>> {
     let (content_type, body) = match events {
         [event] => (STRUCTURED, serde_json::to_vec(event).ok()?),
         _ => (BATCH, serde_json::to_vec(events).ok()?),
@@ -192,7 +196,7 @@ pub fn delivery_request(app: &App, events: &[&Event]) -> Option<http::Request<Fu
         .header("content-type", content_type)
         .body(Full::new(Bytes::from(body)))
         .ok()?;
-    if let Some(authorization) = app.credentials.authorization(Credential::Ingest) {
+    if let Some(authorization) = authorization {
         request.headers_mut().insert(http::header::AUTHORIZATION, authorization);
     }
     request.headers_mut().insert(http::header::ACCEPT, HeaderValue::from_static(REPLIES));
@@ -263,5 +267,66 @@ pub fn invoke_error(e: &InvokeError) -> Response<Bytes> {
             error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
         }
         InvokeError::Failed(..) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cloudevents::{EventBuilder, EventBuilderV10};
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    fn change(id: &str) -> Event {
+        EventBuilderV10::new()
+            .id(id)
+            .source("/test")
+            .ty("io.parking.availability.changed.v1")
+            .subject("north/Z0/four_wheeler")
+            .build()
+            .unwrap()
+    }
+
+    async fn body_of(request: http::Request<Full<Bytes>>) -> serde_json::Value {
+        serde_json::from_slice(&request.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_event_goes_in_structured_mode_and_several_as_one_batch() {
+        let (a, b) = (change("a"), change("b"));
+        let token = HeaderValue::from_static("Bearer t");
+        let one = delivery_request(&[&a], Some(token.clone())).unwrap();
+        assert_eq!(one.headers()["content-type"], STRUCTURED);
+        assert_eq!(one.headers()["authorization"], token);
+        assert_eq!(body_of(one).await["id"], "a");
+        let two = delivery_request(&[&a, &b], None).unwrap();
+        assert_eq!(two.headers()["content-type"], BATCH);
+        assert!(!two.headers().contains_key("authorization"));
+        let ids: Vec<_> = body_of(two).await.as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
+        assert_eq!(ids, [serde_json::json!("a"), serde_json::json!("b")], "in order");
+    }
+
+    #[test]
+    fn the_events_a_batch_answer_refused_are_named_with_their_reasons() {
+        let answer = |content_type: &str, body: serde_json::Value| {
+            Response::builder()
+                .header("content-type", content_type)
+                .body(Bytes::from(body.to_string()))
+                .unwrap()
+        };
+        let results = serde_json::json!({ "results": [
+            { "id": "a", "status": 200 },
+            { "id": "b", "status": 400, "error": "no counts" },
+            { "id": null, "status": 400, "error": "not a CloudEvent" },
+        ], "events": [] });
+        assert_eq!(
+            refused_in_batch(&answer(RESULTS, results.clone())),
+            [(Some("b".to_owned()), "400: no counts".to_owned()), (None, "400: not a CloudEvent".to_owned())]
+        );
+        assert!(refused_in_batch(&answer("application/json", results)).is_empty(), "not a batch's answer");
+        assert!(
+            refused_in_batch(&answer(RESULTS, serde_json::json!([1]))).is_empty(),
+            "unreadable: nothing named"
+        );
     }
 }
