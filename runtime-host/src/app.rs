@@ -32,7 +32,7 @@ pub struct LoadedComponent {
     /// MQTT topic filters this component publishes retained.
     pub mqtt_retain: Arc<[String]>,
     /// Takes a round of coalesced changes as one CloudEvents batch.
-    pub accepts_batches: bool,
+    pub takes_batches: bool,
     pub environment: Vec<(String, String)>,
     pub max_memory_bytes: usize,
 }
@@ -120,7 +120,7 @@ impl App {
                     sqlite_databases: def.sqlite_databases.clone(),
                     subscribes: def.tool.parkd.subscribes.clone(),
                     mqtt_retain: def.tool.parkd.mqtt_retain.iter().cloned().collect(),
-                    accepts_batches: def.tool.parkd.accepts_batches,
+                    takes_batches: def.tool.parkd.takes_batches,
                     environment: def.environment.clone().into_iter().collect(),
                     max_memory_bytes: options.pool.max_memory_bytes,
                 }),

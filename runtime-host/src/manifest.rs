@@ -133,7 +133,7 @@ pub struct ParkdComponent {
     /// Takes a round of coalesced availability changes as one CloudEvents
     /// batch; without it, one event per request (as from a Knative trigger).
     #[serde(default)]
-    pub accepts_batches: bool,
+    pub takes_batches: bool,
 }
 
 impl Manifest {

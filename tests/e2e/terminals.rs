@@ -301,6 +301,34 @@ fn lot_in_zones(zones: usize) -> Value {
     json!({ "name": "North", "bays": bays })
 }
 
+/// A parkd whose rounds of renders start 3 s apart: longer than a few
+/// readings take, so every change after the first waits for one round.
+async fn parkd_with_long_rounds(
+    backend: Backend,
+    broker: &Mosquitto,
+    manifest: Option<std::path::PathBuf>,
+) -> Parkd {
+    Parkd::start_with(ParkdOptions {
+        mqtt: MqttMode::External(broker.url()),
+        manifest,
+        gateway_frame_interval: Duration::from_secs(3),
+        ..ParkdOptions::new(backend)
+    })
+    .await
+    .unwrap()
+}
+
+/// Turns the bay of each of the first `zones` zones free, one reading each.
+async fn free_a_bay_in_each_zone(parkd: &Parkd, zones: usize) {
+    for i in 0..zones {
+        let device = format!("N-Z{i}");
+        let r = parkd
+            .send_reading(&format!("free-{i}"), &reading(&device, false, 1, "2026-11-25T10:00:00Z"))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
+    }
+}
+
 /// The requests parkd has handed `component`, whatever their answer.
 async fn requests_to(parkd: &Parkd, component: &str) -> u64 {
     let text = parkd.client.get(parkd.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -317,14 +345,7 @@ async fn requests_to(parkd: &Parkd, component: &str) -> u64 {
 async fn a_round_of_changes_in_several_zones_renders_a_sign_showing_them_all_once(backend: Backend) {
     const ZONES: usize = 4;
     let broker = Mosquitto::start().unwrap();
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        // Longer than the readings take: every change after the first waits for one round.
-        gateway_frame_interval: Duration::from_secs(3),
-        ..ParkdOptions::new(backend)
-    })
-    .await
-    .unwrap();
+    let parkd = parkd_with_long_rounds(backend, &broker, None).await;
     assert_eq!(parkd.put_lot("north", &lot_in_zones(ZONES)).await.status(), StatusCode::CREATED);
     let (_sub, mut frames) = subscribe(broker.port, "parking/terminals/ALL/frame").await.unwrap();
     assert_eq!(parkd.put_terminal("ALL", "north", None).await.status(), StatusCode::CREATED);
@@ -332,15 +353,7 @@ async fn a_round_of_changes_in_several_zones_renders_a_sign_showing_them_all_onc
     parkd.settled().await;
     let before = requests_to(&parkd, "terminal-push").await;
 
-    for i in 0..ZONES {
-        let r = parkd
-            .send_reading(
-                &format!("free-{i}"),
-                &reading(&format!("N-Z{i}"), false, 1, "2026-11-25T10:00:00Z"),
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
-    }
+    free_a_bay_in_each_zone(&parkd, ZONES).await;
     parkd.settled().await;
     // Z0's change at once, then one round for the other three zones' changes.
     assert_eq!(requests_to(&parkd, "terminal-push").await - before, 2, "renders for {ZONES} zones' changes");
@@ -362,27 +375,13 @@ async fn a_subscriber_that_takes_no_batch_gets_a_rounds_changes_one_by_one(backe
     const ZONES: usize = 4;
     let broker = Mosquitto::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let parkd = Parkd::start_with(ParkdOptions {
-        mqtt: MqttMode::External(broker.url()),
-        manifest: Some(manifest_with_recorder(dir.path(), &["io.parking.availability.changed.v1"]).unwrap()),
-        gateway_frame_interval: Duration::from_secs(3),
-        ..ParkdOptions::new(backend)
-    })
-    .await
-    .unwrap();
+    let recorder = manifest_with_recorder(dir.path(), &["io.parking.availability.changed.v1"]).unwrap();
+    let parkd = parkd_with_long_rounds(backend, &broker, Some(recorder)).await;
     assert_eq!(parkd.put_lot("north", &lot_in_zones(ZONES)).await.status(), StatusCode::CREATED);
     assert_eq!(parkd.put_terminal("ALL", "north", None).await.status(), StatusCode::CREATED);
     parkd.settled().await;
     let before = requests_to(&parkd, "terminal-push").await;
-    for i in 0..ZONES {
-        let r = parkd
-            .send_reading(
-                &format!("free-{i}"),
-                &reading(&format!("N-Z{i}"), false, 1, "2026-11-25T10:00:00Z"),
-            )
-            .await;
-        assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
-    }
+    free_a_bay_in_each_zone(&parkd, ZONES).await;
     let recorded = parkd.recorded().await;
     let mut subjects: Vec<&str> = recorded.iter().map(|e| e["subject"].as_str().unwrap()).collect();
     subjects.sort();

@@ -8,8 +8,8 @@
 //!   (zone, class) is kept, and a lot's rounds of deliveries start at least
 //!   the render interval apart ([`coalesce`]), since a subscriber
 //!   (terminal-push) renders the lot as it is when it runs. A round is one
-//!   request to a subscriber that accepts batches
-//!   (`tool.parkd.accepts_batches`): its changes go as one CloudEvents
+//!   request to a subscriber that takes batches
+//!   (`tool.parkd.takes_batches`): its changes go as one CloudEvents
 //!   batch, so terminal-push renders a sign that shows several changed zones
 //!   once for all of them. Any other subscriber gets one event per request,
 //!   as from a Knative trigger. A slow or hanging subscriber therefore holds
@@ -223,7 +223,8 @@ impl Dispatcher {
             let mut round = vec![first];
             loop {
                 let started = tokio::time::Instant::now();
-                // One request for the round: the subscriber renders each sign once for all of it.
+                // One request for the round to a subscriber that takes batches
+                // (terminal-push renders each sign once for all of it).
                 while !round.is_empty() {
                     let rest = round.split_off(round.len().min(MAX_ROUND_BATCH));
                     delivery.deliver(&component, round).await;
@@ -285,11 +286,11 @@ enum Attempt {
 }
 
 impl Delivery {
-    /// Delivers `batch` in one request to a subscriber that accepts batches
-    /// (`tool.parkd.accepts_batches`), else one event per request.
+    /// Delivers `batch` in one request to a subscriber that takes batches
+    /// (`tool.parkd.takes_batches`), else one event per request.
     async fn deliver(&self, component: &Arc<LoadedComponent>, batch: Vec<Derived>) {
         let requests: Vec<&[Derived]> =
-            if component.accepts_batches { vec![&batch[..]] } else { batch.chunks(1).collect() };
+            if component.takes_batches { vec![&batch[..]] } else { batch.chunks(1).collect() };
         for events in requests {
             self.send(component, events).await;
         }
