@@ -938,12 +938,13 @@ async fn another_render_of_t1(pool: &sqlx::PgPool) -> sqlx::Transaction<'static,
     other
 }
 
-/// Once a render of parkd's waits for `other`, `other` stores its frame
-/// (`store`) and commits.
+/// Once a render of parkd's waits for `other`, `other` stores `frame` (the
+/// statement `store`, with the frame as `$1`) and commits.
 async fn store_when_waited_for(
     pool: &sqlx::PgPool,
     mut other: sqlx::Transaction<'static, sqlx::Postgres>,
-    store: impl AsyncFnOnce(&mut sqlx::PgConnection),
+    store: &'static str,
+    frame: String,
 ) {
     // (Other tests share the server: their waits are in other databases.)
     let waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
@@ -952,7 +953,7 @@ async fn store_when_waited_for(
         assert!(std::time::Instant::now() < deadline, "no render waited for the sign");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    store(&mut *other).await;
+    sqlx::query(store).bind(frame).execute(&mut *other).await.unwrap();
     other.commit().await.unwrap();
 }
 
@@ -991,15 +992,10 @@ async fn on_postgres_a_render_that_waited_for_another_builds_on_its_frame() {
 
     // The other render: it holds the sign, and stores frame 3 (the same
     // content: nothing changed since) while this one waits for it.
+    let third = stored_frame_of_t1(&mut pool.acquire().await.unwrap(), 3, None).await;
     let other = another_render_of_t1(&pool).await;
-    let meanwhile = store_when_waited_for(&pool, other, async |db| {
-        let third = stored_frame_of_t1(db, 3, None).await;
-        sqlx::query("UPDATE terminal_frames SET seq = 3, frame = $1 WHERE terminal_id = 'T1'")
-            .bind(third)
-            .execute(db)
-            .await
-            .unwrap();
-    });
+    let store = "UPDATE terminal_frames SET seq = 3, frame = $1 WHERE terminal_id = 'T1'";
+    let meanwhile = store_when_waited_for(&pool, other, store, third);
     let (answer, ()) = tokio::join!(deliver_again(&parkd, &change), meanwhile);
     assert_eq!(
         answer["published"],
@@ -1024,19 +1020,15 @@ async fn on_postgres_a_sweep_render_that_waited_for_another_builds_on_its_frame(
     parkd.settled().await;
     let Db::Postgres(pool) = Db::open(&parkd).await.unwrap() else { unreachable!("a PostgreSQL parkd") };
 
+    let stale = stored_frame_of_t1(&mut pool.acquire().await.unwrap(), 3, Some(0)).await;
     let other = another_render_of_t1(&pool).await;
     let sweep = async {
         parkd.sweep_tick("while-another-render-holds-the-sign").await;
         parkd.settled().await;
     };
-    let other = store_when_waited_for(&pool, other, async |db| {
-        let stale = stored_frame_of_t1(db, 3, Some(0)).await;
-        sqlx::query("UPDATE terminal_frames SET seq = 3, content_digest = 'stale', frame = $1 WHERE terminal_id = 'T1'")
-            .bind(stale)
-            .execute(db)
-            .await
-            .unwrap();
-    });
+    let store =
+        "UPDATE terminal_frames SET seq = 3, content_digest = 'stale', frame = $1 WHERE terminal_id = 'T1'";
+    let other = store_when_waited_for(&pool, other, store, stale);
     tokio::join!(sweep, other);
     let frame = next_matching(&mut frames, WAIT, |m| m.json()["seq"] == 4).await.unwrap().json();
     assert_eq!(frame["classes"][0]["free"], 1, "the sign set right after the other render: {frame}");
@@ -1058,16 +1050,9 @@ async fn on_postgres_a_render_that_waited_for_another_s_first_frame_builds_on_it
     sqlx::query("DELETE FROM terminal_frames WHERE terminal_id = 'T1'").execute(&mut *db).await.unwrap();
 
     let other = another_render_of_t1(&pool).await;
-    let other = store_when_waited_for(&pool, other, async |db| {
-        sqlx::query(
-            "INSERT INTO terminal_frames (terminal_id, seq, content_digest, frame, rendered_at_ms) \
-             VALUES ('T1', 5, 'other', $1, 0)",
-        )
-        .bind(first)
-        .execute(db)
-        .await
-        .unwrap();
-    });
+    let store = "INSERT INTO terminal_frames (terminal_id, seq, content_digest, frame, rendered_at_ms) \
+                 VALUES ('T1', 5, 'other', $1, 0)";
+    let other = store_when_waited_for(&pool, other, store, first);
     let (answer, ()) = tokio::join!(deliver_again(&parkd, &change), other);
     assert_eq!(
         answer["published"],
