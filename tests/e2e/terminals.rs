@@ -813,27 +813,24 @@ async fn a_change_delivered_after_a_newer_one_shows_the_present_and_never_goes_b
     let db = Db::open(&parkd).await.unwrap();
     let frame = String::from_utf8(third.payload.to_vec()).unwrap();
     for seq in [2, 3] {
+        // The dialect's own statement, on its own pool.
+        macro_rules! upsert {
+            ($pool:expr, $statements:expr) => {
+                sqlx::query($statements.upsert_terminal_frame)
+                    .bind("T1")
+                    .bind(seq)
+                    .bind("older")
+                    .bind(&frame)
+                    .bind(0_i64)
+                    .fetch_all($pool)
+                    .await
+                    .unwrap()
+                    .len()
+            };
+        }
         let written = match &db {
-            Db::Postgres(pool) => sqlx::query(parking_kit::sql::postgres::STATEMENTS.upsert_terminal_frame)
-                .bind("T1")
-                .bind(seq)
-                .bind("older")
-                .bind(&frame)
-                .bind(0_i64)
-                .fetch_all(pool)
-                .await
-                .unwrap()
-                .len(),
-            Db::Sqlite(pool) => sqlx::query(parking_kit::sql::sqlite::STATEMENTS.upsert_terminal_frame)
-                .bind("T1")
-                .bind(seq)
-                .bind("older")
-                .bind(&frame)
-                .bind(0_i64)
-                .fetch_all(pool)
-                .await
-                .unwrap()
-                .len(),
+            Db::Postgres(pool) => upsert!(pool, parking_kit::sql::postgres::STATEMENTS),
+            Db::Sqlite(pool) => upsert!(pool, parking_kit::sql::sqlite::STATEMENTS),
         };
         assert_eq!(written, 0, "a frame of seq {seq} over the stored seq 3");
     }
