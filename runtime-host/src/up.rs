@@ -289,125 +289,29 @@ pub async fn start(options: UpOptions) -> Result<Running> {
     database.migrate().await?;
     tracing::info!(database = %database.describe(), "database ready (migrations applied)");
 
-    // The database choice reaches the components through their variables,
-    // exactly as `spin up` would pass it (SPIN_VARIABLE_DATABASE_URL).
-    let mut overrides = options.variables.clone();
-    if manifest.variables.contains_key("database_url") {
-        overrides.entry("database_url".into()).or_insert_with(|| database.component_url());
-    }
-    if let (Some(host), true) = (database.host_port(), manifest.variables.contains_key("database_host")) {
-        overrides.entry("database_host".into()).or_insert(host);
-    }
     // Terminal frames: to the external broker parkd bridges, or in the embedded setup, on a private broker only
     // terminal-push may write to (see mqtt_broker).
     let frame_broker = match options.mqtt {
         MqttMode::Embedded(_) => Some(crate::mqtt_broker::start_frame_broker()?),
         _ => None,
     };
-    for (name, value) in frame_variables(&options.mqtt, frame_broker.as_ref())? {
-        if manifest.variables.contains_key(name) {
-            if frame_broker.is_some() {
-                overrides.insert(name.into(), value);
-            } else {
-                overrides.entry(name.into()).or_insert(value);
-            }
-        }
-    }
-    let resolved = manifest::resolve_variables(&manifest.variables, &overrides, |k| std::env::var(k).ok())?;
-    let variables: BTreeMap<String, String> = resolved.into_iter().map(|(k, (v, _))| (k, v)).collect();
-    crate::credentials::check_exposure(
-        options.listen,
-        &needed_credentials(&manifest, &options.components),
-        &crate::credentials::Credentials::from_variables(&variables),
-        options.insecure,
-    )?;
-
-    let sqlite = SqliteCapability::new(&SqliteConfig::in_data_dir(&options.data_dir)).await?;
-    let postgres = PostgresCapability::new(PostgresConfig::default());
-    let app = Arc::new(
-        App::load(
-            LoadOptions {
-                manifest: &manifest,
-                manifest_dir: &manifest_dir,
-                variables: &variables,
-                cache_dir: options.cache_dir.clone(),
-                pool: PoolLimits { request_deadline: options.limits.request_deadline, ..Default::default() },
-                only: options.components.clone(),
-            },
-            sqlite,
-            postgres,
-        )
-        .await?,
-    );
+    let variables = component_variables(&manifest, &options, &database, frame_broker.as_ref())?;
+    let app = Arc::new(load_app(&manifest, &manifest_dir, &variables, &options).await?);
 
     // Renders of a lot no closer together than its signs show frames.
     let queue = QueueConfig { render_interval: options.gateway_frame_interval, ..QueueConfig::default() };
     let eventing = Eventing::new(app.clone(), queue);
-    let mut router = Router::default();
-    let events_route = match options.serving_one() {
-        Some(only) => {
-            router.add("/...", only)?;
-            None
-        }
-        None => {
-            for trigger in &manifest.trigger.http {
-                if app.components.contains_key(&trigger.component) {
-                    router.add(&trigger.route, &trigger.component)?;
-                }
-            }
-            manifest.application.tool.parkd.events_route.clone()
-        }
-    };
+    let (router, events_route) = http_routes(&manifest, &app, &options)?;
     // Bind first: a busy port should fail before anything else starts.
     let listener = Server::bind(options.listen).await?;
     let addr = listener.local_addr()?;
-    // The embedded broker stores sensor messages here before acknowledging
-    // them; the bridge reads them from here.
-    let inbox = match &options.mqtt {
-        MqttMode::Embedded(_) => {
-            let dir = options.data_dir.join("inbox");
-            let inbox = crate::inbox::Inbox::open(&dir)
-                .with_context(|| format!("opening the embedded MQTT broker's inbox in {}", dir.display()))?;
-            Some(Arc::new(inbox))
-        }
-        _ => None,
-    };
-    let mqtt_url = match &options.mqtt {
-        MqttMode::Off => None,
-        MqttMode::Embedded(listen) => {
-            let inbox = inbox.clone().context("the embedded broker's inbox")?;
-            crate::mqtt_broker::start_embedded(*listen, inbox, crate::bridge::topics::default_mappings())?;
-            tracing::info!(
-                "embedded MQTT broker listening on mqtt://{listen} (sensors publish to parking/uplink/{{device}})"
-            );
-            Some(format!("mqtt://{listen}"))
-        }
-        MqttMode::External(url) => Some(url.clone()),
-    };
+    let (inbox, mqtt_url) = start_sensor_broker(&options)?;
     let frames_url = frame_broker.as_ref().map(|b| b.reader_url()).or_else(|| mqtt_url.clone());
     let gateway = match (&frames_url, options.serving_one()) {
-        (Some(url), None) => {
-            let config = GatewayConfig {
-                keep_alive: options.gateway_keep_alive,
-                frame_interval: options.gateway_frame_interval,
-                metrics: Some(app.metrics.gateway.clone()),
-                ..GatewayConfig::new(url)
-            };
-            Some(Gateway::start(config, &database).await?)
-        }
+        (Some(url), None) => Some(start_gateway(url, &options, &app, &database).await?),
         _ => None,
     };
-    let bridge = match mqtt_url {
-        Some(url) => {
-            let config = in_process_bridge(&url)?;
-            let sink = Sink::InProcess(eventing.clone());
-            Some(match inbox {
-                Some(inbox) => Bridge::start_with_inbox(config, sink, inbox),
-                None => Bridge::start(config, sink),
-            })
-        }
-        None => None,
-    };
+    let bridge = mqtt_url.map(|url| start_bridge(&url, inbox, &eventing)).transpose()?;
     if let Some(bridge) = &bridge
         && let Err(e) = bridge.ready(std::time::Duration::from_secs(10)).await
     {
@@ -462,6 +366,142 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         running.demo_traffic = start_demo_traffic(&options.mqtt);
     }
     Ok(running)
+}
+
+/// The components' variables, resolved from the manifest, the command line
+/// and the environment, with the database and the terminal-frame broker
+/// filled in the way `spin up` would pass them (SPIN_VARIABLE_DATABASE_URL);
+/// the embedded setup's frame broker always wins, as only parkd knows it.
+/// Refuses to serve beyond loopback while a credential the served components
+/// use is missing (unless `--insecure`).
+fn component_variables(
+    manifest: &Manifest,
+    options: &UpOptions,
+    database: &Database,
+    frame_broker: Option<&crate::mqtt_broker::FrameBroker>,
+) -> Result<BTreeMap<String, String>> {
+    let mut overrides = options.variables.clone();
+    if manifest.variables.contains_key("database_url") {
+        overrides.entry("database_url".into()).or_insert_with(|| database.component_url());
+    }
+    if let (Some(host), true) = (database.host_port(), manifest.variables.contains_key("database_host")) {
+        overrides.entry("database_host".into()).or_insert(host);
+    }
+    for (name, value) in frame_variables(&options.mqtt, frame_broker)? {
+        if manifest.variables.contains_key(name) {
+            if frame_broker.is_some() {
+                overrides.insert(name.into(), value);
+            } else {
+                overrides.entry(name.into()).or_insert(value);
+            }
+        }
+    }
+    let resolved = manifest::resolve_variables(&manifest.variables, &overrides, |k| std::env::var(k).ok())?;
+    let variables: BTreeMap<String, String> = resolved.into_iter().map(|(k, (v, _))| (k, v)).collect();
+    crate::credentials::check_exposure(
+        options.listen,
+        &needed_credentials(manifest, &options.components),
+        &crate::credentials::Credentials::from_variables(&variables),
+        options.insecure,
+    )?;
+    Ok(variables)
+}
+
+/// The manifest's components (or the ones `--component` names), compiled or
+/// taken from the cache, with the database capabilities they share.
+async fn load_app(
+    manifest: &Manifest,
+    manifest_dir: &std::path::Path,
+    variables: &BTreeMap<String, String>,
+    options: &UpOptions,
+) -> Result<App> {
+    let sqlite = SqliteCapability::new(&SqliteConfig::in_data_dir(&options.data_dir)).await?;
+    let postgres = PostgresCapability::new(PostgresConfig::default());
+    App::load(
+        LoadOptions {
+            manifest,
+            manifest_dir,
+            variables,
+            cache_dir: options.cache_dir.clone(),
+            pool: PoolLimits { request_deadline: options.limits.request_deadline, ..Default::default() },
+            only: options.components.clone(),
+        },
+        sqlite,
+        postgres,
+    )
+    .await
+}
+
+/// The HTTP routes: every trigger's (of the components loaded) and the
+/// CloudEvents ingress route, or everything to the one component served.
+fn http_routes(manifest: &Manifest, app: &App, options: &UpOptions) -> Result<(Router, Option<String>)> {
+    let mut router = Router::default();
+    if let Some(only) = options.serving_one() {
+        router.add("/...", only)?;
+        return Ok((router, None));
+    }
+    for trigger in &manifest.trigger.http {
+        if app.components.contains_key(&trigger.component) {
+            router.add(&trigger.route, &trigger.component)?;
+        }
+    }
+    Ok((router, manifest.application.tool.parkd.events_route.clone()))
+}
+
+/// The broker sensors publish to: the embedded one (started here, storing
+/// what it acknowledges in its inbox, which the bridge reads) or an external
+/// one, or none. Answers the inbox, if any, and the broker's URL.
+fn start_sensor_broker(options: &UpOptions) -> Result<(Option<Arc<crate::inbox::Inbox>>, Option<String>)> {
+    match &options.mqtt {
+        MqttMode::Off => Ok((None, None)),
+        MqttMode::Embedded(listen) => {
+            let dir = options.data_dir.join("inbox");
+            let inbox = crate::inbox::Inbox::open(&dir)
+                .with_context(|| format!("opening the embedded MQTT broker's inbox in {}", dir.display()))?;
+            let inbox = Arc::new(inbox);
+            crate::mqtt_broker::start_embedded(
+                *listen,
+                inbox.clone(),
+                crate::bridge::topics::default_mappings(),
+            )?;
+            tracing::info!(
+                "embedded MQTT broker listening on mqtt://{listen} (sensors publish to parking/uplink/{{device}})"
+            );
+            Ok((Some(inbox), Some(format!("mqtt://{listen}"))))
+        }
+        MqttMode::External(url) => Ok((None, Some(url.clone()))),
+    }
+}
+
+/// The terminal gateway, on the broker frames are published to.
+async fn start_gateway(
+    url: &str,
+    options: &UpOptions,
+    app: &App,
+    database: &Database,
+) -> Result<Arc<Gateway>> {
+    let config = GatewayConfig {
+        keep_alive: options.gateway_keep_alive,
+        frame_interval: options.gateway_frame_interval,
+        metrics: Some(app.metrics.gateway.clone()),
+        ..GatewayConfig::new(url)
+    };
+    Gateway::start(config, database).await
+}
+
+/// The bridge from the sensors' broker to sensor-event, in-process; it reads
+/// the embedded broker's inbox when there is one.
+fn start_bridge(
+    url: &str,
+    inbox: Option<Arc<crate::inbox::Inbox>>,
+    eventing: &Arc<Eventing>,
+) -> Result<Bridge> {
+    let config = in_process_bridge(url)?;
+    let sink = Sink::InProcess(eventing.clone());
+    Ok(match inbox {
+        Some(inbox) => Bridge::start_with_inbox(config, sink, inbox),
+        None => Bridge::start(config, sink),
+    })
 }
 
 /// The credentials the served components use (declare as variables).
