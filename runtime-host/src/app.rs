@@ -137,11 +137,13 @@ impl App {
             }
         }
         let variables = VariablesCapability::new(component_variables);
+        let metrics = crate::metrics::HostMetrics::default();
+        metrics.set_components_loaded(components.len());
         Ok(Self {
             engine,
             components,
             capabilities: Capabilities { sqlite, postgres, variables, mqtt: MqttCapability::new() },
-            metrics: Default::default(),
+            metrics,
             credentials: crate::credentials::Credentials::from_variables(options.variables),
             request_deadline: options.pool.request_deadline,
         })

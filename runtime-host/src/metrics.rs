@@ -1,7 +1,9 @@
-//! What parkd measures about the components it runs, for `/metrics`:
+//! What parkd measures, in one prometheus-client registry for `/metrics`:
 //! requests and their latency per component, the outcome of each sensor
 //! reading, the availability the components report, the derived events
-//! routed (and alerts among them), and the database pools.
+//! routed (and alerts among them), the database pools, and the gateway's and
+//! the bridge's own (`gateway::metrics`, `bridge::metrics`), registered here
+//! when they run in this host.
 //! The metric names are the contract of knative/'s alert rules and dashboard
 //! (tests/e2e/metrics.rs checks every name they use against a live scrape).
 
@@ -84,6 +86,9 @@ pub struct HostMetrics {
     registry: Registry,
     /// The terminal gateway's (`parkd_gateway_*`), when it runs in this host.
     pub gateway: crate::gateway::metrics::GatewayMetrics,
+    /// The MQTT bridge's (`parkd_bridge_*`), once one runs in this host.
+    pub bridge: crate::bridge::metrics::BridgeMetrics,
+    components_loaded: Gauge,
     requests: Family<RequestLabels, Counter>,
     duration: Family<ComponentLabels, Histogram>,
     events: Family<OutcomeLabels, Counter>,
@@ -179,10 +184,15 @@ impl Default for HostMetrics {
         for kind in parking_domain::AlertKind::ALL {
             let _ = alerts_open.get_or_create(&AlertKindLabels { kind: kind.as_str().to_owned() }).get();
         }
+        let components_loaded = Gauge::default();
+        registry.register("components_loaded", "Components this parkd serves", components_loaded.clone());
         let gateway = crate::gateway::metrics::GatewayMetrics::register(&mut registry);
+        let bridge = crate::bridge::metrics::BridgeMetrics::register(&mut registry);
         Self {
             registry,
             gateway,
+            bridge,
+            components_loaded,
             requests,
             duration,
             events,
@@ -201,6 +211,11 @@ impl Default for HostMetrics {
 }
 
 impl HostMetrics {
+    /// How many components this host serves (set once they are loaded).
+    pub fn set_components_loaded(&self, components: usize) {
+        self.components_loaded.set(i64::try_from(components).unwrap_or(i64::MAX));
+    }
+
     /// Records one answer of `component`. `status` is None when the host
     /// failed it (trap, timeout, no free slot): `code` then says what the
     /// caller got.
@@ -314,11 +329,19 @@ impl HostMetrics {
             let statements = self.pool_statements.get_or_create(&labels);
             statements.inc_by(pool.statements.saturating_sub(statements.get()));
         }
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode_registry(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+        encode(&self.registry)
     }
+}
+
+/// The content type every `/metrics` answers with.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// `registry` in the Prometheus text format (host, gateway and bridge alike).
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut out, registry)
+        .expect("writing to a String cannot fail");
+    out
 }
 
 /// Whether a component takes sensor uplinks (its 4xx answers are rejected readings).

@@ -65,7 +65,6 @@ pub struct Server {
     router: Router,
     events_route: Option<String>,
     eventing: Arc<Eventing>,
-    metrics: Metrics,
     /// The terminal gateway's routes (`/terminals/...`), when it runs here.
     gateway: Option<Arc<Gateway>>,
     /// The runtime components run on. With a gateway, connections live on the
@@ -76,90 +75,18 @@ pub struct Server {
     slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// What `/metrics` reports (Prometheus text format).
-#[derive(Default)]
-pub struct Metrics {
-    pub bridge: Option<Arc<BridgeStats>>,
-}
-
-impl Metrics {
-    pub fn render(&self, components: usize) -> String {
-        use std::fmt::Write;
-        let mut out = self.bridge.as_deref().map(bridge_metrics).unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "# HELP parkd_components_loaded components this parkd serves\n# TYPE parkd_components_loaded gauge\nparkd_components_loaded {}",
-            components
-        );
-        out
-    }
-}
-
-/// The bridge's counts, lag and subscription state, in Prometheus text format.
-fn bridge_metrics(b: &BridgeStats) -> String {
-    use std::fmt::Write;
-    use std::sync::atomic::Ordering::Relaxed;
-    let mut out = String::new();
-    {
-        let counters = [
-            ("parkd_bridge_messages_received_total", "MQTT messages the bridge received", &b.received),
-            ("parkd_bridge_messages_delivered_total", "messages the sink accepted", &b.delivered),
-            ("parkd_bridge_delivery_retries_total", "deliveries retried after a transient fault", &b.retries),
-            (
-                "parkd_bridge_dead_letters_total",
-                "messages refused and sent to the dead-letter topic",
-                &b.dead_lettered,
-            ),
-            (
-                "parkd_bridge_batches_total",
-                "deliveries that carried more than one event (a CloudEvents batch)",
-                &b.batches,
-            ),
-            (
-                "parkd_bridge_connections_total",
-                "connections made to the MQTT broker (more than one: it was lost and made again)",
-                &b.connections,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ =
-                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Relaxed));
-        }
-        let (received, delivered, dead) =
-            (b.received.load(Relaxed), b.delivered.load(Relaxed), b.dead_lettered.load(Relaxed));
-        let _ = writeln!(
-            out,
-            "# HELP parkd_bridge_lag_messages messages received but not yet delivered or dead-lettered\n\
-                 # TYPE parkd_bridge_lag_messages gauge\nparkd_bridge_lag_messages {}",
-            received.saturating_sub(delivered + dead)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP parkd_bridge_lag_seconds how long the oldest message not yet delivered or dead-lettered has waited\n\
-                 # TYPE parkd_bridge_lag_seconds gauge\nparkd_bridge_lag_seconds {:.3}",
-            b.lag().as_secs_f64()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP parkd_bridge_subscribed whether the bridge holds its subscriptions\n\
-                 # TYPE parkd_bridge_subscribed gauge\nparkd_bridge_subscribed {}",
-            u8::from(b.subscribed.load(Relaxed))
-        );
-    }
-    out
-}
-
 /// `parkd bridge`'s own listener: `/healthz` (alive), `/readyz` (503 until
 /// the bridge holds its subscriptions) and `/metrics`.
 pub async fn serve_bridge_health(listener: TcpListener, stats: Arc<BridgeStats>) -> Result<()> {
+    let registry = Arc::new(crate::bridge::metrics::BridgeMetrics::standalone(stats.clone()));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         while connections.try_join_next().is_some() {}
         let (stream, _) = listener.accept().await?;
-        let stats = stats.clone();
+        let (stats, registry) = (stats.clone(), registry.clone());
         connections.spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                let stats = stats.clone();
+                let (stats, registry) = (stats.clone(), registry.clone());
                 async move {
                     let subscribed = stats.subscribed.load(std::sync::atomic::Ordering::Relaxed);
                     let (status, content_type, body) = match req.uri().path() {
@@ -170,7 +97,9 @@ pub async fn serve_bridge_health(listener: TcpListener, stats: Arc<BridgeStats>)
                             "text/plain",
                             "not subscribed: is the MQTT broker reachable?\n".to_owned(),
                         ),
-                        "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", bridge_metrics(&stats)),
+                        "/metrics" => {
+                            (StatusCode::OK, crate::metrics::CONTENT_TYPE, crate::metrics::encode(&registry))
+                        }
                         _ => (
                             StatusCode::NOT_FOUND,
                             "text/plain",
@@ -224,7 +153,6 @@ impl Server {
         app: Arc<App>,
         router: Router,
         events_route: Option<String>,
-        metrics: Metrics,
         gateway: Option<Arc<Gateway>>,
         limits: Limits,
     ) -> Arc<Self> {
@@ -233,7 +161,6 @@ impl Server {
             app,
             router,
             events_route,
-            metrics,
             gateway,
             components_runtime: tokio::runtime::Handle::current(),
             slots: Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1))),
@@ -374,10 +301,9 @@ impl Server {
             if !self.app.credentials.allows(req.headers(), Credential::Admin) {
                 return unauthorised(Credential::Admin);
             }
-            let mut body = self.metrics.render(self.app.components.len());
-            body.push_str(&self.app.metrics.render(&self.app.pool_stats()));
+            let body = self.app.metrics.render(&self.app.pool_stats());
             return Response::builder()
-                .header("content-type", "text/plain; version=0.0.4")
+                .header("content-type", crate::metrics::CONTENT_TYPE)
                 .body(Bytes::from(body))
                 .expect("valid response");
         }

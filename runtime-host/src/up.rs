@@ -22,7 +22,7 @@ use crate::eventing::derived::QueueConfig;
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::manifest::{self, Manifest};
 use crate::routes::Router;
-use crate::server::{Metrics, Server};
+use crate::server::Server;
 use crate::shutdown::{Abandoned, Signals};
 use tokio_util::sync::CancellationToken;
 
@@ -318,7 +318,9 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         // The bridge keeps reconnecting; say so rather than fail the whole system.
         tracing::warn!(error = %e, "continuing without a subscribed MQTT bridge for now");
     }
-    let metrics = Metrics { bridge: bridge.as_ref().map(|b| b.stats.clone()) };
+    if let Some(bridge) = &bridge {
+        app.metrics.bridge.attach(bridge.stats.clone());
+    }
     if let Some(gateway) = &gateway
         && let Err(e) = gateway.ready(std::time::Duration::from_secs(10)).await
     {
@@ -329,7 +331,6 @@ pub async fn start(options: UpOptions) -> Result<Running> {
         app.clone(),
         router,
         events_route.clone(),
-        metrics,
         gateway.clone(),
         options.limits.clone(),
     );

@@ -25,6 +25,7 @@ pub mod acks;
 pub mod connection;
 mod lanes;
 pub mod message;
+pub mod metrics;
 pub mod sink;
 pub mod tls;
 pub mod topics;

@@ -218,10 +218,7 @@ impl Gateway {
 
     /// The gateway's own metrics in Prometheus text format (`parkd gateway`).
     pub fn render_metrics(&self) -> Option<String> {
-        let registry = self.registry.as_ref()?;
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode_registry(&mut out, registry).ok()?;
-        Some(out)
+        self.registry.as_ref().map(crate::metrics::encode)
     }
 
     /// Database look-ups of terminal tokens so far (merged and cached checks make none).
@@ -776,7 +773,7 @@ pub async fn serve(
                                 "/healthz" => Response::new(full(Bytes::from_static(b"ok\n"))),
                                 "/metrics" => match gateway.render_metrics() {
                                     Some(text) => Response::builder()
-                                        .header("content-type", "text/plain; version=0.0.4")
+                                        .header("content-type", crate::metrics::CONTENT_TYPE)
                                         .body(full(Bytes::from(text)))
                                         .expect("valid response"),
                                     None => error(StatusCode::NOT_FOUND, "the host serves these metrics"),
